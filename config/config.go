@@ -1,0 +1,114 @@
+// Package config holds the worker's settings as plain data, and reads them
+// from environment variables (the docker-compose way) and command-line
+// flags. Every setting has one environment variable and one flag; a flag
+// wins over the variable. Load validates everything at once and names the
+// setting that is wrong, so a bad configuration stops start-up with one
+// clear message instead of failing later at the border.
+//
+// Secrets never come from flags or variables: the private key, the PKCS#12
+// password and NATS credentials are read from files whose paths are
+// configured.
+package config
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/digitoll/digitoll-worker/contract"
+)
+
+// Env names a pair of Maskinporten and Toll environments.
+type Env string
+
+// The environments of DIGITOLL.md, plus the project's simulator.
+const (
+	EnvProd Env = "prod"
+	EnvTest Env = "test"
+	EnvSim  Env = "sim"
+)
+
+// Config is everything the worker needs to run.
+type Config struct {
+	Env          Env
+	Maskinporten Maskinporten
+	// TollBaseURL is the Toll API root, e.g. https://api-test.toll.no/api.
+	TollBaseURL string
+	// Tenant is the single tenant configured from the environment.
+	Tenant Tenant
+	NATS   NATS
+	Worker Worker
+	Log    Log
+}
+
+// Maskinporten locates the identity provider.
+type Maskinporten struct {
+	// Issuer is the grant audience, with its trailing slash.
+	Issuer string
+	// TokenURL is where grants are exchanged for Maskinporten tokens.
+	TokenURL string
+}
+
+// Tenant is one Maskinporten integration and what it may declare.
+type Tenant struct {
+	Name     string
+	ClientID string
+	// KeyFile is a PEM private key (PKCS#1 or PKCS#8). With KeyID the
+	// grant names a key registered on the integration (kid); with
+	// CertFile it carries the business certificate chain (x5c).
+	KeyFile  string
+	KeyID    string
+	CertFile string
+	// P12File is a business certificate with its key in PKCS#12 form,
+	// the format Norwegian certificate issuers deliver; its password is
+	// read from P12PasswordFile.
+	P12File         string
+	P12PasswordFile string
+	// Foreign businesses use the toll:eu/ scopes.
+	Foreign bool
+	Kinds   []contract.Kind
+}
+
+// NATS says where JetStream is: a server at URL, or an embedded server.
+type NATS struct {
+	// URL of a NATS server or cluster (comma-separated); empty starts an
+	// embedded server.
+	URL string
+	// CredsFile is a NATS credentials file (JWT + NKey seed).
+	CredsFile string
+	// EmbeddedDir holds the embedded server's JetStream store.
+	EmbeddedDir string
+	// EmbeddedHost and EmbeddedPort are where the embedded server listens;
+	// loopback unless told otherwise.
+	EmbeddedHost string
+	EmbeddedPort int
+	// SyncAlways makes the embedded server fsync every write.
+	SyncAlways bool
+	// Replicas of the streams the worker creates (1 or 3 on a cluster).
+	Replicas int
+}
+
+// Worker tunes message processing.
+type Worker struct {
+	// Concurrency bounds the messages processed at once; most of their
+	// time is spent waiting on Toll, so it can be high.
+	Concurrency int
+	// AckWait is how long JetStream waits for an ack before redelivering;
+	// the worker sends in-progress acks at a third of it.
+	AckWait time.Duration
+	// MessageDeadline bounds how long a message may be retried before it
+	// is dead-lettered with reason "deadline".
+	MessageDeadline time.Duration
+	// ValidationTimeout bounds one delivery's wait for Toll's validation
+	// result; a message still pending after it is handed back and resumed.
+	ValidationTimeout time.Duration
+	// HTTPTimeout bounds one HTTP call to Toll or Maskinporten.
+	HTTPTimeout time.Duration
+	// ShutdownGrace is how long in-flight messages may finish on SIGTERM.
+	ShutdownGrace time.Duration
+}
+
+// Log configures log output.
+type Log struct {
+	Level  slog.Level
+	Format string // "text" or "json"
+}
