@@ -1,0 +1,221 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/toll"
+)
+
+// ErrPending is wrapped, with failure.ErrTransient, when Toll has not
+// finished validating a request before the poll timeout or the caller's
+// context ran out. The requestId is journaled, so the message should be
+// redelivered later and will resume polling without a new submission.
+var ErrPending = errors.New("toll validation still pending")
+
+// journalTimeout bounds recording a requestId after Toll returned it. The
+// record is made even if the caller's context was cancelled meanwhile:
+// losing a requestId Toll already holds is what makes duplicates.
+const journalTimeout = 5 * time.Second
+
+// MovementAPI is what the movement handler needs from Toll; *toll.Client
+// provides it.
+type MovementAPI interface {
+	// Declare sends a create, update or delete and returns Toll's
+	// requestId; a 400 comes back as *toll.RejectedError.
+	Declare(ctx context.Context, api toll.Movement, op contract.Operation, level contract.Level, mrn string, body []byte) (string, error)
+	// ValidationStatus returns the result of a request, or an error
+	// wrapping toll.ErrNotReady while Toll is still working on it.
+	ValidationStatus(ctx context.Context, api toll.Movement, level contract.Level, requestID string) (toll.Validation, error)
+}
+
+// Movement handles road and air submissions (the API says which): it
+// sends the declaration, retries transient failures within Retry, then
+// polls the validation status as Poll allows and reports accepted or
+// rejected. API and Toll are required; Retry, Poll and Logger may be left
+// zero for the defaults.
+type Movement struct {
+	API    toll.Movement
+	Toll   MovementAPI
+	Retry  RetryPolicy
+	Poll   PollPolicy
+	Logger *slog.Logger
+}
+
+var _ Handler = (*Movement)(nil)
+
+// Handle carries out one road or air submission. If req.RequestID is set,
+// an earlier delivery already submitted it and Handle only follows that
+// requestId. Otherwise it calls req.Journal.Sending before every attempt
+// that could reach Toll and req.Journal.Sent with the requestId Toll
+// returns. Update and delete act on req.Submission.MRN, which the worker
+// fills in from `after` when the producer left it out.
+func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
+	sub := req.Submission
+	if sub == nil {
+		return Outcome{}, fmt.Errorf("%s: request carries no submission: %w", m.API.Kind, failure.ErrPoison)
+	}
+	if m.Toll == nil {
+		return Outcome{}, fmt.Errorf("%s: movement handler has no Toll client: %w", m.API.Kind, failure.ErrConfig)
+	}
+	log := m.logger().With("tenant", req.Tenant, "kind", string(m.API.Kind), "submission", sub.ID,
+		"level", string(sub.Level), "operation", string(sub.Operation))
+
+	requestID := req.RequestID
+	if requestID == "" {
+		id, rejected, err := m.submit(ctx, req, log)
+		if err != nil {
+			return Outcome{}, fmt.Errorf("%s %s %s: %w", m.API.Kind, sub.Operation, sub.Level, err)
+		}
+		if rejected != nil {
+			log.InfoContext(ctx, "toll rejected the declaration", "errors", len(rejected.Errors))
+			return Outcome{Status: contract.StatusRejected, Errors: rejected.Errors}, nil
+		}
+		requestID = id
+	} else {
+		log.DebugContext(ctx, "following the requestId of an earlier delivery", "requestId", requestID)
+	}
+	log = log.With("requestId", requestID)
+
+	v, err := m.poll(ctx, sub.Level, requestID, log)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("%s %s %s (requestId %s): %w", m.API.Kind, sub.Operation, sub.Level, requestID, err)
+	}
+	if v.Status == toll.ValidationFailure {
+		out := Outcome{Status: contract.StatusRejected, RequestID: requestID, Errors: v.Errors}
+		if len(v.Errors) == 0 {
+			out.Note = "Toll reported FAILURE without validation errors"
+		}
+		log.InfoContext(ctx, "toll refused the declaration", "errors", len(v.Errors))
+		return out, nil
+	}
+	out := Outcome{Status: contract.StatusAccepted, MRN: v.MRN, RequestID: requestID, IncompleteDocumentation: v.IncompleteDocumentation}
+	if out.MRN == "" {
+		// An update or delete acts on a known MRN; a create without one
+		// is accepted but nothing can refer to it.
+		out.MRN = sub.MRN
+		if out.MRN == "" {
+			out.Note = "Toll reported SUCCESS without an MRN"
+		}
+	}
+	log.InfoContext(ctx, "toll accepted the declaration", "mrn", out.MRN, "incompleteDocumentation", len(out.IncompleteDocumentation))
+	return out, nil
+}
+
+// submit sends the declaration, retrying transient failures, and records
+// the requestId. It returns either a requestId, a rejection, or an error.
+func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (string, *toll.RejectedError, error) {
+	sub := req.Submission
+	var mrn string
+	switch sub.Operation {
+	case contract.OpCreate:
+	case contract.OpUpdate, contract.OpDelete:
+		mrn = sub.MRN
+		if mrn == "" {
+			return "", nil, fmt.Errorf("no mrn to %s: the submission has none and the MRN of its `after` submission was not filled in: %w", sub.Operation, failure.ErrPoison)
+		}
+		log = log.With("mrn", mrn)
+	default:
+		return "", nil, fmt.Errorf("operation %q is not create, update or delete: %w", sub.Operation, failure.ErrPoison)
+	}
+
+	var requestID string
+	attempt := 0
+	op := func() error {
+		attempt++
+		if req.Journal != nil {
+			if err := req.Journal.Sending(ctx); err != nil {
+				return backoff.Permanent(fmt.Errorf("journal before sending: %w", err))
+			}
+		}
+		log.DebugContext(ctx, "sending declaration", "attempt", attempt)
+		id, err := m.Toll.Declare(ctx, m.API, sub.Operation, sub.Level, mrn, sub.Declaration)
+		if err != nil {
+			if !retryable(err) {
+				return backoff.Permanent(err)
+			}
+			return err
+		}
+		requestID = id
+		return nil
+	}
+	notify := func(err error, pause time.Duration) {
+		if errors.Is(err, toll.ErrAmbiguous) {
+			// Toll may hold the declaration already, and a second one
+			// would later fail as a duplicate. For now it is retried like
+			// any transient failure; the worker's journal (Sending without
+			// Sent) is where this will be decided.
+			log.WarnContext(ctx, "no answer to a declaration Toll may have received; sending it again",
+				"attempt", attempt, "pause", pause, "error", err.Error())
+			return
+		}
+		log.DebugContext(ctx, "declaration failed, retrying", "attempt", attempt, "pause", pause, "error", err.Error())
+	}
+	err := m.Retry.run(ctx, op, notify)
+	var rejected *toll.RejectedError
+	if errors.As(err, &rejected) {
+		return "", rejected, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	log.DebugContext(ctx, "declaration sent", "requestId", requestID, "attempts", attempt)
+
+	if req.Journal != nil {
+		jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), journalTimeout)
+		defer cancel()
+		if err := req.Journal.Sent(jctx, requestID); err != nil {
+			return "", nil, failure.Mark(fmt.Errorf("recording requestId %s: %w", requestID, err), failure.Transient)
+		}
+	}
+	return requestID, nil, nil
+}
+
+// poll asks for the validation status of requestID until Toll has a
+// verdict, with growing pauses. "Not ready" and transient failures both
+// mean "ask again later"; config and permanent failures end it. When the
+// poll timeout or ctx ends it first, the error wraps ErrPending.
+func (m *Movement) poll(ctx context.Context, level contract.Level, requestID string, log *slog.Logger) (toll.Validation, error) {
+	p := m.Poll.withDefaults()
+	pctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+	start := time.Now()
+	pause := p.Initial
+	// The loop ends when pctx does, at the latest after p.Timeout.
+	for n := 1; ; n++ {
+		if err := sleep(pctx, pause); err != nil {
+			return toll.Validation{}, fmt.Errorf("%w after %d polls in %s (%w); a redelivery resumes polling: %w",
+				ErrPending, n-1, time.Since(start).Round(time.Millisecond), err, failure.ErrTransient)
+		}
+		v, err := m.Toll.ValidationStatus(pctx, m.API, level, requestID)
+		switch {
+		case err == nil:
+			log.DebugContext(ctx, "validation status", "poll", n, "status", string(v.Status))
+			return v, nil
+		case errors.Is(err, toll.ErrNotReady):
+			log.DebugContext(ctx, "validation not ready", "poll", n, "pause", pause)
+		case failure.Classify(err) == failure.Transient:
+			log.DebugContext(ctx, "validation status failed, counting it as not ready", "poll", n, "error", err.Error())
+		default:
+			return toll.Validation{}, err
+		}
+		pause = p.next(pause)
+		if ra, ok := failure.RetryAfter(err); ok && ra > pause {
+			pause = ra
+		}
+	}
+}
+
+func (m *Movement) logger() *slog.Logger {
+	if m.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return m.Logger
+}

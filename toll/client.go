@@ -1,0 +1,181 @@
+package toll
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/digitoll/digitoll-worker/failure"
+)
+
+// DefaultTimeout bounds one HTTP exchange with Toll when Client.Timeout
+// is zero.
+const DefaultTimeout = 30 * time.Second
+
+// maxResponseBody bounds how much of a response the client reads: Toll's
+// answers are small JSON documents.
+const maxResponseBody = 1 << 20
+
+// Client calls Toll's movement APIs for one environment and one business.
+// BaseURL and Tokens are required; the other fields have usable zero
+// values. A Client is safe for concurrent use if its Tokens and HTTP
+// client are.
+type Client struct {
+	// BaseURL is the Toll API root, e.g. "https://api-test.toll.no/api".
+	BaseURL string
+	// HTTP sends the requests; nil means http.DefaultClient. The client
+	// never changes it: deadlines come from the context and Timeout.
+	HTTP *http.Client
+	// Tokens gives a bearer token per scope.
+	Tokens Tokens
+	// Foreign selects the "toll:eu/" scopes of foreign businesses.
+	Foreign bool
+	// Timeout bounds each HTTP exchange (one attempt, including reading
+	// the answer) on top of the caller's context, so that a silent Toll
+	// cannot hold a call forever when the caller set no deadline. Zero
+	// means DefaultTimeout.
+	Timeout time.Duration
+	// Logger receives one debug line per exchange; nil discards.
+	Logger *slog.Logger
+}
+
+// response is a Toll answer read in full.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// do sends one call to Toll with a bearer token for api's scope and
+// returns the answer when its status is 2xx or one of handled; any other
+// status becomes an *HTTPError that classifies itself.
+//
+// A 401 is answered once by dropping the token, fetching a fresh one and
+// sending the same bytes again (body is a []byte, so it can be re-sent). A
+// second 401 means Toll does not accept the tokens this integration gets:
+// configuration, not bad luck, so it is marked failure.ErrConfig.
+func (c *Client) do(ctx context.Context, api Movement, method, path string, body []byte, handled ...int) (*response, error) {
+	if c.Tokens == nil || c.BaseURL == "" {
+		return nil, fmt.Errorf("toll: client needs BaseURL and Tokens: %w", failure.ErrConfig)
+	}
+	scope := Scope(c.Foreign, api.ScopeBase)
+	resp, token, err := c.attempt(ctx, scope, method, path, body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.status == http.StatusUnauthorized {
+		c.logger().DebugContext(ctx, "toll refused the token, fetching a fresh one", "scope", scope, "method", method, "path", path)
+		c.Tokens.Invalidate(scope, token)
+		resp, _, err = c.attempt(ctx, scope, method, path, body)
+		if err != nil {
+			return nil, err
+		}
+		if resp.status == http.StatusUnauthorized {
+			e := newHTTPError(method, path, resp.status, resp.header, resp.body, time.Now())
+			e.reason = "Toll refused a freshly issued token for scope " + scope
+			return nil, e
+		}
+	}
+	if resp.status/100 == 2 || slices.Contains(handled, resp.status) {
+		return resp, nil
+	}
+	return nil, newHTTPError(method, path, resp.status, resp.header, resp.body, time.Now())
+}
+
+// attempt gets a token for scope and makes one exchange. It returns the
+// token it used so that a 401 invalidates exactly that one.
+func (c *Client) attempt(ctx context.Context, scope, method, path string, body []byte) (*response, string, error) {
+	token, err := c.Tokens.Token(ctx, scope)
+	if err != nil {
+		// Token errors carry their own failure class (auth marks them).
+		return nil, "", fmt.Errorf("toll: %s %s: token for scope %s: %w", method, path, scope, err)
+	}
+	resp, err := c.send(ctx, token, method, path, body)
+	return resp, token, err
+}
+
+// send makes one HTTP exchange. A transport failure becomes a
+// *NetworkError whose Written field says, from httptrace's WroteRequest,
+// whether the whole request had reached the connection: only then can
+// Toll have acted on it (see ErrAmbiguous).
+func (c *Client) send(ctx context.Context, token, method, path string, body []byte) (*response, error) {
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	// WroteRequest runs once per attempt the transport makes (it retries
+	// on a stale keep-alive connection only when nothing was written for
+	// non-idempotent methods). A write that failed half way does not
+	// count: Toll cannot act on a request with a truncated body. Once any
+	// attempt wrote in full, the flag stays set.
+	var written atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				written.Store(true)
+			}
+		},
+	})
+
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+"/"+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("toll: %s %s: bad base URL: %w: %w", method, path, err, failure.ErrConfig)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	start := time.Now()
+	res, err := hc.Do(req)
+	if err != nil {
+		// *url.Error repeats method and URL; the path is in our message
+		// already. Its cause keeps context errors reachable by errors.Is.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		c.logger().DebugContext(ctx, "toll call failed", "method", method, "path", path, "written", written.Load(), "error", err.Error(), "duration", time.Since(start))
+		return nil, &NetworkError{Method: method, Path: path, Written: written.Load(), Err: err}
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, maxResponseBody))
+	if err != nil && res.StatusCode/100 == 2 {
+		// Toll answered yes but the answer (the requestId) was lost: it
+		// has the request and we cannot follow it.
+		return nil, &NetworkError{Method: method, Path: path, Written: true, Err: fmt.Errorf("reading the HTTP %d answer: %w", res.StatusCode, err)}
+	}
+	// For other statuses the status decides and a partial body is enough
+	// for the error text.
+	c.logger().DebugContext(ctx, "toll call", "method", method, "path", path, "status", res.StatusCode, "duration", time.Since(start))
+	return &response{status: res.StatusCode, header: res.Header, body: data}, nil
+}
+
+func (c *Client) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
