@@ -1,0 +1,158 @@
+// Package broker runs an embedded nats-server with JetStream: the broker for
+// a single-machine installation, and the real server the tests of every other
+// package run against. It listens on an ordinary TCP address so that the
+// `nats` CLI and other processes can connect to it as to any nats-server.
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Port values with a meaning of their own in Options.Port.
+const (
+	// DefaultPort (0) makes the server listen on NATS's usual 4222.
+	DefaultPort = 0
+	// RandomPort (-1) makes the server pick a free port; ClientURL tells
+	// which. Tests use it.
+	RandomPort = -1
+)
+
+// readyTimeout bounds how long Start waits for the server to accept
+// connections. JetStream recovers its streams before it is ready, so a large
+// store may take a few seconds; ten is plenty for anything this worker keeps.
+const readyTimeout = 10 * time.Second
+
+// ErrNotReady is returned when a server did not become ready in time.
+var ErrNotReady = errors.New("nats-server not ready")
+
+// Options configures an embedded server.
+type Options struct {
+	// Dir is the JetStream store directory. Required: an embedded broker
+	// whose messages vanish with the process would break every promise the
+	// worker makes.
+	Dir string
+	// Host is the address to listen on; default "127.0.0.1", so that an
+	// embedded broker is not reachable from the network unless asked.
+	Host string
+	// Port is the client port: 0 (DefaultPort) means 4222, -1 (RandomPort)
+	// means any free port, anything else that port.
+	Port int
+	// ServerName names the server in logs and in a cluster; default is the
+	// server's generated id.
+	ServerName string
+	// SyncAlways makes JetStream fsync every write before acknowledging it,
+	// instead of every two minutes (the server's default). It closes the
+	// window in which a machine crash (not a process crash) loses
+	// acknowledged messages, at the cost of much slower writes.
+	SyncAlways bool
+	// Logger receives the server's log lines; nil discards them.
+	Logger *slog.Logger
+	// MaxPayload is the largest message the server accepts, in bytes;
+	// 0 keeps the server's default of 1 MB. Larger files belong in the
+	// Object Store.
+	MaxPayload int32
+
+	// cluster is set by StartCluster only.
+	cluster *server.ClusterOpts
+	routes  []*url.URL
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	ns *server.Server
+}
+
+// Start starts a server with JetStream and waits until it accepts
+// connections.
+func Start(opts Options) (*Server, error) {
+	sopts, err := serverOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("configure nats-server: %w", err)
+	}
+	if opts.Logger != nil {
+		l := opts.Logger
+		if opts.ServerName != "" {
+			l = l.With("nats_server", opts.ServerName)
+		}
+		// Trace logs every protocol line; it stays off whatever the level.
+		ns.SetLoggerV2(slogAdapter{l: l}, debugEnabled(l), false, false)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(readyTimeout) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("%w after %s (store %s)", ErrNotReady, readyTimeout, opts.Dir)
+	}
+	return &Server{ns: ns}, nil
+}
+
+func serverOptions(opts Options) (*server.Options, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("broker: Options.Dir (the JetStream store directory) is required")
+	}
+	if opts.Port < RandomPort {
+		return nil, fmt.Errorf("broker: port %d is not a port, 0 (4222) or -1 (random)", opts.Port)
+	}
+	if opts.MaxPayload < 0 {
+		return nil, fmt.Errorf("broker: MaxPayload %d is negative", opts.MaxPayload)
+	}
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	sopts := &server.Options{
+		ServerName: opts.ServerName,
+		Host:       host,
+		Port:       opts.Port,
+		JetStream:  true,
+		StoreDir:   opts.Dir,
+		SyncAlways: opts.SyncAlways,
+		MaxPayload: opts.MaxPayload,
+		// The embedding program owns signals and, unless it passes a
+		// Logger, the server says nothing.
+		NoSigs: true,
+		NoLog:  opts.Logger == nil,
+	}
+	if opts.cluster != nil {
+		sopts.Cluster = *opts.cluster
+		sopts.Routes = opts.routes
+	}
+	return sopts, nil
+}
+
+// ClientURL is the nats:// URL clients (and the nats CLI) connect to.
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// Name is the server's name: Options.ServerName, or its generated id.
+func (s *Server) Name() string { return s.ns.Name() }
+
+// Connect opens a client connection to the server over loopback TCP.
+func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(s.ClientURL(), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to embedded nats-server %s: %w", s.ClientURL(), err)
+	}
+	return nc, nil
+}
+
+// Shutdown stops the server and returns once it has stopped: clients are
+// disconnected and JetStream has flushed its store. Calling it again is a
+// no-op.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+// Running reports whether the server is still running.
+func (s *Server) Running() bool { return s.ns.Running() }

@@ -1,0 +1,229 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// recorder is a slog.Handler that keeps every record, for checking that
+// the server's log lines arrive.
+type recorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.recs = append(r.recs, rec)
+	return nil
+}
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recorder) WithGroup(string) slog.Handler      { return r }
+
+func (r *recorder) contains(level slog.Level, sub string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.recs {
+		if rec.Level == level && strings.Contains(rec.Message, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestStartPublishConsume(t *testing.T) {
+	rec := &recorder{}
+	s, err := Start(Options{Dir: t.TempDir(), Port: RandomPort, ServerName: "solo", Logger: slog.New(rec)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	if !strings.HasPrefix(s.ClientURL(), "nats://127.0.0.1:") || strings.HasSuffix(s.ClientURL(), ":4222") {
+		t.Fatalf("ClientURL = %q, want a random loopback port", s.ClientURL())
+	}
+	if s.Name() != "solo" {
+		t.Fatalf("Name = %q", s.Name())
+	}
+	if !rec.contains(slog.LevelDebug, "Server is ready") {
+		t.Fatal("the server's notices did not reach the slog logger at debug")
+	}
+
+	nc, err := s.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "t.1", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := lastMsg(ctx, js, "T", "t.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data) != "hello" {
+		t.Fatalf("stored %q", m.Data)
+	}
+
+	s.Shutdown()
+	if s.Running() {
+		t.Fatal("server still running after Shutdown")
+	}
+	s.Shutdown() // a second call is a no-op
+}
+
+func TestRestartKeepsMessages(t *testing.T) {
+	dir := t.TempDir()
+	for round := range 2 {
+		s, err := Start(Options{Dir: dir, Port: RandomPort, SyncAlways: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := s.Connect()
+		if err != nil {
+			s.Shutdown()
+			t.Fatal(err)
+		}
+		js, _ := jetstream.New(nc)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if round == 0 {
+			_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t"}})
+			if err == nil {
+				_, err = js.Publish(ctx, "t", []byte("kept"))
+			}
+		} else {
+			var m *jetstream.RawStreamMsg
+			m, err = lastMsg(ctx, js, "T", "t")
+			if err == nil && string(m.Data) != "kept" {
+				err = fmt.Errorf("after restart the message is %q", m.Data)
+			}
+		}
+		cancel()
+		nc.Close()
+		s.Shutdown()
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+}
+
+func TestStartRejectsBadOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"no dir", Options{Port: RandomPort}},
+		{"bad port", Options{Dir: t.TempDir(), Port: -2}},
+		{"negative payload", Options{Dir: t.TempDir(), Port: RandomPort, MaxPayload: -1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Start(tc.opts)
+			if err == nil {
+				s.Shutdown()
+				t.Fatal("Start accepted bad options")
+			}
+		})
+	}
+}
+
+func TestClusterSurvivesLosingTheStreamLeader(t *testing.T) {
+	servers, err := StartCluster(3, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	})
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.ClientURL()
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "r3.a", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	var leader *Server
+	for _, s := range servers {
+		if s.ns.JetStreamIsStreamLeader("$G", "R3") {
+			leader = s
+		}
+	}
+	if leader == nil {
+		t.Fatal("no stream leader for R3")
+	}
+	leader.Shutdown()
+
+	// A new stream leader is elected among the two left; publish until it is.
+	var lastErr error
+	published := false
+	for !published && ctx.Err() == nil {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		_, lastErr = js.Publish(pctx, "r3.b", []byte("after"))
+		pcancel()
+		published = lastErr == nil
+	}
+	if !published {
+		t.Fatalf("no publish succeeded after losing the stream leader: %v", lastErr)
+	}
+	info, err := js.Stream(ctx, "R3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.CachedInfo().State.Msgs; got != 2 {
+		t.Fatalf("stream holds %d messages, want 2", got)
+	}
+	m, err := lastMsg(ctx, js, "R3", "r3.a")
+	if err != nil || string(m.Data) != "before" {
+		t.Fatalf("message published before the loss: %v %v", m, err)
+	}
+}
+
+func TestStartClusterNeedsThreeNodes(t *testing.T) {
+	_, err := StartCluster(2, t.TempDir(), nil)
+	if err == nil {
+		t.Fatal("StartCluster(2) succeeded")
+	}
+	if errors.Is(err, ErrNotReady) {
+		t.Fatalf("want a validation error, got %v", err)
+	}
+}
+
+func lastMsg(ctx context.Context, js jetstream.JetStream, stream, subject string) (*jetstream.RawStreamMsg, error) {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	return st.GetLastMsgForSubject(ctx, subject)
+}
