@@ -1,0 +1,155 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/handlers"
+)
+
+// Defaults of Config.
+const (
+	DefaultConcurrency      = 64
+	DefaultAckWait          = 60 * time.Second
+	DefaultMaxAckPending    = 1000
+	DefaultMessageDeadline  = 24 * time.Hour
+	DefaultConfigRetryDelay = time.Minute
+	DefaultShutdownGrace    = 30 * time.Second
+	DefaultRetryMin         = 5 * time.Second
+	DefaultRetryMax         = 5 * time.Minute
+
+	// minAckWait keeps the heartbeat (every AckWait/3) well above the
+	// round trip of an InProgress on a loaded server.
+	minAckWait = time.Second
+)
+
+// ErrInvalidConfig is wrapped by every error New returns for a bad Config.
+var ErrInvalidConfig = errors.New("invalid worker config")
+
+// Config configures a Worker. Zero values take the documented defaults.
+type Config struct {
+	// Handlers carries out each kind; the worker consumes only the kinds
+	// present here. At least one is required.
+	Handlers map[contract.Kind]handlers.Handler
+	// Concurrency is how many messages this process works on at once,
+	// across all kinds; default 64.
+	Concurrency int
+	// AckWait is how long the server waits for an ack or heartbeat
+	// before redelivering; default 60 s, at least 1 s. The worker sends a
+	// heartbeat every AckWait/3 while a message is in progress, so it
+	// bounds how quickly a crashed worker's messages move on, not how long
+	// a message may take.
+	AckWait time.Duration
+	// MaxAckPending caps unacknowledged messages per kind across every
+	// process sharing the consumer; default 1000, at least Concurrency.
+	MaxAckPending int
+	// MessageDeadline is how long after it was published a message may
+	// still be retried; a transient failure past it is dead-lettered with
+	// reason "deadline". Default 24 h.
+	MessageDeadline time.Duration
+	// MaxAttempts, when above 0, dead-letters a message with reason
+	// "retries-exhausted" after that many deliveries end in a transient
+	// failure. Default 0: deliveries are no reason to give up (an outage
+	// burns them quickly), the deadline is.
+	MaxAttempts int
+	// RetryDelay is how long to wait before redelivering after a
+	// transient failure on the given delivery (1-based); default
+	// Backoff(5 s, 5 min). A server's Retry-After wins when longer.
+	RetryDelay func(delivery int) time.Duration
+	// ConfigRetryDelay is the redelivery delay after a configuration
+	// failure (a scope not granted, an unknown key); default 1 min.
+	ConfigRetryDelay time.Duration
+	// ShutdownGrace is how long in-flight messages may finish after Run's
+	// context is done before their handlers are cancelled; default 30 s.
+	ShutdownGrace time.Duration
+	// Logger receives the worker's logs; nil discards them.
+	Logger *slog.Logger
+	// Now tells the time; default time.Now. Tests set it.
+	Now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.AckWait == 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = max(DefaultMaxAckPending, c.Concurrency)
+	}
+	if c.MessageDeadline == 0 {
+		c.MessageDeadline = DefaultMessageDeadline
+	}
+	if c.RetryDelay == nil {
+		c.RetryDelay = Backoff(DefaultRetryMin, DefaultRetryMax)
+	}
+	if c.ConfigRetryDelay == 0 {
+		c.ConfigRetryDelay = DefaultConfigRetryDelay
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	if len(c.Handlers) == 0 {
+		return bad("no handlers: the worker would consume nothing")
+	}
+	for k, h := range c.Handlers {
+		if _, err := contract.ParseKind(string(k)); err != nil {
+			return bad("handler for %v", err)
+		}
+		if h == nil {
+			return bad("handler for kind %s is nil", k)
+		}
+	}
+	switch {
+	case c.Concurrency < 1:
+		return bad("Concurrency %d is below 1", c.Concurrency)
+	case c.AckWait < minAckWait:
+		return bad("AckWait %s is below %s", c.AckWait, minAckWait)
+	case c.MaxAckPending < c.Concurrency:
+		return bad("MaxAckPending %d is below Concurrency %d: slots would sit idle", c.MaxAckPending, c.Concurrency)
+	case c.MessageDeadline < 0:
+		return bad("MessageDeadline %s is negative", c.MessageDeadline)
+	case c.MaxAttempts < 0:
+		return bad("MaxAttempts %d is negative", c.MaxAttempts)
+	case c.ConfigRetryDelay < 0:
+		return bad("ConfigRetryDelay %s is negative", c.ConfigRetryDelay)
+	case c.ShutdownGrace < 0:
+		return bad("ShutdownGrace %s is negative", c.ShutdownGrace)
+	}
+	return nil
+}
+
+// Backoff returns a retry delay that starts at lo on the first delivery and
+// doubles with each further delivery up to hi. It is deterministic, without
+// jitter: messages that failed together come back together, but never more
+// of them at once than Concurrency allows, and a predictable delay is easier
+// to reason about in an incident.
+func Backoff(lo, hi time.Duration) func(delivery int) time.Duration {
+	return func(delivery int) time.Duration {
+		if lo <= 0 {
+			return 0
+		}
+		d := lo
+		for i := 1; i < delivery && d < hi; i++ {
+			d *= 2
+		}
+		return min(d, hi)
+	}
+}

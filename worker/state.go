@@ -1,0 +1,247 @@
+package worker
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/failure"
+)
+
+// Phases of a submission's state record.
+const (
+	// phaseSending: a non-idempotent Toll call is about to be made or is
+	// under way; Toll's answer is not recorded yet.
+	phaseSending = "sending"
+	// phaseSent: Toll answered with RequestID; a redelivery follows that
+	// request and never sends again.
+	phaseSent = "sent"
+	// phaseDone: Result is final and was (or is about to be) published.
+	phaseDone = "done"
+	// phaseDeadLettered: the message with stream sequence Seq went to the
+	// DLQ. It is not "done": a replay of the same submission from the DLQ
+	// (a new stream sequence) must be processed, resuming RequestID if
+	// Toll had one, rather than answered with the dead-lettered result.
+	phaseDeadLettered = "dead-lettered"
+)
+
+// state is the JSON record of one submission in StateBucket.
+type state struct {
+	Phase     string           `json:"phase"`
+	RequestID string           `json:"requestId,omitempty"`
+	Result    *contract.Result `json:"result,omitempty"`
+	UpdatedAt time.Time        `json:"updatedAt"`
+	// Seq and Delivery identify the delivery that wrote the record, so
+	// that a delivery which finds a record written by a later delivery of
+	// the same message knows it is stale (see stateAction).
+	Seq      uint64 `json:"seq,omitempty"`
+	Delivery int    `json:"delivery,omitempty"`
+}
+
+// stateKey is the KV key of a submission: "<tenant>.<kind>.<id>", the id
+// in unpadded base64url because ids may contain ':' which KV keys may not.
+func stateKey(tenant string, kind contract.Kind, id string) string {
+	return tenant + "." + string(kind) + "." + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// loadState returns the record of key and its revision; revision 0 and a
+// nil record mean there is none.
+func loadState(ctx context.Context, kv jetstream.KeyValue, key string) (*state, uint64, error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read state %s: %w", key, err)
+	}
+	var st state
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		// A record the worker cannot read must not make it forget a
+		// requestId silently; retrying will not help either, but the
+		// deadline ends it and the error says where to look.
+		return nil, 0, fmt.Errorf("state %s is not a state record: %w", key, err)
+	}
+	return &st, e.Revision(), nil
+}
+
+// errSuperseded means another delivery of the same message wrote the state
+// record between this delivery's read and write: that delivery owns the
+// submission now. It is transient so that handlers treat it as "stop, no
+// outcome"; the worker recognises it and leaves the message to the owner.
+var errSuperseded = failure.Mark(errors.New("another worker took over this submission"), failure.Transient)
+
+// journal implements handlers.Journal over the state bucket. Every write is
+// a compare-and-set on the revision this delivery last read or wrote, so
+// two deliveries racing on one submission cannot both claim it.
+type journal struct {
+	kv       jetstream.KeyValue
+	key      string
+	seq      uint64
+	delivery int
+	now      func() time.Time
+
+	mu         sync.Mutex
+	rev        uint64
+	requestID  string
+	superseded bool
+}
+
+func newJournal(kv jetstream.KeyValue, key string, st *state, rev, seq uint64, delivery int, now func() time.Time) *journal {
+	j := &journal{kv: kv, key: key, seq: seq, delivery: delivery, now: now, rev: rev}
+	if st != nil {
+		j.requestID = st.RequestID
+	}
+	return j
+}
+
+// Sending records that a non-idempotent Toll call is about to be made.
+func (j *journal) Sending(ctx context.Context) error {
+	return j.write(ctx, state{Phase: phaseSending})
+}
+
+// Sent records the requestId Toll answered with.
+func (j *journal) Sent(ctx context.Context, requestID string) error {
+	if requestID == "" {
+		return failure.Mark(errors.New("journal: Sent without a requestId"), failure.Permanent)
+	}
+	return j.write(ctx, state{Phase: phaseSent, RequestID: requestID})
+}
+
+// done records the final result.
+func (j *journal) done(ctx context.Context, r contract.Result) error {
+	return j.write(ctx, state{Phase: phaseDone, RequestID: r.RequestID, Result: &r})
+}
+
+// deadLettered records that this message went to the DLQ, keeping the
+// requestId for a replay to resume.
+func (j *journal) deadLettered(ctx context.Context) error {
+	return j.write(ctx, state{Phase: phaseDeadLettered})
+}
+
+// RequestID is the last requestId recorded for the submission.
+func (j *journal) RequestID() string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.requestID
+}
+
+// Superseded reports whether a write lost the race to another delivery.
+func (j *journal) Superseded() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.superseded
+}
+
+func (j *journal) write(ctx context.Context, st state) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.superseded {
+		return errSuperseded
+	}
+	if st.RequestID == "" {
+		st.RequestID = j.requestID
+	}
+	st.UpdatedAt = j.now().UTC()
+	st.Seq = j.seq
+	st.Delivery = j.delivery
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode state %s: %w", j.key, err)
+	}
+	var rev uint64
+	if j.rev == 0 {
+		rev, err = j.kv.Create(ctx, j.key, data)
+	} else {
+		rev, err = j.kv.Update(ctx, j.key, data, j.rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		j.superseded = true
+		return errSuperseded
+	}
+	if err != nil {
+		// Unmarked: an unreachable KV is transient, and the handler must
+		// not make the Toll call it was about to journal.
+		return fmt.Errorf("write state %s (%s): %w", j.key, st.Phase, err)
+	}
+	j.rev = rev
+	j.requestID = st.RequestID
+	return nil
+}
+
+// stateAction is what a delivery does given the record it found.
+type stateAction int
+
+const (
+	// startFresh: no record, or one that says nothing was sent.
+	startFresh stateAction = iota + 1
+	// startAfterCrash: a record in phase sending from an earlier delivery:
+	// that worker died during the Toll call itself.
+	startAfterCrash
+	// resumeRequest: Toll's requestId is known; follow it, never resend.
+	resumeRequest
+	// republishResult: the result is final; publish it again and ack.
+	republishResult
+	// ackOnly: this very message was already dead-lettered; only the ack
+	// was lost.
+	ackOnly
+	// leaveToOwner: a later delivery of this message wrote the record, so
+	// this delivery is stale (it sat in a buffer past AckWait and was
+	// redelivered meanwhile). Neither ack nor nak: the owner decides.
+	leaveToOwner
+)
+
+func (a stateAction) String() string {
+	switch a {
+	case startFresh:
+		return "start"
+	case startAfterCrash:
+		return "start-after-crash"
+	case resumeRequest:
+		return "resume"
+	case republishResult:
+		return "republish"
+	case ackOnly:
+		return "ack-only"
+	case leaveToOwner:
+		return "leave-to-owner"
+	default:
+		return "unknown"
+	}
+}
+
+// decideState maps the record found at the start of a delivery to what the
+// delivery does.
+func decideState(st *state, seq uint64, delivery int) stateAction {
+	if st == nil {
+		return startFresh
+	}
+	if st.Phase == phaseDone && st.Result != nil {
+		return republishResult
+	}
+	if st.Seq == seq {
+		if st.Delivery > delivery {
+			return leaveToOwner
+		}
+		if st.Phase == phaseDeadLettered {
+			return ackOnly
+		}
+	}
+	// A different sequence is the same submission published again (a
+	// replay from the DLQ, or a producer's repeat outside the duplicate
+	// window): what Toll already has still counts.
+	switch {
+	case st.RequestID != "":
+		return resumeRequest
+	case st.Phase == phaseSending:
+		return startAfterCrash
+	default:
+		return startFresh
+	}
+}
