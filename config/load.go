@@ -17,6 +17,10 @@ import (
 // ErrInvalid is wrapped by every validation error Load returns.
 var ErrInvalid = errors.New("invalid configuration")
 
+// ErrArgument is returned by Load for a positional argument: the worker's
+// settings are all flags or variables.
+var ErrArgument = errors.New("unexpected argument")
+
 // Setting describes one configuration setting: its environment variable,
 // its flag, its default and what it means. The README's configuration
 // table and every --help text come from the same list.
@@ -150,6 +154,9 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%w %q", ErrArgument, fs.Arg(0))
+	}
 	c := &Config{Tenant: Tenant{Name: contract.DefaultTenant}}
 	for _, s := range settings {
 		v := strings.TrimSpace(*flags[s.Env])
@@ -189,10 +196,11 @@ func SimEndpoints(root string) (issuer, tokenURL, tollBase string) {
 // SimClientID is the integration id the simulator's demo key is issued to.
 const SimClientID = "digitoll-demo"
 
-// Demo key files that `digitoll sim` writes into its directory.
+// Demo key files that `digitoll sim` writes into its directory for
+// SimClientID.
 const (
-	SimKeyFile  = "demo-key.pem"
-	SimCertFile = "demo-cert.pem"
+	SimKeyFile  = SimClientID + ".key.pem"
+	SimCertFile = SimClientID + ".cert.pem"
 )
 
 func (c *Config) applyEnvDefaults(simURL, simDir string) {

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/digitoll/digitoll-worker/config"
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/samples"
+	"github.com/digitoll/digitoll-worker/simulator"
+)
+
+func runDemo(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "demo", "[flags]\n\nStarts an embedded NATS server, the Toll simulator and the worker in this process,\npublishes the sample road declarations and prints each result as it arrives.")
+	dir := fs.String("dir", "", "keep NATS data and the demo key here (default: a temporary directory, removed on exit)")
+	keep := fs.Bool("keep", false, "keep running after the results are in, for the nats CLI and `digitoll publish`")
+	natsPort := fs.Int("nats-port", -1, "port of the embedded NATS server (-1: any free port)")
+	delay := fs.Duration("validation-delay", 1500*time.Millisecond, "time the simulated Toll takes to validate a declaration")
+	timeout := fs.Duration("timeout", 2*time.Minute, "give up if the results are not all in by then")
+	verbose := fs.Bool("v", false, "show the worker's log")
+	if err := parseFlags(env, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.stderr, "unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return errUsage
+	}
+	if *dir == "" {
+		tmp, err := os.MkdirTemp("", "digitoll-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		*dir = tmp
+	}
+	logOut := io.Discard
+	if *verbose {
+		logOut = env.stderr
+	}
+	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	// The simulator plays Maskinporten and Toll with a demo key pair that
+	// it trusts, so nothing leaves this machine.
+	simDir := filepath.Join(*dir, "sim")
+	if err := os.MkdirAll(simDir, 0o700); err != nil {
+		return err
+	}
+	key, err := simulator.WriteDemoKey(simDir, config.SimClientID)
+	if err != nil {
+		return err
+	}
+	sim, err := simulator.Start(simulator.Config{
+		ValidationDelay: *delay,
+		Clients:         []simulator.Client{key.Client(splitList(simScopes)...)},
+		Logger:          logger.With("component", "simulator"),
+	}, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer sim.Close()
+
+	// The worker reads the same settings it would read in production,
+	// pointed at the simulator and an embedded NATS server.
+	cfg, err := config.Load(flag.NewFlagSet("demo-config", flag.ContinueOnError), nil, overlayEnv(env.getenv, map[string]string{
+		"DIGITOLL_ENV":       string(config.EnvSim),
+		"DIGITOLL_SIM_URL":   sim.URL(),
+		"DIGITOLL_SIM_DIR":   simDir,
+		"DIGITOLL_NATS_URL":  "",
+		"DIGITOLL_NATS_DIR":  filepath.Join(*dir, "nats"),
+		"DIGITOLL_NATS_PORT": fmt.Sprint(*natsPort),
+		"DIGITOLL_KINDS":     "road",
+	}))
+	if err != nil {
+		return err
+	}
+	conn, err := connectNATS(cfg.NATS, "digitoll-demo", logger)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := ensureStreams(ctx, conn.js, cfg.NATS); err != nil {
+		return err
+	}
+	w, err := newWorker(cfg, conn.js, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "NATS (embedded, JetStream) at %s\n", conn.embedded.ClientURL())
+	fmt.Fprintf(env.stdout, "Toll and Maskinporten simulator at %s\n", sim.URL())
+
+	workerCtx, stopWorker := context.WithCancel(ctx)
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- w.Run(workerCtx) }()
+	defer func() {
+		stopWorker()
+		<-workerDone
+	}()
+
+	subs, err := samples.Load(contract.KindRoad)
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	results := make(chan contract.Result, len(subs))
+	// Follow from "new" before publishing, so that no result is missed and
+	// none from an earlier run (with --dir) is shown.
+	cons, err := resultConsumer(ctx, conn.js, contract.ResultSubject(contract.KindRoad, contract.DefaultTenant), jetstream.DeliverNewPolicy)
+	if err != nil {
+		return err
+	}
+	followCtx, stopFollow := context.WithCancel(ctx)
+	followDone := make(chan error, 1)
+	go func() {
+		followDone <- eachResult(followCtx, cons, func(r contract.Result, _ []byte) bool {
+			select {
+			case results <- r:
+				return true
+			case <-followCtx.Done():
+				return false
+			}
+		})
+	}()
+	defer func() {
+		stopFollow()
+		<-followDone
+	}()
+
+	fmt.Fprintf(env.stdout, "\nPublishing %d sample road declarations to %s:\n", len(subs), contract.SubmitSubject(contract.KindRoad, contract.DefaultTenant))
+	for _, s := range subs {
+		sub, err := contract.ParseSubmission(s.Kind, s.Body)
+		if err != nil {
+			return fmt.Errorf("sample %s: %w", s.Name, err)
+		}
+		want[sub.ID] = true
+		if _, err := conn.js.PublishMsg(ctx, &nats.Msg{Subject: contract.SubmitSubject(contract.KindRoad, contract.DefaultTenant), Data: s.Body},
+			jetstream.WithMsgID(contract.MsgID(contract.DefaultTenant, sub.ID))); err != nil {
+			return fmt.Errorf("publish %s: %w", s.Name, err)
+		}
+		fmt.Fprintf(env.stdout, "  %-24s %s %s %s\n", s.Name, sub.Level, sub.Operation, sub.ID)
+	}
+	fmt.Fprintln(env.stdout, "\nResults (Toll validates asynchronously; the worker polls until it answers):")
+
+	deadline := time.NewTimer(*timeout)
+	defer deadline.Stop()
+	for len(want) > 0 {
+		select {
+		case r := <-results:
+			if !want[r.ID] {
+				continue
+			}
+			delete(want, r.ID)
+			fmt.Fprintln(env.stdout, "  "+formatResult(r))
+		case err := <-followDone:
+			return fmt.Errorf("following results stopped: %v", err)
+		case <-deadline.C:
+			return fmt.Errorf("%d results still missing after %s (run with -v to see the worker's log)", len(want), *timeout)
+		case <-ctx.Done():
+			return errors.New("interrupted")
+		}
+	}
+	fmt.Fprintln(env.stdout, "\nAll results are in.")
+	if !*keep {
+		return nil
+	}
+	fmt.Fprintf(env.stdout, "Still running (--keep). Try:\n  nats --server %s pub digitoll.submit.road.default \"$(cat samples/road/03-house.json)\"\n  digitoll publish --nats-url %s samples/road\n  digitoll results --nats-url %s\nInterrupt with Ctrl-C.\n",
+		conn.embedded.ClientURL(), conn.embedded.ClientURL(), conn.embedded.ClientURL())
+	for {
+		select {
+		case r := <-results:
+			fmt.Fprintln(env.stdout, "  "+formatResult(r))
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// overlayEnv returns a getenv that answers from over first.
+func overlayEnv(getenv func(string) string, over map[string]string) func(string) string {
+	return func(k string) string {
+		if v, ok := over[k]; ok {
+			return v
+		}
+		return getenv(k)
+	}
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/digitoll/digitoll-worker/broker"
+	"github.com/digitoll/digitoll-worker/config"
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/samples"
+	"github.com/digitoll/digitoll-worker/simulator"
+)
+
+// The demo is the README's first command: it must print accepted results
+// with MRNs for the transport, master and house, and a rejection for the
+// deliberately broken house, and exit 0.
+func TestDemoDeclaresTheSamples(t *testing.T) {
+	env, out, errOut := testEnv(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if code := run(ctx, env, []string{"demo", "--validation-delay", "200ms", "--timeout", "90s"}); code != 0 {
+		t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	var accepted, rejected int
+	for _, line := range strings.Split(out.String(), "\n") {
+		switch {
+		case strings.Contains(line, " accepted ") && strings.Contains(line, " MRN "):
+			accepted++
+		case strings.Contains(line, " rejected ") && strings.Contains(line, "documentIssueDate"):
+			rejected++
+		}
+	}
+	if accepted != 3 || rejected != 1 {
+		t.Errorf("accepted %d (want 3 with MRN), rejected %d (want 1 naming documentIssueDate)\n%s", accepted, rejected, out)
+	}
+	if !strings.Contains(out.String(), "All results are in.") {
+		t.Errorf("demo did not finish:\n%s", out)
+	}
+}
+
+// `digitoll run` configured exactly as for Toll's test environment, with
+// the three URLs pointed at the simulator and NATS at a server of its own,
+// answers every submission on digitoll.submit.road.default with exactly
+// one result on digitoll.result.road.default.
+func TestRunAnswersEverySubmissionOnce(t *testing.T) {
+	dir := t.TempDir()
+	key, err := simulator.WriteDemoKey(dir, config.SimClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, err := simulator.Start(simulator.Config{
+		ValidationDelay: 150 * time.Millisecond,
+		Clients:         []simulator.Client{key.Client("toll:movement/road/v2")},
+	}, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	srv, err := broker.Start(broker.Options{Dir: filepath.Join(dir, "nats"), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+
+	env, _, errOut := testEnv(map[string]string{
+		"DIGITOLL_ENV":                    "test",
+		"DIGITOLL_MASKINPORTEN_ISSUER":    sim.Issuer(),
+		"DIGITOLL_MASKINPORTEN_TOKEN_URL": sim.TokenURL(),
+		"DIGITOLL_TOLL_BASE_URL":          sim.TollBaseURL(),
+		"DIGITOLL_CLIENT_ID":              key.ClientID,
+		"DIGITOLL_KEY_FILE":               key.KeyFile,
+		"DIGITOLL_CERT_FILE":              key.CertFile,
+		"DIGITOLL_NATS_URL":               srv.ClientURL(),
+		"DIGITOLL_CONCURRENCY":            "16",
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, env, []string{"run"}) }()
+
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the worker to create its streams", func() bool {
+		_, err := js.Stream(ctx, contract.StreamResults)
+		return err == nil
+	})
+
+	const n = 40
+	bodies := houseVariants(t, n)
+	bad := []byte(`{"id":"bad-date","operation":"create","level":"house-consignment","declaration":{"documentIssueDate":"yesterday"}}`)
+	bodies["bad-date"] = bad
+	for id, body := range bodies {
+		if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: contract.SubmitSubject(contract.KindRoad, contract.DefaultTenant), Data: body},
+			jetstream.WithMsgID(contract.MsgID(contract.DefaultTenant, id))); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	results := map[string][]contract.Result{}
+	cons, err := resultConsumer(ctx, js, contract.ResultSubject(contract.KindRoad, contract.DefaultTenant), jetstream.DeliverAllPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	followCtx, stop := context.WithTimeout(ctx, 60*time.Second)
+	defer stop()
+	if err := eachResult(followCtx, cons, func(r contract.Result, _ []byte) bool {
+		results[r.ID] = append(results[r.ID], r)
+		return len(results) < len(bodies)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != len(bodies) {
+		t.Fatalf("%d of %d ids have results\nworker log:\n%s", len(results), len(bodies), errOut)
+	}
+	for id, rs := range results {
+		r := rs[0]
+		switch {
+		case id == "bad-date":
+			if r.Status != contract.StatusRejected || len(r.Errors) == 0 {
+				t.Errorf("%s: %+v, want rejected with errors", id, r)
+			}
+		case r.Status != contract.StatusAccepted || !contract.ValidMRN(r.MRN) || r.RequestID == "":
+			t.Errorf("%s: %+v, want accepted with an MRN", id, r)
+		}
+		if r.Tenant != contract.DefaultTenant || r.Kind != contract.KindRoad {
+			t.Errorf("%s: tenant %q kind %q", id, r.Tenant, r.Kind)
+		}
+		if id != "bad-date" && r.Metadata["variant"] != strings.TrimPrefix(id, "house-") {
+			t.Errorf("%s: metadata not carried: %v", id, r.Metadata)
+		}
+	}
+	// Exactly one each: the results stream holds one message per id.
+	st, err := js.Stream(ctx, contract.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != uint64(len(bodies)) {
+		t.Errorf("results stream holds %d messages for %d submissions", info.State.Msgs, len(bodies))
+	}
+	// And each was sent to Toll once: nothing retried, nothing repeated.
+	if got := sim.Stats().Requests("POST /toll/api/movement/road/v2/house-consignment"); got != len(bodies) {
+		t.Errorf("Toll saw %d house POSTs for %d submissions", got, len(bodies))
+	}
+
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("run exited %d on shutdown\n%s", code, errOut)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("run did not stop after its context was cancelled")
+	}
+}
+
+// houseVariants makes n house consignments from the sample, each with its
+// own id and document number so that Toll accepts them all.
+func houseVariants(t *testing.T, n int) map[string][]byte {
+	t.Helper()
+	all, err := samples.Load(contract.KindRoad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var house []byte
+	for _, s := range all {
+		if s.Name == "03-house.json" {
+			house = s.Body
+		}
+	}
+	if house == nil {
+		t.Fatal("sample 03-house.json is missing")
+	}
+	out := map[string][]byte{}
+	for i := 0; i < n; i++ {
+		var sub map[string]any
+		if err := json.Unmarshal(house, &sub); err != nil {
+			t.Fatal(err)
+		}
+		variant := fmt.Sprintf("%04d", i)
+		id := "house-" + variant
+		sub["id"] = id
+		sub["metadata"] = map[string]string{"variant": variant}
+		decl := sub["declaration"].(map[string]any)
+		chl := decl["consignmentHouseLevel"].(map[string]any)
+		chl["transportDocumentHouseLevel"].(map[string]any)["documentNumber"] = "HWB-E2E-" + variant
+		b, err := json.Marshal(sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[id] = b
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		<-tick.C
+	}
+}

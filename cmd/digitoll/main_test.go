@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a running
+// subcommand and the reads of a test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testEnv(vars map[string]string) (*environment, *syncBuffer, *syncBuffer) {
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	return &environment{stdout: out, stderr: errOut, getenv: func(k string) string { return vars[k] }}, out, errOut
+}
+
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		env        map[string]string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{"no command prints usage", nil, nil, 2, "Usage: digitoll <command>", ""},
+		{"help", []string{"help"}, nil, 0, "Commands:", ""},
+		{"unknown command", []string{"frobnicate"}, nil, 2, "", `unknown command "frobnicate"`},
+		{"run --help lists settings", []string{"run", "--help"}, nil, 0, "DIGITOLL_CLIENT_ID", ""},
+		{"run with a bad flag", []string{"run", "--bogus"}, nil, 2, "", "flag provided but not defined: -bogus"},
+		{"run without configuration names the setting", []string{"run"}, nil, 1, "", "DIGITOLL_CLIENT_ID"},
+		{"run with a bad value names the setting", []string{"run", "--concurrency", "lots"}, nil, 1, "", "DIGITOLL_CONCURRENCY (--concurrency)"},
+		{"run with an extra argument", []string{"run", "extra"}, nil, 2, "", `unexpected argument "extra"`},
+		{"run in sim mode without the simulator's key", []string{"run", "--env", "sim"}, map[string]string{"DIGITOLL_SIM_DIR": "/nonexistent"}, 1, "", "DIGITOLL_KEY_FILE"},
+		{"sim --help", []string{"sim", "--help"}, nil, 0, "-validation-delay duration", ""},
+		{"sim with a bad env duration", []string{"sim"}, map[string]string{"DIGITOLL_SIM_VALIDATION_DELAY": "soon"}, 1, "", "DIGITOLL_SIM_VALIDATION_DELAY"},
+		{"sim with an argument", []string{"sim", "now"}, nil, 2, "", `unexpected argument "now"`},
+		{"publish without files", []string{"publish"}, nil, 2, "", "name at least one file"},
+		{"publish with a bad kind", []string{"publish", "--kind", "sea", "x.json"}, nil, 2, "", "unknown kind"},
+		{"publish a missing file", []string{"publish", "no-such-file.json"}, nil, 1, "", "no-such-file.json"},
+		{"results with a bad tenant", []string{"results", "--tenant", "ACME"}, nil, 2, "", "not a tenant name"},
+		{"demo with an argument", []string{"demo", "please"}, nil, 2, "", `unexpected argument "please"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, out, errOut := testEnv(tt.env)
+			code := run(context.Background(), env, tt.args)
+			if code != tt.wantCode {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.wantCode, out, errOut)
+			}
+			if !strings.Contains(out.String(), tt.wantStdout) {
+				t.Errorf("stdout lacks %q:\n%s", tt.wantStdout, out)
+			}
+			if !strings.Contains(errOut.String(), tt.wantStderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.wantStderr, errOut)
+			}
+		})
+	}
+}

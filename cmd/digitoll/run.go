@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/digitoll/digitoll-worker/config"
+)
+
+func runWorker(ctx context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "run", "[flags]\n\nEvery flag can also be set by the environment variable named in its description.")
+	prepareHelp(env, fs, args)
+	cfg, err := config.Load(fs, args, env.getenv)
+	if errors.Is(err, config.ErrArgument) {
+		fmt.Fprintln(env.stderr, err)
+		fs.Usage()
+		return errUsage
+	}
+	if err = parseError(err); err != nil {
+		return err
+	}
+	logger := newLogger(env, cfg.Log)
+
+	conn, err := connectNATS(cfg.NATS, "digitoll-worker", logger)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if conn.embedded != nil {
+		fmt.Fprintf(env.stdout, "embedded NATS with JetStream at %s (store %s); point the nats CLI at it with --server %s\n",
+			conn.embedded.ClientURL(), cfg.NATS.EmbeddedDir, conn.embedded.ClientURL())
+	}
+	if err := ensureStreams(ctx, conn.js, cfg.NATS); err != nil {
+		return err
+	}
+	w, err := newWorker(cfg, conn.js, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("digitoll-worker configured", "env", cfg.Env, "toll", cfg.TollBaseURL, "kinds", cfg.Tenant.Kinds,
+		"tenant", cfg.Tenant.Name, "concurrency", cfg.Worker.Concurrency)
+	if err := w.Run(ctx); err != nil {
+		return err
+	}
+	logger.Info("worker stopped")
+	return nil
+}
