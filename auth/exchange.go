@@ -52,10 +52,5 @@ func (x *Exchanger) Exchange(ctx context.Context, maskinportenToken string) (Tok
 	if err != nil {
 		return Token{}, err
 	}
-	return Token{
-		AccessToken: tr.AccessToken,
-		TokenType:   tr.TokenType,
-		Expiry:      now.Add(time.Duration(tr.ExpiresIn) * time.Second),
-		Scope:       tr.Scope,
-	}, nil
+	return tr.token(now), nil
 }

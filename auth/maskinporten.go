@@ -57,12 +57,7 @@ func (m *Maskinporten) Token(ctx context.Context, scopes ...string) (Token, erro
 	if err != nil {
 		return Token{}, err
 	}
-	return Token{
-		AccessToken: tr.AccessToken,
-		TokenType:   tr.TokenType,
-		Expiry:      now.Add(time.Duration(tr.ExpiresIn) * time.Second),
-		Scope:       tr.Scope,
-	}, nil
+	return tr.token(now), nil
 }
 
 func (m *Maskinporten) check() error {

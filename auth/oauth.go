@@ -116,6 +116,17 @@ type tokenResponse struct {
 	IssuedTokenType string  `json:"issued_token_type"`
 }
 
+// token is the response as a Token whose lifetime started at sent, the
+// moment the request went out (so the expiry errs on the early side).
+func (tr tokenResponse) token(sent time.Time) Token {
+	return Token{
+		AccessToken: tr.AccessToken,
+		TokenType:   tr.TokenType,
+		Expiry:      sent.Add(time.Duration(tr.ExpiresIn) * time.Second),
+		Scope:       tr.Scope,
+	}
+}
+
 // seconds accepts expires_in as a JSON number or a numeric string; some
 // OAuth servers send the latter and nothing is gained by refusing it.
 type seconds int64
