@@ -116,3 +116,29 @@ type marked struct {
 
 func (m *marked) Error() string   { return m.err.Error() }
 func (m *marked) Unwrap() []error { return []error{m.err, m.class} }
+
+// WithReason marks err with class and a short dead-letter reason code
+// (CONTRACT.md: malformed, unsupported, too-large, …) for a message that
+// must not be retried, so the DLQ entry says why in the operator's terms.
+func WithReason(err error, class Class, reason string) error {
+	if err == nil {
+		return nil
+	}
+	return &reasoned{error: Mark(err, class), reason: reason}
+}
+
+// Reason returns the dead-letter reason code carried by err, if any.
+func Reason(err error) (string, bool) {
+	var r *reasoned
+	if errors.As(err, &r) {
+		return r.reason, true
+	}
+	return "", false
+}
+
+type reasoned struct {
+	error
+	reason string
+}
+
+func (r *reasoned) Unwrap() error { return r.error }

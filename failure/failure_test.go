@@ -61,3 +61,19 @@ func TestRetryAfter(t *testing.T) {
 		t.Error("RetryAfter on plain error")
 	}
 }
+
+func TestWithReason(t *testing.T) {
+	err := fmt.Errorf("document: %w", failure.WithReason(errors.New("11 MB is over the 10 MB limit"), failure.Poison, "too-large"))
+	if failure.Classify(err) != failure.Poison {
+		t.Errorf("class %v", failure.Classify(err))
+	}
+	if r, ok := failure.Reason(err); !ok || r != "too-large" {
+		t.Errorf("Reason = %q %v", r, ok)
+	}
+	if _, ok := failure.Reason(errors.New("x")); ok {
+		t.Error("plain error has a reason")
+	}
+	if err.Error() != "document: 11 MB is over the 10 MB limit" {
+		t.Errorf("text %q", err)
+	}
+}

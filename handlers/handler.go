@@ -23,6 +23,12 @@ type Request struct {
 	// RequestID is the Toll requestId an earlier delivery recorded: the
 	// handler must not repeat the call that produced it, only follow it.
 	RequestID string
+	// Unresolved is set when an earlier delivery began a non-idempotent
+	// Toll call and died before recording its answer: Toll may or may not
+	// have received it. Handlers that can tell (an entry presentation
+	// reuses its requestId) use it to read a "requestId already used"
+	// answer as success.
+	Unresolved bool
 	// Journal records progress so that a redelivery can resume; nil
 	// means nothing is recorded.
 	Journal Journal
