@@ -177,14 +177,13 @@ func loadSigner(t config.Tenant) (*auth.Signer, error) {
 	return s, nil
 }
 
-// newWorker wires a worker for cfg: the tenant's signer and token cache,
-// the Toll client, one handler per enabled kind.
-func newWorker(cfg *config.Config, js jetstream.JetStream, logger *slog.Logger) (*worker.Worker, error) {
+// newTollClient builds the Toll client of the configured tenant: its
+// signer, its own token cache (one Toll token per scope) and hc.
+func newTollClient(cfg *config.Config, hc *http.Client, logger *slog.Logger) (*toll.Client, error) {
 	signer, err := loadSigner(cfg.Tenant)
 	if err != nil {
 		return nil, err
 	}
-	hc := httpClient(cfg.Worker)
 	tokens := auth.NewCache(auth.CacheConfig{
 		Maskinporten: &auth.Maskinporten{
 			TokenURL: cfg.Maskinporten.TokenURL,
@@ -196,7 +195,16 @@ func newWorker(cfg *config.Config, js jetstream.JetStream, logger *slog.Logger) 
 		Exchanger: &auth.Exchanger{URL: strings.TrimRight(cfg.TollBaseURL, "/") + "/access/external/oauth/token", HTTP: hc},
 		Logger:    logger.With("tenant", cfg.Tenant.Name),
 	})
-	client := &toll.Client{BaseURL: cfg.TollBaseURL, HTTP: hc, Tokens: tokens, Foreign: cfg.Tenant.Foreign, Logger: logger}
+	return &toll.Client{BaseURL: cfg.TollBaseURL, HTTP: hc, Tokens: tokens, Foreign: cfg.Tenant.Foreign, Logger: logger}, nil
+}
+
+// newWorker wires a worker for cfg: the tenant's Toll client and one
+// handler per enabled kind.
+func newWorker(cfg *config.Config, js jetstream.JetStream, logger *slog.Logger) (*worker.Worker, error) {
+	client, err := newTollClient(cfg, httpClient(cfg.Worker), logger)
+	if err != nil {
+		return nil, err
+	}
 	kinds := map[contract.Kind]handlers.Handler{}
 	for _, k := range cfg.Tenant.Kinds {
 		switch k {
