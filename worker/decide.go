@@ -67,9 +67,9 @@ type policy struct {
 func (p policy) decideFailure(a attempt) action {
 	switch failure.Classify(a.err) {
 	case failure.Poison:
-		return action{verb: deadLetter, reason: reasonMalformed}
+		return action{verb: deadLetter, reason: reasonOr(a.err, reasonMalformed)}
 	case failure.Permanent:
-		return action{verb: deadLetter, reason: reasonPermanentHTTP}
+		return action{verb: deadLetter, reason: reasonOr(a.err, reasonPermanentHTTP)}
 	case failure.Config:
 		// Retrying cannot fix configuration; the delay only keeps the
 		// message from spinning until an operator does.
@@ -94,4 +94,13 @@ func (p policy) decideFailure(a attempt) action {
 		delay = until
 	}
 	return action{verb: nak, delay: delay}
+}
+
+// reasonOr is the dead-letter reason err carries (too-large, unsupported,
+// …), or def.
+func reasonOr(err error, def string) string {
+	if r, ok := failure.Reason(err); ok && r != "" {
+		return r
+	}
+	return def
 }

@@ -35,6 +35,8 @@ func TestDecideFailure(t *testing.T) {
 	}{
 		{"poison", attempt{err: failure.ErrPoison, now: now, deadline: later}, action{verb: deadLetter, reason: reasonMalformed}},
 		{"permanent", attempt{err: failure.ErrPermanent, now: now, deadline: later}, action{verb: deadLetter, reason: reasonPermanentHTTP}},
+		{"poison with its own reason", attempt{err: failure.WithReason(errors.New("11 MB"), failure.Poison, "too-large"), now: now, deadline: later}, action{verb: deadLetter, reason: "too-large"}},
+		{"permanent with its own reason", attempt{err: failure.WithReason(errors.New(".exe"), failure.Permanent, "unsupported"), now: now, deadline: later}, action{verb: deadLetter, reason: "unsupported"}},
 		{"permanent even when shutting down", attempt{err: failure.ErrPermanent, now: now, deadline: later, shuttingDown: true}, action{verb: deadLetter, reason: reasonPermanentHTTP}},
 		{"config", attempt{err: failure.ErrConfig, delivery: 7, now: now, deadline: later}, action{verb: nak, delay: time.Minute, configFault: true}},
 		{"config past deadline is still kept", attempt{err: failure.ErrConfig, now: later, deadline: now}, action{verb: nak, delay: time.Minute, configFault: true}},

@@ -134,6 +134,7 @@ func (j *job) run() {
 		// unknown; this delivery submits again.
 		j.log.Warn("an earlier delivery died during its Toll call; submitting again",
 			"stateDelivery", st.Delivery, "stateUpdatedAt", st.UpdatedAt)
+		req.Unresolved = true
 	case resumeRequest:
 		req.RequestID = st.RequestID
 		j.withRequestID(st.RequestID)
@@ -144,6 +145,19 @@ func (j *job) run() {
 	if !now.Before(deadline) {
 		j.deadLetter(reasonDeadline, fmt.Errorf("message deadline %s passed before attempt %d", deadline.UTC().Format(time.RFC3339), j.d.delivery))
 		return
+	}
+	if req.RequestID == "" && sub.After != "" {
+		// Ordering is only checked before anything reached Toll: once a
+		// requestId is recorded, the call it follows was already allowed.
+		resolved, out, wait := j.awaitAfter(sub)
+		switch {
+		case wait:
+			return
+		case out != nil:
+			j.complete(*out)
+			return
+		}
+		req.Submission = resolved
 	}
 	hctx, hcancel := context.WithDeadline(j.r.handlerCtx, deadline)
 	out, herr := j.w.cfg.Handlers[j.d.kind].Handle(hctx, req)

@@ -1,0 +1,96 @@
+package worker
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/handlers"
+)
+
+// Waiting for `after`: a submission naming an earlier one is not sent to
+// Toll before that one's result exists (CONTRACT.md invariant 3). The
+// message is handed back with a delay rather than held, so it takes no
+// slot and holds up nothing else while it waits; the waits count toward
+// the message deadline only, never toward MaxAttempts.
+const (
+	afterWaitMin = 500 * time.Millisecond
+	afterWaitMax = 30 * time.Second
+)
+
+// afterWait is the redelivery delay of a message still waiting for its
+// `after` on the given delivery: short at first, since the earlier
+// message is usually in flight, growing to afterWaitMax for one that is
+// stuck.
+func afterWait(delivery int) time.Duration { return Backoff(afterWaitMin, afterWaitMax)(delivery) }
+
+// awaitAfter looks for the result of sub.After among the tenant's
+// submissions of every kind (an entry presentation names the road or air
+// transport it presents). It returns
+//   - wait: no result yet; the message has been handed back (or
+//     dead-lettered at its deadline) and the caller stops;
+//   - out: the earlier submission was not accepted and this one needs its
+//     MRN: the outcome is a rejection that says so, with no Toll call;
+//   - otherwise the submission to send, with MRN filled in from the
+//     earlier result when the producer left it out.
+func (j *job) awaitAfter(sub *contract.Submission) (resolved *contract.Submission, out *handlers.Outcome, wait bool) {
+	prev, err := j.findResult(sub.After)
+	if err != nil {
+		j.fail(err, j.d.receivedAt.Add(j.w.cfg.MessageDeadline))
+		return nil, nil, true
+	}
+	if prev == nil {
+		deadline := j.d.receivedAt.Add(j.w.cfg.MessageDeadline)
+		now := j.w.cfg.Now()
+		delay := min(afterWait(j.d.delivery), deadline.Sub(now))
+		if delay <= 0 {
+			j.deadLetter(reasonDeadline, fmt.Errorf("waited until the message deadline %s for the result of %q (after)",
+				deadline.UTC().Format(time.RFC3339), sub.After))
+			return nil, nil, true
+		}
+		j.log.Info("waiting for the result of the submission named in after", "after", sub.After, "retryIn", delay)
+		j.nak(delay)
+		return nil, nil, true
+	}
+	needsMRN := sub.MRN == "" && sub.Operation != contract.OpCreate && sub.Operation != contract.OpUpload
+	if !needsMRN {
+		return sub, nil, false
+	}
+	if prev.Status != contract.StatusAccepted || prev.MRN == "" {
+		return nil, &handlers.Outcome{
+			Status: contract.StatusRejected,
+			Errors: []contract.FieldError{{Path: "after", Message: fmt.Sprintf(
+				"%s has no MRN to act on: the submission it names, %s, ended %s", sub.Operation, sub.After, prev.Status)}},
+			Note: "not sent to Toll",
+		}, false
+	}
+	cp := *sub
+	cp.MRN = prev.MRN
+	j.log = j.log.With("mrn", cp.MRN)
+	j.log.Debug("MRN taken from the result of the submission named in after", "after", sub.After)
+	return &cp, nil, false
+}
+
+// findResult returns the recorded result of the tenant's submission id,
+// of any kind, or nil when there is none yet. The message's own kind is
+// looked at first: that is where `after` points nearly always.
+func (j *job) findResult(id string) (*contract.Result, error) {
+	kinds := append([]contract.Kind{j.d.kind}, contract.Kinds...)
+	seen := map[contract.Kind]bool{}
+	for _, k := range kinds {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		ctx, cancel := j.opCtx()
+		st, _, err := loadState(ctx, j.r.kv, stateKey(j.d.tenant, k, id))
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if st != nil && st.Phase == phaseDone && st.Result != nil {
+			return st.Result, nil
+		}
+	}
+	return nil, nil
+}
