@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,7 +73,7 @@ func Settings() []Setting {
 			set: setString(func(c *Config) *string { return &c.Tenant.P12PasswordFile })},
 		{Env: "DIGITOLL_FOREIGN", Flag: "foreign", Default: "false", Usage: "foreign business: use the toll:eu/ scopes",
 			set: setBool(func(c *Config) *bool { return &c.Tenant.Foreign })},
-		{Env: "DIGITOLL_KINDS", Flag: "kinds", Default: "road", Usage: "comma-separated kinds to process",
+		{Env: "DIGITOLL_KINDS", Flag: "kinds", Default: "road", Usage: "comma-separated kinds to process: road, air",
 			set: func(c *Config, v string) error {
 				c.Tenant.Kinds = nil
 				for _, s := range strings.Split(v, ",") {
@@ -174,6 +175,9 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 	}
 	return c, nil
 }
+
+// SupportedKinds are the kinds this version can process.
+func SupportedKinds() []contract.Kind { return []contract.Kind{contract.KindRoad, contract.KindAir} }
 
 // Endpoints returns the Maskinporten issuer, its token URL and the Toll
 // base URL of a public environment.
@@ -284,8 +288,8 @@ func (c *Config) Validate() error {
 		return bad("DIGITOLL_KINDS", "names no kind")
 	}
 	for _, k := range t.Kinds {
-		if k != contract.KindRoad {
-			return bad("DIGITOLL_KINDS", "kind %q is not supported by this version (road only)", k)
+		if !slices.Contains(SupportedKinds(), k) {
+			return bad("DIGITOLL_KINDS", "kind %q is not supported by this version (supported: %v)", k, SupportedKinds())
 		}
 	}
 	if c.NATS.URL == "" && c.NATS.EmbeddedDir == "" {

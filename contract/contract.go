@@ -61,11 +61,11 @@ const (
 )
 
 // Kinds lists every kind in a stable order.
-var Kinds = []Kind{KindRoad, KindAir, KindEntry, KindDocument}
+func Kinds() []Kind { return []Kind{KindRoad, KindAir, KindEntry, KindDocument} }
 
 // ParseKind returns the kind named s or an error naming the valid ones.
 func ParseKind(s string) (Kind, error) {
-	for _, k := range Kinds {
+	for _, k := range Kinds() {
 		if string(k) == s {
 			return k, nil
 		}

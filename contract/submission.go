@@ -36,7 +36,7 @@ const (
 )
 
 // Levels lists the levels in the order Toll links them.
-var Levels = []Level{LevelTransport, LevelMasterConsignment, LevelHouseConsignment}
+func Levels() []Level { return []Level{LevelTransport, LevelMasterConsignment, LevelHouseConsignment} }
 
 // Submission is one message on digitoll.submit.<kind>.<tenant>.
 type Submission struct {

@@ -101,7 +101,7 @@ func FuzzParseSubmission(f *testing.F) {
 	f.Add([]byte(`{"id":1}`))
 	f.Add([]byte(``))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, kind := range contract.Kinds {
+		for _, kind := range contract.Kinds() {
 			s, err := contract.ParseSubmission(kind, data)
 			if err != nil {
 				if !errors.Is(err, contract.ErrMalformed) {

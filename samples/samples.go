@@ -13,7 +13,7 @@ import (
 	"github.com/digitoll/digitoll-worker/contract"
 )
 
-//go:embed road/*.json
+//go:embed road/*.json air/*.json
 var files embed.FS
 
 // Sample is one example submission.

@@ -10,14 +10,21 @@ import (
 // Every sample must be a valid submission: a sample that fails parsing
 // would teach people a format the worker dead-letters.
 func TestSamplesParse(t *testing.T) {
-	got, err := samples.Load(contract.KindRoad)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) < 4 {
-		t.Fatalf("%d road samples, want at least 4", len(got))
-	}
 	ids := map[string]bool{}
+	for kind, least := range map[contract.Kind]int{contract.KindRoad: 4, contract.KindAir: 3} {
+		got, err := samples.Load(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) < least {
+			t.Fatalf("%d %s samples, want at least %d", len(got), kind, least)
+		}
+		checkSamples(t, got, ids)
+	}
+}
+
+func checkSamples(t *testing.T, got []samples.Sample, ids map[string]bool) {
+	t.Helper()
 	for _, s := range got {
 		sub, err := contract.ParseSubmission(s.Kind, s.Body)
 		if err != nil {

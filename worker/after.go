@@ -75,7 +75,7 @@ func (j *job) awaitAfter(sub *contract.Submission) (resolved *contract.Submissio
 // of any kind, or nil when there is none yet. The message's own kind is
 // looked at first: that is where `after` points nearly always.
 func (j *job) findResult(id string) (*contract.Result, error) {
-	kinds := append([]contract.Kind{j.d.kind}, contract.Kinds...)
+	kinds := append([]contract.Kind{j.d.kind}, contract.Kinds()...)
 	seen := map[contract.Kind]bool{}
 	for _, k := range kinds {
 		if seen[k] {

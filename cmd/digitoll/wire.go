@@ -208,9 +208,13 @@ func newWorker(cfg *config.Config, js jetstream.JetStream, logger *slog.Logger) 
 	kinds := map[contract.Kind]handlers.Handler{}
 	for _, k := range cfg.Tenant.Kinds {
 		switch k {
-		case contract.KindRoad:
+		case contract.KindRoad, contract.KindAir:
+			api := toll.RoadV2()
+			if k == contract.KindAir {
+				api = toll.AirV1()
+			}
 			kinds[k] = &handlers.Movement{
-				API:    toll.RoadV2(),
+				API:    api,
 				Toll:   client,
 				Poll:   handlers.PollPolicy{Timeout: cfg.Worker.ValidationTimeout},
 				Logger: logger,
