@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,7 +22,7 @@ import (
 )
 
 func runDemo(ctx context.Context, env *environment, args []string) error {
-	fs := newFlagSet(env, "demo", "[flags]\n\nStarts an embedded NATS server, the Toll simulator and the worker in this process,\npublishes the sample road declarations and prints each result as it arrives.")
+	fs := newFlagSet(env, "demo", "[flags]\n\nStarts an embedded NATS server, the Toll simulator and the worker in this process,\npublishes the sample declarations of every kind and prints each result as it arrives.")
 	dir := fs.String("dir", "", "keep NATS data and the demo key here (default: a temporary directory, removed on exit)")
 	keep := fs.Bool("keep", false, "keep running after the results are in, for the nats CLI and `digitoll publish`")
 	natsPort := fs.Int("nats-port", -1, "port of the embedded NATS server (-1: any free port)")
@@ -79,7 +80,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		"DIGITOLL_NATS_URL":  "",
 		"DIGITOLL_NATS_DIR":  filepath.Join(*dir, "nats"),
 		"DIGITOLL_NATS_PORT": fmt.Sprint(*natsPort),
-		"DIGITOLL_KINDS":     "road",
+		"DIGITOLL_KINDS":     kindList(demoKinds()),
 	}))
 	if err != nil {
 		return err
@@ -107,15 +108,19 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		<-workerDone
 	}()
 
-	subs, err := samples.Load(contract.KindRoad)
-	if err != nil {
-		return err
+	var subs []samples.Sample
+	for _, k := range demoKinds() {
+		ks, err := samples.Load(k)
+		if err != nil {
+			return err
+		}
+		subs = append(subs, ks...)
 	}
 	want := map[string]bool{}
 	results := make(chan contract.Result, len(subs))
 	// Follow from "new" before publishing, so that no result is missed and
 	// none from an earlier run (with --dir) is shown.
-	cons, err := resultConsumer(ctx, conn.js, contract.ResultSubject(contract.KindRoad, contract.DefaultTenant), jetstream.DeliverNewPolicy)
+	cons, err := resultConsumer(ctx, conn.js, "digitoll.result.*."+contract.DefaultTenant, jetstream.DeliverNewPolicy)
 	if err != nil {
 		return err
 	}
@@ -136,18 +141,18 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		<-followDone
 	}()
 
-	fmt.Fprintf(env.stdout, "\nPublishing %d sample road declarations to %s:\n", len(subs), contract.SubmitSubject(contract.KindRoad, contract.DefaultTenant))
+	fmt.Fprintf(env.stdout, "\nPublishing %d sample submissions to digitoll.submit.<kind>.%s:\n", len(subs), contract.DefaultTenant)
 	for _, s := range subs {
 		sub, err := contract.ParseSubmission(s.Kind, s.Body)
 		if err != nil {
 			return fmt.Errorf("sample %s: %w", s.Name, err)
 		}
 		want[sub.ID] = true
-		if _, err := conn.js.PublishMsg(ctx, &nats.Msg{Subject: contract.SubmitSubject(contract.KindRoad, contract.DefaultTenant), Data: s.Body},
+		if _, err := conn.js.PublishMsg(ctx, &nats.Msg{Subject: contract.SubmitSubject(s.Kind, contract.DefaultTenant), Data: s.Body},
 			jetstream.WithMsgID(contract.MsgID(contract.DefaultTenant, sub.ID))); err != nil {
 			return fmt.Errorf("publish %s: %w", s.Name, err)
 		}
-		fmt.Fprintf(env.stdout, "  %-24s %s %s %s\n", s.Name, sub.Level, sub.Operation, sub.ID)
+		fmt.Fprintf(env.stdout, "  %-30s %s %s %s\n", string(s.Kind)+"/"+s.Name, sub.Level, sub.Operation, sub.ID)
 	}
 	fmt.Fprintln(env.stdout, "\nResults (Toll validates asynchronously; the worker polls until it answers):")
 
@@ -193,4 +198,16 @@ func overlayEnv(getenv func(string) string, over map[string]string) func(string)
 		}
 		return getenv(k)
 	}
+}
+
+// demoKinds are the kinds the demo declares, in the order it publishes
+// them.
+func demoKinds() []contract.Kind { return config.SupportedKinds() }
+
+func kindList(kinds []contract.Kind) string {
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = string(k)
+	}
+	return strings.Join(parts, ",")
 }

@@ -38,8 +38,15 @@ func TestDemoDeclaresTheSamples(t *testing.T) {
 			rejected++
 		}
 	}
-	if accepted != 3 || rejected != 1 {
-		t.Errorf("accepted %d (want 3 with MRN), rejected %d (want 1 naming documentIssueDate)\n%s", accepted, rejected, out)
+	// Road: transport, master and house accepted, the broken house
+	// rejected; air: flight, master and house accepted.
+	if accepted != 6 || rejected != 1 {
+		t.Errorf("accepted %d (want 6 with MRN), rejected %d (want 1 naming documentIssueDate)\n%s", accepted, rejected, out)
+	}
+	for _, kind := range []string{"road/default", "air/default"} {
+		if !strings.Contains(out.String(), " accepted      "+kind) {
+			t.Errorf("no accepted %s result:\n%s", kind, out)
+		}
 	}
 	if !strings.Contains(out.String(), "All results are in.") {
 		t.Errorf("demo did not finish:\n%s", out)

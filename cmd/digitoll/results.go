@@ -147,7 +147,13 @@ func formatResult(r contract.Result) string {
 		fmt.Fprintf(&b, " (%s)", r.Note)
 	}
 	if !r.ReceivedAt.IsZero() && !r.CompletedAt.IsZero() {
-		fmt.Fprintf(&b, " in %s", r.CompletedAt.Sub(r.ReceivedAt).Round(100*time.Millisecond))
+		d := r.CompletedAt.Sub(r.ReceivedAt)
+		if d < time.Second {
+			d = d.Round(time.Millisecond)
+		} else {
+			d = d.Round(100 * time.Millisecond)
+		}
+		fmt.Fprintf(&b, " in %s", d)
 	}
 	return b.String()
 }
