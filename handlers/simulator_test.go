@@ -13,6 +13,7 @@ import (
 
 	"github.com/digitoll/digitoll-worker/auth"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/failure"
 	"github.com/digitoll/digitoll-worker/simulator"
 	"github.com/digitoll/digitoll-worker/toll"
 )
@@ -425,4 +426,19 @@ func (h *captureHandler) records(msg string) []loggedRecord {
 		}
 	}
 	return out
+}
+
+// The probe a paused kind relies on fails while the scope is not granted
+// and succeeds once it is.
+func TestMovementProbeFollowsTheScopeGrant(t *testing.T) {
+	e := startSim(t)
+	m := e.handler(toll.RoadV2())
+	e.sim.RevokeScope("handlers-test", "toll:movement/road/v2")
+	if err := m.Probe(context.Background()); failure.Classify(err) != failure.Config {
+		t.Fatalf("probe without the scope: %v (class %v), want a configuration failure", err, failure.Classify(err))
+	}
+	e.sim.GrantScope("handlers-test", "toll:movement/road/v2")
+	if err := m.Probe(context.Background()); err != nil {
+		t.Fatalf("probe with the scope: %v", err)
+	}
 }

@@ -20,6 +20,9 @@ const (
 	DefaultShutdownGrace    = 30 * time.Second
 	DefaultRetryMin         = 5 * time.Second
 	DefaultRetryMax         = 5 * time.Minute
+	DefaultProbeInterval    = 15 * time.Second
+	DefaultPauseFor         = time.Minute
+	DefaultOutageThreshold  = 20
 
 	// minAckWait keeps the heartbeat (every AckWait/3) well above the
 	// round trip of an InProgress on a loaded server.
@@ -62,6 +65,17 @@ type Config struct {
 	// ConfigRetryDelay is the redelivery delay after a configuration
 	// failure (a scope not granted, an unknown key); default 1 min.
 	ConfigRetryDelay time.Duration
+	// ProbeInterval is how often a paused kind is probed (see Prober);
+	// default 15 s.
+	ProbeInterval time.Duration
+	// PauseFor is how long a pause of a kind's consumer lasts on the
+	// server unless a probe extends or ends it; default 1 min. It bounds
+	// how long a kind stays paused if the process that paused it dies.
+	PauseFor time.Duration
+	// OutageThreshold is how many transient failures in a row, with no
+	// success between them, make the worker treat a kind's dependency as
+	// down and pause the kind; default 20, -1 never.
+	OutageThreshold int
 	// ShutdownGrace is how long in-flight messages may finish after Run's
 	// context is done before their handlers are cancelled; default 30 s.
 	ShutdownGrace time.Duration
@@ -92,6 +106,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = DefaultProbeInterval
+	}
+	if c.PauseFor == 0 {
+		c.PauseFor = DefaultPauseFor
+	}
+	if c.OutageThreshold == 0 {
+		c.OutageThreshold = DefaultOutageThreshold
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -132,6 +155,10 @@ func (c Config) validate() error {
 		return bad("ConfigRetryDelay %s is negative", c.ConfigRetryDelay)
 	case c.ShutdownGrace < 0:
 		return bad("ShutdownGrace %s is negative", c.ShutdownGrace)
+	case c.ProbeInterval < 0 || c.PauseFor < 0:
+		return bad("ProbeInterval %s or PauseFor %s is negative", c.ProbeInterval, c.PauseFor)
+	case c.PauseFor > 0 && c.PauseFor < c.ProbeInterval:
+		return bad("PauseFor %s is shorter than ProbeInterval %s: the pause would lapse between probes", c.PauseFor, c.ProbeInterval)
 	}
 	return nil
 }

@@ -171,9 +171,13 @@ func (j *job) run() {
 		herr = failure.Mark(fmt.Errorf("handler returned status %q, want accepted or rejected", out.Status), failure.Permanent)
 	}
 	if herr != nil {
+		if j.r.handlerCtx.Err() == nil {
+			j.w.failed(j.r, j.d.kind, herr)
+		}
 		j.fail(herr, deadline)
 		return
 	}
+	j.w.succeeded(j.d.kind)
 	j.complete(out)
 }
 
@@ -253,7 +257,8 @@ func (j *job) fail(err error, deadline time.Time) {
 		case a.shutdown:
 			j.log.Debug("cancelled by shutdown; returning the message", "retryIn", a.delay)
 		case a.configFault:
-			j.log.Warn(configRemedy, "error", err, "retryIn", a.delay)
+			// The remedy is logged once, when the kind is paused.
+			j.log.Info("configuration fault; the message is kept and retried", "error", err, "retryIn", a.delay)
 		default:
 			j.log.Info("transient failure; retrying later", "error", err, "retryIn", a.delay)
 		}

@@ -57,6 +57,7 @@ type Worker struct {
 	cfg     Config
 	log     *slog.Logger
 	policy  policy
+	gates   gates
 	running atomic.Bool
 }
 
@@ -76,11 +77,16 @@ func New(js jetstream.JetStream, cfg Config) (*Worker, error) {
 		hs[k] = h
 	}
 	cfg.Handlers = hs
+	kinds := make([]contract.Kind, 0, len(hs))
+	for k := range hs {
+		kinds = append(kinds, k)
+	}
 	return &Worker{
 		js:     js,
 		cfg:    cfg,
 		log:    cfg.Logger,
 		policy: policy{retryDelay: cfg.RetryDelay, configRetryDelay: cfg.ConfigRetryDelay},
+		gates:  newGates(kinds),
 	}, nil
 }
 
@@ -124,6 +130,10 @@ type run struct {
 	handlerCtx context.Context
 	// inflight counts message goroutines.
 	inflight sync.WaitGroup
+	// pullCtx ends when the worker stops pulling; probers stop with it.
+	pullCtx context.Context
+	// probers counts the goroutines probing paused kinds.
+	probers sync.WaitGroup
 }
 
 // Run consumes until ctx is done, then shuts down gracefully: it stops
@@ -156,10 +166,10 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
-	r := &run{kv: kv, slots: make(chan struct{}, w.cfg.Concurrency), handlerCtx: handlerCtx}
-
 	pullCtx, stopPulling := context.WithCancel(ctx)
 	defer stopPulling()
+	r := &run{kv: kv, slots: make(chan struct{}, w.cfg.Concurrency), handlerCtx: handlerCtx, pullCtx: pullCtx}
+	defer r.probers.Wait()
 	var loops sync.WaitGroup
 	fatal := make(chan error, len(kinds))
 	for i, k := range kinds {
@@ -213,10 +223,26 @@ func (w *Worker) pull(ctx context.Context, r *run, kind contract.Kind, cons jets
 		it, err := cons.Messages(jetstream.PullMaxMessages(bufferSize(w.cfg.Concurrency)))
 		if err == nil {
 			ackWait := cons.CachedInfo().Config.AckWait
-			err = w.consume(ctx, r, kind, it, ackWait)
+			// A resumed consumer does not answer pull requests made while
+			// it was paused until they expire; a fresh iterator pulls at
+			// once. The watcher ends with the iterator's context.
+			iterCtx, cancelIter := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-w.gates[kind].restart:
+					cancelIter()
+				case <-iterCtx.Done():
+				}
+			}()
+			err = w.consume(iterCtx, r, kind, it, ackWait)
+			cancelIter()
 			w.drain(it, log)
-			if err == nil || ctx.Err() != nil {
+			if ctx.Err() != nil {
 				return nil
+			}
+			if err == nil {
+				log.Debug("pulling anew after a resume")
+				continue
 			}
 			wait = repullMin
 		}

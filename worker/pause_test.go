@@ -1,0 +1,141 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/handlers"
+)
+
+// switchable is a handler whose dependency can be broken and mended: while
+// broken it fails every message (and its probe) with err.
+type switchable struct {
+	fakeHandler
+	broken atomic.Bool
+	err    error
+	probes atomic.Int32
+}
+
+func newSwitchable(err error) *switchable {
+	s := &switchable{err: err}
+	s.behaviour = func(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+		if s.broken.Load() {
+			return handlers.Outcome{}, s.err
+		}
+		return accept(ctx, req)
+	}
+	s.broken.Store(true)
+	return s
+}
+
+func (s *switchable) Probe(context.Context) error {
+	s.probes.Add(1)
+	if s.broken.Load() {
+		return s.err
+	}
+	return nil
+}
+
+func consumerPaused(t *testing.T, e *env, kind contract.Kind) bool {
+	t.Helper()
+	c, err := e.js.Consumer(testCtx(t), contract.StreamSubmit, ConsumerName(kind))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Paused
+}
+
+func kindStatus(w *Worker, kind contract.Kind) KindStatus {
+	for _, s := range w.Status() {
+		if s.Kind == kind {
+			return s
+		}
+	}
+	return KindStatus{}
+}
+
+// A configuration fault (scope not granted) pauses the kind on the server,
+// keeps every message, lets other kinds go on, and resumes when the probe
+// succeeds: then every message completes and nothing is dead-lettered.
+func TestConfigurationFaultPausesTheKindUntilAProbeSucceeds(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		err       error
+		threshold int
+	}{
+		{"scope not granted", fmt.Errorf("maskinporten: invalid_scope: Not authorized to request scope toll:movement/road/v2: %w", failure.ErrConfig), 0},
+		{"toll down", fmt.Errorf("toll answered 503: %w", failure.ErrTransient), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			road := newSwitchable(tc.err)
+			air := &fakeHandler{behaviour: accept}
+			w, err := New(e.js, Config{
+				Handlers:         map[contract.Kind]handlers.Handler{contract.KindRoad: road, contract.KindAir: air},
+				Concurrency:      4,
+				ConfigRetryDelay: 50 * time.Millisecond,
+				RetryDelay:       func(int) time.Duration { return 50 * time.Millisecond },
+				ProbeInterval:    50 * time.Millisecond,
+				PauseFor:         5 * time.Second,
+				OutageThreshold:  tc.threshold,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			t.Cleanup(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			})
+
+			const n = 10
+			for i := range n {
+				submit(t, e.js, roadSubject, "", roadBody(fmt.Sprintf("r%d", i)), nil)
+			}
+			eventually(t, 20*time.Second, "road to be paused", func() bool {
+				return kindStatus(w, contract.KindRoad).Paused && consumerPaused(t, e, contract.KindRoad)
+			})
+			st := kindStatus(w, contract.KindRoad)
+			if st.Error == "" || (tc.threshold == 0 && st.Reason != pauseConfig) || (tc.threshold > 0 && st.Reason != pauseOutage) {
+				t.Errorf("status %+v", st)
+			}
+
+			// Air is not affected.
+			submit(t, e.js, contract.SubmitSubject(contract.KindAir, contract.DefaultTenant), "", roadBody("a1"), nil)
+			collect(t, e.js, contract.StreamResults, contract.ResultSubject(contract.KindAir, contract.DefaultTenant), 1, 20*time.Second)
+			if kindStatus(w, contract.KindAir).Paused {
+				t.Error("air was paused with road")
+			}
+			eventually(t, 10*time.Second, "probes while paused", func() bool { return road.probes.Load() >= 2 })
+
+			road.broken.Store(false)
+			results := collect(t, e.js, contract.StreamResults, roadResults, n, 30*time.Second)
+			for _, m := range results {
+				if r := decodeResult(t, m); r.Status != contract.StatusAccepted {
+					t.Errorf("%s: %s", r.ID, r.Status)
+				}
+			}
+			eventually(t, 10*time.Second, "road to be resumed", func() bool {
+				return !kindStatus(w, contract.KindRoad).Paused && !consumerPaused(t, e, contract.KindRoad)
+			})
+			if got := count(t, e.js, contract.StreamDLQ, "digitoll.dlq.>"); got != 0 {
+				t.Errorf("%d dead letters, want none", got)
+			}
+		})
+	}
+}
