@@ -69,8 +69,13 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 		"level", string(sub.Level), "operation", string(sub.Operation))
 
 	requestID := req.RequestID
+	// maybeTwice is set when an earlier attempt may have reached Toll
+	// without its answer reaching us: Toll has no idempotency key, so
+	// the attempt that counts may then meet the first one as a duplicate.
+	maybeTwice := req.Unresolved
 	if requestID == "" {
-		id, rejected, err := m.submit(ctx, req, log)
+		id, rejected, ambiguous, err := m.submit(ctx, req, log)
+		maybeTwice = maybeTwice || ambiguous
 		if err != nil {
 			return Outcome{}, fmt.Errorf("%s %s %s: %w", m.API.Kind, sub.Operation, sub.Level, err)
 		}
@@ -90,7 +95,10 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 	}
 	if v.Status == toll.ValidationFailure {
 		out := Outcome{Status: contract.StatusRejected, RequestID: requestID, Errors: v.Errors}
-		if len(v.Errors) == 0 {
+		switch {
+		case maybeTwice:
+			out.Note = unresolvedNote
+		case len(v.Errors) == 0:
 			out.Note = "Toll reported FAILURE without validation errors"
 		}
 		log.InfoContext(ctx, "toll refused the declaration", "errors", len(v.Errors))
@@ -109,9 +117,16 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 	return out, nil
 }
 
+// unresolvedNote explains a FAILURE that may be Toll meeting an earlier
+// attempt of the same submission whose answer was lost (the worker died
+// during the call, or the connection broke after the request was sent).
+const unresolvedNote = "an earlier attempt of this submission may have reached Toll without its answer reaching the worker; " +
+	"if Toll reports the document as already in use or cancelled, that attempt was most likely accepted: check with `digitoll status`"
+
 // submit sends the declaration, retrying transient failures, and records
-// the requestId. It returns either a requestId, a rejection, or an error.
-func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (string, *toll.RejectedError, error) {
+// the requestId. It returns either a requestId, a rejection, or an error,
+// and whether an attempt may have reached Toll unanswered.
+func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (string, *toll.RejectedError, bool, error) {
 	sub := req.Submission
 	var mrn string
 	switch sub.Operation {
@@ -119,15 +134,16 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 	case contract.OpUpdate, contract.OpDelete:
 		mrn = sub.MRN
 		if mrn == "" {
-			return "", nil, fmt.Errorf("no mrn to %s: the submission has none and the MRN of its `after` submission was not filled in: %w", sub.Operation, failure.ErrPoison)
+			return "", nil, false, fmt.Errorf("no mrn to %s: the submission has none and the MRN of its `after` submission was not filled in: %w", sub.Operation, failure.ErrPoison)
 		}
 		log = log.With("mrn", mrn)
 	default:
-		return "", nil, fmt.Errorf("operation %q is not create, update or delete: %w", sub.Operation, failure.ErrPoison)
+		return "", nil, false, fmt.Errorf("operation %q is not create, update or delete: %w", sub.Operation, failure.ErrPoison)
 	}
 
 	var requestID string
 	attempt := 0
+	ambiguous := false
 	op := func() error {
 		attempt++
 		if req.Journal != nil {
@@ -148,10 +164,11 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 	}
 	notify := func(err error, pause time.Duration) {
 		if errors.Is(err, toll.ErrAmbiguous) {
-			// Toll may hold the declaration already, and a second one
-			// would later fail as a duplicate. For now it is retried like
-			// any transient failure; the worker's journal (Sending without
-			// Sent) is where this will be decided.
+			// Toll may hold the declaration already; sending it again is
+			// the only way to an answer (Toll has no idempotency key and
+			// no query by document number), and a duplicate FAILURE that
+			// follows carries unresolvedNote.
+			ambiguous = true
 			log.WarnContext(ctx, "no answer to a declaration Toll may have received; sending it again",
 				"attempt", attempt, "pause", pause, "error", err.Error())
 			return
@@ -161,10 +178,10 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 	err := m.Retry.run(ctx, op, notify)
 	var rejected *toll.RejectedError
 	if errors.As(err, &rejected) {
-		return "", rejected, nil
+		return "", rejected, ambiguous, nil
 	}
 	if err != nil {
-		return "", nil, err
+		return "", nil, ambiguous, err
 	}
 	log.DebugContext(ctx, "declaration sent", "requestId", requestID, "attempts", attempt)
 
@@ -172,10 +189,10 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 		jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), journalTimeout)
 		defer cancel()
 		if err := req.Journal.Sent(jctx, requestID); err != nil {
-			return "", nil, failure.Mark(fmt.Errorf("recording requestId %s: %w", requestID, err), failure.Transient)
+			return "", nil, ambiguous, failure.Mark(fmt.Errorf("recording requestId %s: %w", requestID, err), failure.Transient)
 		}
 	}
-	return requestID, nil, nil
+	return requestID, nil, ambiguous, nil
 }
 
 // poll asks for the validation status of requestID until Toll has a

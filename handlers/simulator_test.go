@@ -442,3 +442,35 @@ func TestMovementProbeFollowsTheScopeGrant(t *testing.T) {
 		t.Fatalf("probe with the scope: %v", err)
 	}
 }
+
+// A worker that died during its Toll call leaves the outcome unresolved:
+// the next delivery sends again (there is no other way to an answer), and
+// when Toll then reports a duplicate, the rejection says that the earlier
+// attempt was most likely accepted, while an unrelated first attempt's
+// duplicate carries no such note.
+func TestUnresolvedAttemptThatMeetsItsDuplicateSaysSo(t *testing.T) {
+	env := startSim(t)
+	h := env.handler(toll.RoadV2())
+	decl := declaration(contract.LevelHouseConsignment, "HWB-LOST-1")
+	first, err := h.Handle(t.Context(), request("lost-1", contract.OpCreate, contract.LevelHouseConsignment, "", decl))
+	if err != nil || first.Status != contract.StatusAccepted {
+		t.Fatalf("first attempt: %+v %v", first, err)
+	}
+	for _, tc := range []struct {
+		unresolved bool
+		wantNote   bool
+	}{{true, true}, {false, false}} {
+		req := request("lost-1", contract.OpCreate, contract.LevelHouseConsignment, "", decl)
+		req.Unresolved = tc.unresolved
+		out, err := h.Handle(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Status != contract.StatusRejected || !strings.Contains(out.Errors[0].Message, "already in use") {
+			t.Fatalf("unresolved=%v: %+v, want Toll's duplicate FAILURE", tc.unresolved, out)
+		}
+		if got := out.Note == unresolvedNote; got != tc.wantNote {
+			t.Errorf("unresolved=%v: note %q", tc.unresolved, out.Note)
+		}
+	}
+}
