@@ -38,6 +38,9 @@ type Config struct {
 	NATS   NATS
 	Worker Worker
 	Log    Log
+	// HTTPAddr is where /healthz and /readyz are served; empty disables
+	// the server.
+	HTTPAddr string
 }
 
 // Maskinporten locates the identity provider.

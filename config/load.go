@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -118,6 +119,18 @@ func Settings() []Setting {
 			set: setDuration(func(c *Config) *time.Duration { return &c.Worker.HTTPTimeout }, 100*time.Millisecond)},
 		{Env: "DIGITOLL_SHUTDOWN_GRACE", Flag: "shutdown-grace", Default: "30s", Usage: "how long in-flight messages may finish on SIGTERM",
 			set: setDuration(func(c *Config) *time.Duration { return &c.Worker.ShutdownGrace }, 0)},
+		{Env: "DIGITOLL_HTTP_ADDR", Flag: "http-addr", Default: "127.0.0.1:8081", Usage: "address of /healthz and /readyz (host:port), or off",
+			set: func(c *Config, v string) error {
+				if v == "off" {
+					c.HTTPAddr = ""
+					return nil
+				}
+				if _, _, err := net.SplitHostPort(v); err != nil {
+					return fmt.Errorf("%q is not host:port or off", v)
+				}
+				c.HTTPAddr = v
+				return nil
+			}},
 		{Env: "DIGITOLL_LOG_LEVEL", Flag: "log-level", Default: "info", Usage: "debug, info, warn or error",
 			set: func(c *Config, v string) error {
 				if err := c.Log.Level.UnmarshalText([]byte(v)); err != nil {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +79,7 @@ func TestRunAnswersEverySubmissionOnce(t *testing.T) {
 	}
 	t.Cleanup(srv.Shutdown)
 
-	env, _, errOut := testEnv(map[string]string{
+	env, out, errOut := testEnv(map[string]string{
 		"DIGITOLL_ENV":                    "test",
 		"DIGITOLL_MASKINPORTEN_ISSUER":    sim.Issuer(),
 		"DIGITOLL_MASKINPORTEN_TOKEN_URL": sim.TokenURL(),
@@ -87,6 +89,7 @@ func TestRunAnswersEverySubmissionOnce(t *testing.T) {
 		"DIGITOLL_CERT_FILE":              key.CertFile,
 		"DIGITOLL_NATS_URL":               srv.ClientURL(),
 		"DIGITOLL_CONCURRENCY":            "16",
+		"DIGITOLL_HTTP_ADDR":              "127.0.0.1:0",
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -102,9 +105,16 @@ func TestRunAnswersEverySubmissionOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the worker to create its streams", func() bool {
-		_, err := js.Stream(ctx, contract.StreamResults)
-		return err == nil
+	readyz := regexp.MustCompile(`readiness at (http://\S+/readyz)`)
+	waitFor(t, 30*time.Second, "the worker to serve readiness", func() bool { return readyz.MatchString(out.String()) })
+	readyURL := readyz.FindStringSubmatch(out.String())[1]
+	waitFor(t, 30*time.Second, "the worker to be ready", func() bool {
+		resp, err := http.Get(readyURL)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
 	})
 
 	const n = 40

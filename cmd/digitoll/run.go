@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/digitoll/digitoll-worker/config"
+	"github.com/digitoll/digitoll-worker/ops"
 )
 
 func runWorker(ctx context.Context, env *environment, args []string) error {
@@ -37,6 +39,18 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	w, err := newWorker(cfg, conn.js, logger)
 	if err != nil {
 		return err
+	}
+	if cfg.HTTPAddr != "" {
+		srv, err := ops.Listen(cfg.HTTPAddr, ops.Handler(readinessChecks(conn, w), nil), logger)
+		if err != nil {
+			return fmt.Errorf("DIGITOLL_HTTP_ADDR: %w", err)
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		}()
+		fmt.Fprintf(env.stdout, "health at http://%s/healthz, readiness at http://%s/readyz\n", srv.Addr(), srv.Addr())
 	}
 	logger.Info("digitoll-worker configured", "env", cfg.Env, "toll", cfg.TollBaseURL, "kinds", cfg.Tenant.Kinds,
 		"tenant", cfg.Tenant.Name, "concurrency", cfg.Worker.Concurrency)

@@ -18,6 +18,7 @@ import (
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/ops"
 	"github.com/digitoll/digitoll-worker/toll"
 	"github.com/digitoll/digitoll-worker/worker"
 )
@@ -238,4 +239,37 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, c config.NATS) e
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return worker.EnsureStreams(ctx, js, worker.StreamOptions{Replicas: c.Replicas})
+}
+
+// readinessChecks are the conditions of /readyz: NATS connected, the
+// contract's streams present, and no kind paused.
+func readinessChecks(conn *natsConn, w *worker.Worker) []ops.NamedCheck {
+	checks := []ops.NamedCheck{
+		{Name: "nats", Check: func(context.Context) error {
+			if !conn.nc.IsConnected() {
+				return fmt.Errorf("not connected (%s)", conn.nc.Status())
+			}
+			return nil
+		}},
+		{Name: "streams", Check: func(ctx context.Context) error {
+			for _, s := range []string{contract.StreamSubmit, contract.StreamResults, contract.StreamDLQ, contract.StreamRouting} {
+				if _, err := conn.js.Stream(ctx, s); err != nil {
+					return fmt.Errorf("%s: %w", s, err)
+				}
+			}
+			return nil
+		}},
+	}
+	for _, st := range w.Status() {
+		kind := st.Kind
+		checks = append(checks, ops.NamedCheck{Name: string(kind), Check: func(context.Context) error {
+			for _, s := range w.Status() {
+				if s.Kind == kind && s.Paused {
+					return fmt.Errorf("paused since %s (%s): %s", s.Since.UTC().Format(time.RFC3339), s.Reason, s.Error)
+				}
+			}
+			return nil
+		}})
+	}
+	return checks
 }
