@@ -87,6 +87,12 @@ var tenantPattern = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 // DefaultTenant is the tenant of a single-company installation.
 const DefaultTenant = "default"
 
+// InvalidTenant stands in for the tenant token of a dead letter whose
+// subject named no valid tenant (digitoll.dlq.<kind>._invalid). '_' can
+// never be part of a tenant name, so no tenant's entries mix with these;
+// they cannot be replayed, having no subject to go back to.
+const InvalidTenant = "_invalid"
+
 // ValidTenant reports whether name can be a tenant: a subject token of
 // a-z, 0-9 and '-', 1 to 63 characters.
 func ValidTenant(name string) bool { return tenantPattern.MatchString(name) }

@@ -13,11 +13,6 @@ import (
 	"github.com/digitoll/digitoll-worker/handlers"
 )
 
-// invalidTenant stands in for the tenant token of a subject that does not
-// parse. Tenant names are a-z, 0-9 and '-', so this can never be a real
-// tenant, and no tenant sees another's unparsable messages.
-const invalidTenant = "_invalid"
-
 // maxErrorHeader bounds Digitoll-Dlq-Error: one line, enough for an HTTP
 // status and Toll's message, not a response body.
 const maxErrorHeader = 500
@@ -159,7 +154,7 @@ func deadLetterMsg(d delivered, body []byte, h nats.Header, reason, errText stri
 	out.Set(contract.HeaderOriginalStreamSeq, strconv.FormatUint(d.seq, 10))
 	tenant := d.tenant
 	if tenant == "" {
-		tenant = invalidTenant
+		tenant = contract.InvalidTenant
 	}
 	return &nats.Msg{Subject: contract.DLQSubject(d.kind, tenant), Header: out, Data: body}
 }
@@ -171,7 +166,7 @@ func deadLetterMsg(d delivered, body []byte, h nats.Header, reason, errText stri
 func dlqMsgID(d delivered) string {
 	tenant, id := d.tenant, d.id
 	if tenant == "" {
-		tenant = invalidTenant
+		tenant = contract.InvalidTenant
 	}
 	if id == "" {
 		return tenant + "/dlq/" + strconv.FormatUint(d.seq, 10)

@@ -167,7 +167,7 @@ func TestUnreadableMessagesAreDeadLettered(t *testing.T) {
 			[]byte(`{"id":"u1","operation":"create","level":"transport","declaration":{},"colour":"red"}`), true},
 		{"no level", roadSubject, "u2", "digitoll.dlq.road.default",
 			[]byte(`{"id":"u2","operation":"create","declaration":{}}`), true},
-		{"bad tenant", "digitoll.submit.road.NOT_A_TENANT", "", "digitoll.dlq.road." + invalidTenant, roadBody("u3"), false},
+		{"bad tenant", "digitoll.submit.road.NOT_A_TENANT", "", "digitoll.dlq.road." + contract.InvalidTenant, roadBody("u3"), false},
 	}
 	for _, tc := range cases {
 		submit(t, e.js, tc.subject, "orig/"+tc.name, tc.body, hdr)
