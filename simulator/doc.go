@@ -81,13 +81,78 @@
 // and gross mass) and <query>/entry/status/{mrn} (validEntry false until
 // MarkEntered).
 //
+// # Entry presentation
+//
+// POST movement/presentation/v1/entry-summary-declaration (scope
+// toll:movement/entry or toll:eu/movement/entry) with
+// {"requestId":"<uuid>","customsOfficeOfPresentation":"NO351001","mrn":"<MRN>"}
+// presents the goods of a declaration. It needs Content-Type
+// application/json; the requestId must be a UUID the client has not used
+// in an accepted presentation before (else "requestId already used", as
+// Toll documents), the office two uppercase letters and six digits, the
+// MRN a road or air declaration of the caller, of any level, not
+// cancelled. Every error found is reported in one 400 {"validationErrors"}.
+// Success is 200 with an empty body; entry/status of the MRN then answers
+// validEntry true with the office and the time of presentation (as
+// MarkEntered), and Stats.Presentations counts it.
+//
+// # Routing feeds
+//
+// GET movement/routing/v1/house-consignment and
+// GET movement/routing/v1/transport (scope toll:movement/entry or
+// toll:eu/movement/entry) answer 200 with a JSON array of up to
+// Config.RoutingPageSize signals (default 1000, SetRoutingPageSize) after
+// the one whose routingResult.id is the marker query parameter, from the
+// start without one; an empty array means caught up, a marker the feed
+// does not hold is 400. Each client has its own two feeds. When the
+// SUCCESS of a create or update of a house consignment or transport
+// becomes visible (its validation delay has passed), one signal is
+// appended to the feed of its level, with a fresh id (monotonic, but
+// opaque to clients) and routing TO_ENTRY, or TO_CONTROL when
+// TriggerControl ("SIM-CONTROL") is the value of any string field of the
+// declaration:
+//
+//	{"entrySummaryDeclarationMRN":"<MRN>",
+//	 "transportDocumentHouseLevel":{"referenceNumber":"HWB-0001","type":"N750"},
+//	 "activeBorderTransportMeans":{…},
+//	 "routingResult":{"id":"rt-1","routing":"TO_ENTRY","documentIssueDate":"<when visible>"}}
+//
+// A house signal carries the house's transport document, and the
+// activeBorderTransportMeans of a live transport of the same client that
+// lists the house's master document, if there is one; a transport signal
+// carries its activeBorderTransportMeans. AddRoutingSignals appends
+// synthetic signals, for tests that page through long feeds.
+//
+// # Documents
+//
+// POST goodsdeclaration/document/v2/declaration-id/{declarationId}/document
+// (scope toll:goodsdeclaration/document.write or
+// toll:eu/goodsdeclaration/document.write) takes multipart/form-data (else
+// 415) of exactly two parts in this order: metadata, with Content-Type
+// application/json and the object {"declarationId","documentType"} (no
+// other fields), then file, with a filename. The declaration id in the
+// path is nine digits, a real date as ddmmyyyy and a sequence number
+// (123456789-01092023-1) and the metadata's must equal it; documentType is
+// faktura, tillatelser, fraktregning, opprinnelsesdokumentasjon or
+// fraktbrev; the file's extension is pdf, jpg, png, txt, doc, docx, xls or
+// xlsx (any case), its Content-Type, if sent, that extension's media type
+// or application/octet-stream, and it is not empty. Every error found is
+// reported in one 400 {"validationErrors"}. A file over MaxDocumentBytes
+// (10 MiB) is 413. The body is read as a stream and the file hashed on
+// the way, never held. Success is 201 {"documentId":"<uuid>"}, and
+// Documents lists the upload with its size and SHA-256. Uploading the
+// same file again is accepted as another document (Toll's behaviour is
+// not documented).
+//
 // # Faults and statistics
 //
-// SetFaults injects latency, 503 and 429 (Retry-After: 1) answers into
-// Toll API calls, before authentication, and takes Maskinporten or the
-// exchange down (503 server_error). Stats returns a snapshot of requests
-// per route, grants and exchanges per client and scope, and every
-// declaration request with its outcome.
+// SetFaults injects latency, 503 and 429 (Retry-After: 1) answers and
+// connection resets into Toll API calls, before authentication, takes
+// Maskinporten or the exchange down (503 server_error), and makes writes
+// (POST, PUT, DELETE, presentations included) lose their answer: processed
+// in full, then the connection is dropped. Stats returns a snapshot of
+// requests per route, grants and exchanges per client and scope, every
+// declaration request with its outcome, and presentations per MRN.
 //
 // Nothing secret is logged: one debug line per request, with method,
 // path, route, client, status and the reason for a refusal.

@@ -93,7 +93,7 @@ type tollHandler func(w http.ResponseWriter, r *http.Request, c caller)
 
 // tollAPI guards h: injected faults come first (a gateway in front of
 // the API), then the bearer token must be a live Toll token with one of
-// scopes.
+// scopes. An authorized write may then lose its answer (see Faults).
 func (s *Server) tollAPI(scopes []string, h tollHandler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.injectFaults(w, r) {
@@ -111,6 +111,10 @@ func (s *Server) tollAPI(scopes []string, h tollHandler) http.HandlerFunc {
 			return
 		}
 		setRequestClient(r, c.clientID)
+		if s.answerLost(r) {
+			serveWithoutAnswer(w, r, func(w http.ResponseWriter) { h(w, r, c) })
+			return
+		}
 		h(w, r, c)
 	}
 }

@@ -63,6 +63,9 @@ type Config struct {
 	// reached through a proxy or container port mapping. The required
 	// grant `aud` follows it.
 	BaseURL string
+	// RoutingPageSize is the most signals one routing feed answer holds;
+	// zero means DefaultRoutingPageSize (Toll's 1000).
+	RoutingPageSize int
 }
 
 // Client is an integration registered at Maskinporten.
@@ -100,6 +103,21 @@ type Faults struct {
 	// TooManyRate is the fraction of Toll API calls answered 429 with
 	// Retry-After: 1, before they are authenticated or processed.
 	TooManyRate float64
+	// ResetRate is the fraction of Toll API calls whose connection is
+	// dropped before they are authenticated or processed: the client
+	// gets no answer, and nothing happened. ErrorRate, TooManyRate and
+	// ResetRate share one draw, so together they are fractions of all
+	// calls.
+	ResetRate float64
+	// LoseResponseRate is the fraction of authorized Toll API writes
+	// (POST, PUT, DELETE, including entry presentations) that are
+	// processed in full and then get no answer: the connection is
+	// dropped instead, so the client cannot tell whether Toll acted.
+	LoseResponseRate float64
+	// LoseResponses is how many of the next authorized Toll API writes
+	// lose their answer as with LoseResponseRate, whatever the rate; it
+	// counts down as they do. Tests use it to lose exactly one answer.
+	LoseResponses int
 	// MaskinportenDown makes the Maskinporten token endpoint answer 503.
 	MaskinportenDown bool
 	// ExchangeDown makes the Toll token exchange answer 503.
@@ -125,6 +143,8 @@ type Server struct {
 
 	mu sync.Mutex
 	st state
+	// documents are the uploads the document API accepted, in order.
+	documents []Document
 }
 
 // Start listens on addr ("127.0.0.1:0" picks a free port; "" means that)
@@ -169,6 +189,7 @@ func Start(cfg Config, addr string) (*Server, error) {
 	for _, c := range cfg.Clients {
 		s.st.clients[c.ID] = c.clone()
 	}
+	s.st.routing.pageSize = cfg.RoutingPageSize
 	s.handler = s.logRequests(s.routes())
 
 	// Request contexts derive from ctx, so that Close ends handlers that
@@ -307,6 +328,9 @@ func (s *Server) routes() *http.ServeMux {
 	for _, api := range movementAPIs() {
 		s.registerMovement(mux, api)
 	}
+	s.registerDocuments(mux)
+	s.registerEntry(mux)
+	s.registerRouting(mux)
 	return mux
 }
 
@@ -386,8 +410,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 }
 
 // injectFaults applies the configured faults to a Toll API call. It
-// reports whether the call may go on; if not, it has answered. A call
-// whose context ends during the injected latency is aborted.
+// reports whether the call may go on; if not, it has answered or dropped
+// the connection. A call whose context ends during the injected latency
+// is aborted.
 func (s *Server) injectFaults(w http.ResponseWriter, r *http.Request) bool {
 	f := s.currentFaults()
 	if f.Latency > 0 {
@@ -402,10 +427,10 @@ func (s *Server) injectFaults(w http.ResponseWriter, r *http.Request) bool {
 			panic(http.ErrAbortHandler)
 		}
 	}
-	if f.ErrorRate <= 0 && f.TooManyRate <= 0 {
+	if f.ErrorRate <= 0 && f.TooManyRate <= 0 && f.ResetRate <= 0 {
 		return true
 	}
-	// One draw decides both, so the rates are fractions of all calls.
+	// One draw decides all three, so the rates are fractions of all calls.
 	switch x := rand.Float64(); {
 	case x < f.ErrorRate:
 		writeProblem(w, http.StatusServiceUnavailable, "simulated fault: service unavailable")
@@ -413,6 +438,9 @@ func (s *Server) injectFaults(w http.ResponseWriter, r *http.Request) bool {
 	case x < f.ErrorRate+f.TooManyRate:
 		w.Header().Set("Retry-After", "1")
 		writeProblem(w, http.StatusTooManyRequests, "simulated fault: too many requests")
+		return false
+	case x < f.ErrorRate+f.TooManyRate+f.ResetRate:
+		dropConnection(w, r, "simulated fault: connection reset before processing")
 		return false
 	}
 	return true

@@ -25,6 +25,11 @@ type state struct {
 	// docs maps the document number of each live (not cancelled)
 	// declaration to its MRN: a number in use cannot be created again.
 	docs map[docKey]string
+	// entry remembers entry presentations.
+	entry presentations
+	// routing holds every client's routing feeds (see routing.go); its
+	// zero value is ready.
+	routing routingState
 
 	// counters for Stats
 	requestCounts map[string]int
@@ -44,6 +49,7 @@ func newState(validationDelay time.Duration) state {
 		requests:        map[string]*request{},
 		decls:           map[string]*declaration{},
 		docs:            map[docKey]string{},
+		entry:           newPresentations(),
 		requestCounts:   map[string]int{},
 		grants:          map[scopeKey]int{},
 		exchanges:       map[scopeKey]int{},

@@ -54,6 +54,8 @@ type Stats struct {
 	exchanges    map[scopeKey]int
 	submissions  map[string]int
 	declarations []Declaration
+	// presentations counts accepted entry presentations by MRN.
+	presentations map[string]int
 }
 
 type scopeKey struct{ clientID, scope string }
@@ -85,6 +87,12 @@ func (st Stats) Exchanges(clientID, scope string) int {
 // counts for the declaration its MRN names.
 func (st Stats) Submissions(documentNumber string) int { return st.submissions[documentNumber] }
 
+// Presentations counts the entry presentations of the declaration with
+// this MRN that the simulator accepted (answered 200), including those
+// whose answer was then lost to a fault. A presentation refused with 400,
+// such as one that reuses a requestId, does not count.
+func (st Stats) Presentations(mrn string) int { return st.presentations[mrn] }
+
 // Declarations lists every declaration request that reached processing,
 // in the order received.
 func (st Stats) Declarations() []Declaration {
@@ -101,11 +109,12 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := Stats{
-		requests:     maps.Clone(s.st.requestCounts),
-		grants:       maps.Clone(s.st.grants),
-		exchanges:    maps.Clone(s.st.exchanges),
-		submissions:  maps.Clone(s.st.submissions),
-		declarations: make([]Declaration, len(s.st.declarations)),
+		requests:      maps.Clone(s.st.requestCounts),
+		grants:        maps.Clone(s.st.grants),
+		exchanges:     maps.Clone(s.st.exchanges),
+		submissions:   maps.Clone(s.st.submissions),
+		declarations:  make([]Declaration, len(s.st.declarations)),
+		presentations: maps.Clone(s.st.entry.counts),
 	}
 	for i, d := range s.st.declarations {
 		d.Body = slices.Clone(d.Body)
