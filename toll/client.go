@@ -56,6 +56,33 @@ type response struct {
 	body   []byte
 }
 
+// payload is the body of a call. open gives a fresh reader of it for
+// each attempt, since a 401 is answered by sending it again. The zero
+// value is no body.
+type payload struct {
+	open func() (io.ReadCloser, error)
+	// size is the body's length, or -1 if unknown (sent chunked).
+	size        int64
+	contentType string
+	// expectContinue sends "Expect: 100-continue": Toll answers a refused
+	// token before the body is sent, so a large body is not sent only
+	// to be answered 401, and the 401 is not lost to a connection the
+	// server closed while the body was still being written.
+	expectContinue bool
+}
+
+// jsonPayload is a JSON body held in memory; nil means no body.
+func jsonPayload(body []byte) payload {
+	if body == nil {
+		return payload{}
+	}
+	return payload{
+		open:        func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil },
+		size:        int64(len(body)),
+		contentType: "application/json",
+	}
+}
+
 // do sends one call to Toll with a bearer token for api's scope and
 // returns the answer when its status is 2xx or one of handled; any other
 // status becomes an *HTTPError that classifies itself.
@@ -65,6 +92,11 @@ type response struct {
 // second 401 means Toll does not accept the tokens this integration gets:
 // configuration, not bad luck, so it is marked failure.ErrConfig.
 func (c *Client) do(ctx context.Context, api Movement, method, path string, body []byte, handled ...int) (*response, error) {
+	return c.doPayload(ctx, api, method, path, jsonPayload(body), handled...)
+}
+
+// doPayload is do for any body; the body is opened anew for each attempt.
+func (c *Client) doPayload(ctx context.Context, api Movement, method, path string, body payload, handled ...int) (*response, error) {
 	if c.Tokens == nil || c.BaseURL == "" {
 		return nil, fmt.Errorf("toll: client needs BaseURL and Tokens: %w", failure.ErrConfig)
 	}
@@ -94,7 +126,7 @@ func (c *Client) do(ctx context.Context, api Movement, method, path string, body
 
 // attempt gets a token for scope and makes one exchange. It returns the
 // token it used so that a 401 invalidates exactly that one.
-func (c *Client) attempt(ctx context.Context, scope, method, path string, body []byte) (*response, string, error) {
+func (c *Client) attempt(ctx context.Context, scope, method, path string, body payload) (*response, string, error) {
 	token, err := c.Tokens.Token(ctx, scope)
 	if err != nil {
 		// Token errors carry their own failure class (auth marks them).
@@ -108,7 +140,7 @@ func (c *Client) attempt(ctx context.Context, scope, method, path string, body [
 // *NetworkError whose Written field says, from httptrace's WroteRequest,
 // whether the whole request had reached the connection: only then can
 // Toll have acted on it (see ErrAmbiguous).
-func (c *Client) send(ctx context.Context, token, method, path string, body []byte) (*response, error) {
+func (c *Client) send(ctx context.Context, token, method, path string, body payload) (*response, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -130,18 +162,28 @@ func (c *Client) send(ctx context.Context, token, method, path string, body []by
 		},
 	})
 
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+"/"+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+"/"+path, nil)
 	if err != nil {
 		return nil, fmt.Errorf("toll: %s %s: bad base URL: %w: %w", method, path, err, failure.ErrConfig)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if body.open != nil {
+		rd, err := body.open()
+		if err != nil {
+			return nil, fmt.Errorf("toll: %s %s: opening the request body: %w", method, path, err)
+		}
+		// The transport closes the body, also on errors. GetBody lets it
+		// re-send a request that failed before anything was written.
+		req.Body, req.GetBody, req.ContentLength = rd, body.open, body.size
+		if body.size == 0 {
+			rd.Close()
+			req.Body, req.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
+		}
+		req.Header.Set("Content-Type", body.contentType)
+		if body.expectContinue {
+			req.Header.Set("Expect", "100-continue")
+		}
 	}
 
 	hc := c.HTTP

@@ -39,6 +39,21 @@ func AirV1() Movement {
 	}
 }
 
+// EntryScopeBase is the scope base of the entry APIs, presentation and
+// routing: "toll:movement/entry" or "toll:eu/movement/entry".
+const EntryScopeBase = "movement/entry"
+
+// PresentationV1 is the entry presentation API (movement/presentation/v1).
+// It has no query API of its own: whether goods have entered is read from
+// the road or air query API of the declaration (Client.EntryStatus).
+func PresentationV1() Movement {
+	return Movement{
+		Kind:      contract.KindEntry,
+		Path:      "movement/presentation/v1",
+		ScopeBase: EntryScopeBase,
+	}
+}
+
 // Scope returns the Maskinporten scope for an API scope base: Norwegian
 // businesses use "toll:<base>", foreign ones "toll:eu/<base>".
 func Scope(foreign bool, base string) string {
