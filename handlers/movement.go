@@ -236,20 +236,3 @@ func (m *Movement) logger() *slog.Logger {
 	}
 	return m.Logger
 }
-
-// testAuther is the part of the Toll client a probe uses.
-type testAuther interface {
-	TestAuth(ctx context.Context, api toll.Movement) error
-}
-
-// Probe tells whether the kind can work again after a pause: it obtains a
-// token for the API's scope and calls Toll's test-auth, which fails the
-// same way declarations would while a scope is not granted or Toll is down.
-// A Toll client without TestAuth cannot be probed and reports success.
-func (m *Movement) Probe(ctx context.Context) error {
-	p, ok := m.Toll.(testAuther)
-	if !ok {
-		return nil
-	}
-	return p.TestAuth(ctx, m.API)
-}

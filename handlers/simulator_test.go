@@ -32,7 +32,7 @@ type simEnv struct {
 	logs   *captureHandler
 }
 
-func startSim(t *testing.T) *simEnv {
+func startSim(t testing.TB) *simEnv {
 	t.Helper()
 	key, err := simulator.WriteDemoKey(t.TempDir(), "handlers-test")
 	if err != nil {
@@ -78,7 +78,7 @@ func (e *simEnv) handler(api toll.Movement) *Movement {
 
 // checkNoTokenInLogs fetches the (cached) Toll token and makes sure no log
 // line of the test contains it.
-func (e *simEnv) checkNoTokenInLogs(t *testing.T) {
+func (e *simEnv) checkNoTokenInLogs(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	tok, err := e.tokens.Token(ctx, toll.Scope(false, toll.RoadV2().ScopeBase))
