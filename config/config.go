@@ -12,6 +12,7 @@ package config
 
 import (
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/digitoll/digitoll-worker/contract"
@@ -41,6 +42,26 @@ type Config struct {
 	// HTTPAddr is where /healthz and /readyz are served; empty disables
 	// the server.
 	HTTPAddr string
+	Routing  Routing
+}
+
+// Routing configures the poller of Toll's routing feed.
+type Routing struct {
+	// Mode is "auto" (on when the entry kind is enabled), "on" or "off".
+	Mode string
+	// Interval is the pause between polls of a caught-up feed.
+	Interval time.Duration
+}
+
+// RoutingEnabled tells whether the routing poller runs for c.
+func (c *Config) RoutingEnabled() bool {
+	switch c.Routing.Mode {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return slices.Contains(c.Tenant.Kinds, contract.KindEntry)
 }
 
 // Maskinporten locates the identity provider.

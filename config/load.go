@@ -74,7 +74,7 @@ func Settings() []Setting {
 			set: setString(func(c *Config) *string { return &c.Tenant.P12PasswordFile })},
 		{Env: "DIGITOLL_FOREIGN", Flag: "foreign", Default: "false", Usage: "foreign business: use the toll:eu/ scopes",
 			set: setBool(func(c *Config) *bool { return &c.Tenant.Foreign })},
-		{Env: "DIGITOLL_KINDS", Flag: "kinds", Default: "road", Usage: "comma-separated kinds to process: road, air",
+		{Env: "DIGITOLL_KINDS", Flag: "kinds", Default: "road", Usage: "comma-separated kinds to process: road, air, entry, document",
 			set: func(c *Config, v string) error {
 				c.Tenant.Kinds = nil
 				for _, s := range strings.Split(v, ",") {
@@ -119,6 +119,16 @@ func Settings() []Setting {
 			set: setDuration(func(c *Config) *time.Duration { return &c.Worker.HTTPTimeout }, 100*time.Millisecond)},
 		{Env: "DIGITOLL_SHUTDOWN_GRACE", Flag: "shutdown-grace", Default: "30s", Usage: "how long in-flight messages may finish on SIGTERM",
 			set: setDuration(func(c *Config) *time.Duration { return &c.Worker.ShutdownGrace }, 0)},
+		{Env: "DIGITOLL_ROUTING", Flag: "routing", Default: "auto", Usage: "poll Toll's routing feed: auto (when entry is enabled), on or off",
+			set: func(c *Config, v string) error {
+				if v != "auto" && v != "on" && v != "off" {
+					return fmt.Errorf("%q is not auto, on or off", v)
+				}
+				c.Routing.Mode = v
+				return nil
+			}},
+		{Env: "DIGITOLL_ROUTING_INTERVAL", Flag: "routing-interval", Default: "30s", Usage: "pause between polls of a caught-up routing feed",
+			set: setDuration(func(c *Config) *time.Duration { return &c.Routing.Interval }, 100*time.Millisecond)},
 		{Env: "DIGITOLL_HTTP_ADDR", Flag: "http-addr", Default: "127.0.0.1:8081", Usage: "address of /healthz and /readyz (host:port), or off",
 			set: func(c *Config, v string) error {
 				if v == "off" {
@@ -190,7 +200,9 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 }
 
 // SupportedKinds are the kinds this version can process.
-func SupportedKinds() []contract.Kind { return []contract.Kind{contract.KindRoad, contract.KindAir} }
+func SupportedKinds() []contract.Kind {
+	return []contract.Kind{contract.KindRoad, contract.KindAir, contract.KindEntry, contract.KindDocument}
+}
 
 // Endpoints returns the Maskinporten issuer, its token URL and the Toll
 // base URL of a public environment.

@@ -13,7 +13,7 @@ import (
 	"github.com/digitoll/digitoll-worker/contract"
 )
 
-//go:embed road/*.json air/*.json
+//go:embed road/*.json air/*.json entry/*.json document/*.json
 var files embed.FS
 
 // Sample is one example submission.

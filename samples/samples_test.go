@@ -11,7 +11,7 @@ import (
 // would teach people a format the worker dead-letters.
 func TestSamplesParse(t *testing.T) {
 	ids := map[string]bool{}
-	for kind, least := range map[contract.Kind]int{contract.KindRoad: 4, contract.KindAir: 3} {
+	for kind, least := range map[contract.Kind]int{contract.KindRoad: 4, contract.KindAir: 3, contract.KindEntry: 1, contract.KindDocument: 1} {
 		got, err := samples.Load(kind)
 		if err != nil {
 			t.Fatal(err)

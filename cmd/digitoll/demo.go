@@ -81,6 +81,9 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		"DIGITOLL_NATS_DIR":  filepath.Join(*dir, "nats"),
 		"DIGITOLL_NATS_PORT": fmt.Sprint(*natsPort),
 		"DIGITOLL_KINDS":     kindList(demoKinds()),
+		// The demo wants its routing signals within the second, not
+		// within the production polling interval.
+		"DIGITOLL_ROUTING_INTERVAL": "300ms",
 	}))
 	if err != nil {
 		return err
@@ -93,7 +96,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	if err := ensureStreams(ctx, conn.js, cfg.NATS); err != nil {
 		return err
 	}
-	w, err := newWorker(cfg, conn.js, logger)
+	svc, err := newServices(ctx, cfg, conn.js, logger)
 	if err != nil {
 		return err
 	}
@@ -102,7 +105,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 
 	workerCtx, stopWorker := context.WithCancel(ctx)
 	workerDone := make(chan error, 1)
-	go func() { workerDone <- w.Run(workerCtx) }()
+	go func() { workerDone <- svc.Run(workerCtx) }()
 	defer func() {
 		stopWorker()
 		<-workerDone
@@ -116,31 +119,40 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		}
 		subs = append(subs, ks...)
 	}
-	want := map[string]bool{}
-	results := make(chan contract.Result, len(subs))
-	// Follow from "new" before publishing, so that no result is missed and
-	// none from an earlier run (with --dir) is shown.
-	cons, err := resultConsumer(ctx, conn.js, "digitoll.result.*."+contract.DefaultTenant, jetstream.DeliverNewPolicy)
-	if err != nil {
-		return err
-	}
+	// Follow results and routing signals from "new" before publishing, so
+	// that none is missed and none from an earlier run (with --dir) shows.
 	followCtx, stopFollow := context.WithCancel(ctx)
-	followDone := make(chan error, 1)
-	go func() {
-		followDone <- eachResult(followCtx, cons, func(r contract.Result, _ []byte) bool {
-			select {
-			case results <- r:
-				return true
-			case <-followCtx.Done():
-				return false
-			}
-		})
-	}()
+	msgs := make(chan jetstream.Msg)
+	followDone := make(chan error, 2)
+	following := 0
 	defer func() {
 		stopFollow()
-		<-followDone
+		for range following {
+			<-followDone
+		}
 	}()
+	for _, f := range []struct{ stream, filter string }{
+		{contract.StreamResults, "digitoll.result.*." + contract.DefaultTenant},
+		{contract.StreamRouting, "digitoll.routing.*." + contract.DefaultTenant},
+	} {
+		cons, err := streamConsumer(ctx, conn.js, f.stream, f.filter, jetstream.DeliverNewPolicy)
+		if err != nil {
+			return err
+		}
+		following++
+		go func() {
+			followDone <- eachMsg(followCtx, cons, func(m jetstream.Msg) bool {
+				select {
+				case msgs <- m:
+					return true
+				case <-followCtx.Done():
+					return false
+				}
+			})
+		}()
+	}
 
+	want := map[string]bool{}
 	fmt.Fprintf(env.stdout, "\nPublishing %d sample submissions to digitoll.submit.<kind>.%s:\n", len(subs), contract.DefaultTenant)
 	for _, s := range subs {
 		sub, err := contract.ParseSubmission(s.Kind, s.Body)
@@ -154,22 +166,34 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		}
 		fmt.Fprintf(env.stdout, "  %-30s %s %s %s\n", string(s.Kind)+"/"+s.Name, sub.Level, sub.Operation, sub.ID)
 	}
-	fmt.Fprintln(env.stdout, "\nResults (Toll validates asynchronously; the worker polls until it answers):")
+	fmt.Fprintln(env.stdout, "\nResults (Toll validates asynchronously; the worker polls until it answers),")
+	fmt.Fprintln(env.stdout, "and routing signals (Toll routes accepted transports and houses to control or entry):")
 
+	// Toll routes every accepted transport and house consignment; the
+	// demo waits for those signals too.
+	signals, wantSignals := 0, 0
 	deadline := time.NewTimer(*timeout)
 	defer deadline.Stop()
-	for len(want) > 0 {
+	for len(want) > 0 || (svc.poller != nil && signals < wantSignals) {
 		select {
-		case r := <-results:
-			if !want[r.ID] {
+		case m := <-msgs:
+			fmt.Fprintln(env.stdout, "  "+formatMsg(m))
+			if strings.HasPrefix(m.Subject(), "digitoll.routing.") {
+				signals++
 				continue
 			}
+			r := decodeResult(m.Data())
 			delete(want, r.ID)
-			fmt.Fprintln(env.stdout, "  "+formatResult(r))
+			if r.Status == contract.StatusAccepted && (r.Kind == contract.KindRoad || r.Kind == contract.KindAir) &&
+				(r.Level == contract.LevelTransport || r.Level == contract.LevelHouseConsignment) {
+				wantSignals++
+			}
 		case err := <-followDone:
+			following--
 			return fmt.Errorf("following results stopped: %v", err)
 		case <-deadline.C:
-			return fmt.Errorf("%d results still missing after %s (run with -v to see the worker's log)", len(want), *timeout)
+			return fmt.Errorf("%d results and %d routing signals still missing after %s (run with -v to see the worker's log)",
+				len(want), max(wantSignals-signals, 0), *timeout)
 		case <-ctx.Done():
 			return errors.New("interrupted")
 		}
@@ -178,12 +202,12 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	if !*keep {
 		return nil
 	}
-	fmt.Fprintf(env.stdout, "Still running (--keep). Try:\n  nats --server %s pub digitoll.submit.road.default \"$(cat samples/road/03-house.json)\"\n  digitoll publish --nats-url %s samples/road\n  digitoll results --nats-url %s\nInterrupt with Ctrl-C.\n",
+	fmt.Fprintf(env.stdout, "Still running (--keep). Try:\n  nats --server %s pub digitoll.submit.road.default \"$(cat samples/road/03-house.json)\"\n  digitoll publish --nats-url %s samples/road\n  digitoll results --routing --nats-url %s\nInterrupt with Ctrl-C.\n",
 		conn.embedded.ClientURL(), conn.embedded.ClientURL(), conn.embedded.ClientURL())
 	for {
 		select {
-		case r := <-results:
-			fmt.Fprintln(env.stdout, "  "+formatResult(r))
+		case m := <-msgs:
+			fmt.Fprintln(env.stdout, "  "+formatMsg(m))
 		case <-ctx.Done():
 			return nil
 		}

@@ -31,9 +31,13 @@ func TestDemoDeclaresTheSamples(t *testing.T) {
 	if code := run(ctx, env, []string{"demo", "--validation-delay", "200ms", "--timeout", "90s"}); code != 0 {
 		t.Fatalf("demo exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	var accepted, rejected int
+	var accepted, rejected, routed, uploaded int
 	for _, line := range strings.Split(out.String(), "\n") {
 		switch {
+		case strings.Contains(line, " accepted      document/default "):
+			uploaded++
+		case strings.Contains(line, " TO_ENTRY ") && strings.Contains(line, " routing/default "):
+			routed++
 		case strings.Contains(line, " accepted ") && strings.Contains(line, " MRN "):
 			accepted++
 		case strings.Contains(line, " rejected ") && strings.Contains(line, "documentIssueDate"):
@@ -41,11 +45,16 @@ func TestDemoDeclaresTheSamples(t *testing.T) {
 		}
 	}
 	// Road: transport, master and house accepted, the broken house
-	// rejected; air: flight, master and house accepted.
-	if accepted != 6 || rejected != 1 {
-		t.Errorf("accepted %d (want 6 with MRN), rejected %d (want 1 naming documentIssueDate)\n%s", accepted, rejected, out)
+	// rejected; air: flight, master and house accepted; entry: the road
+	// transport presented under its MRN; document: the invoice uploaded.
+	if accepted != 7 || rejected != 1 || uploaded != 1 {
+		t.Errorf("accepted %d (want 7 with MRN), rejected %d (want 1 naming documentIssueDate), uploaded %d (want 1)\n%s", accepted, rejected, uploaded, out)
 	}
-	for _, kind := range []string{"road/default", "air/default"} {
+	// Toll routes the accepted road and air transports and houses.
+	if routed != 4 {
+		t.Errorf("%d routing signals, want 4\n%s", routed, out)
+	}
+	for _, kind := range []string{"road/default", "air/default", "entry/default", "document/default"} {
 		if !strings.Contains(out.String(), " accepted      "+kind) {
 			t.Errorf("no accepted %s result:\n%s", kind, out)
 		}

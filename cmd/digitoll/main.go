@@ -24,11 +24,13 @@ type command struct {
 	run     func(ctx context.Context, env *environment, args []string) error
 }
 
-// environment is what a subcommand may touch of the process: its output
+// environment is what a subcommand may touch of the process: its standard
 // streams and variables. Tests run subcommands with their own.
 type environment struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	// stdin answers questions (`dlq purge`); nil reads as not a terminal.
+	stdin io.Reader
 }
 
 func commands() []command {
@@ -38,6 +40,8 @@ func commands() []command {
 		{"sim", "run the Maskinporten and Toll simulator", runSim},
 		{"publish", "publish submission files to JetStream", runPublish},
 		{"results", "follow results as they arrive", runResults},
+		{"status", "show what Toll holds under a transport or master MRN, and its entry", runStatus},
+		{"dlq", "list, show, replay and purge dead letters", runDLQ},
 	}
 }
 
@@ -46,7 +50,7 @@ var errUsage = errors.New("usage")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, &environment{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}, os.Args[1:])
+	code := run(ctx, &environment{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, stdin: os.Stdin}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

@@ -14,17 +14,19 @@ import (
 
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/routing"
 )
 
 func runResults(ctx context.Context, env *environment, args []string) error {
-	fs := newFlagSet(env, "results", "[flags]\n\nFollows digitoll.result.<kind>.<tenant> and prints each result as it arrives.")
+	fs := newFlagSet(env, "results", "[flags]\n\nFollows digitoll.result.<kind>.<tenant> (and with --routing digitoll.routing.<feed>.<tenant>)\nand prints each message as it arrives.")
 	kindName := fs.String("kind", "all", "kind to follow: road, air, entry, document or all")
 	tenant := fs.String("tenant", "all", "tenant to follow, or all ($DIGITOLL_TENANT)")
 	url := fs.String("nats-url", nats.DefaultURL, "NATS server URL ($DIGITOLL_NATS_URL)")
 	creds := fs.String("nats-creds-file", "", "NATS credentials file ($DIGITOLL_NATS_CREDS_FILE)")
-	asJSON := fs.Bool("json", false, "print each result as one JSON line")
-	fromStart := fs.Bool("all", false, "start from the oldest result kept, not from now")
-	count := fs.Int("count", 0, "exit after this many results (0: follow until interrupted)")
+	asJSON := fs.Bool("json", false, "print each message body as one JSON line")
+	withRouting := fs.Bool("routing", false, "follow routing signals (TO_CONTROL, TO_ENTRY) too")
+	fromStart := fs.Bool("all", false, "start from the oldest message kept, not from now")
+	count := fs.Int("count", 0, "exit after this many messages (0: follow until interrupted)")
 	if err := applyEnv(env, fs); err != nil {
 		return err
 	}
@@ -58,26 +60,57 @@ func runResults(ctx context.Context, env *environment, args []string) error {
 	if *fromStart {
 		policy = jetstream.DeliverAllPolicy
 	}
-	cons, err := resultConsumer(ctx, conn.js, "digitoll.result."+kindTok+"."+tenantTok, policy)
-	if err != nil {
-		return err
+	followed := []struct{ stream, filter string }{{contract.StreamResults, "digitoll.result." + kindTok + "." + tenantTok}}
+	if *withRouting {
+		followed = append(followed, struct{ stream, filter string }{contract.StreamRouting, "digitoll.routing.*." + tenantTok})
 	}
-	n := 0
-	return eachResult(ctx, cons, func(r contract.Result, raw []byte) bool {
-		if *asJSON {
-			fmt.Fprintln(env.stdout, strings.TrimSpace(string(raw)))
-		} else {
-			fmt.Fprintln(env.stdout, formatResult(r))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lines := make(chan string)
+	errs := make(chan error, len(followed))
+	for _, f := range followed {
+		cons, err := streamConsumer(ctx, conn.js, f.stream, f.filter, policy)
+		if err != nil {
+			return err
 		}
-		n++
-		return *count == 0 || n < *count
-	})
+		go func() {
+			errs <- eachMsg(ctx, cons, func(m jetstream.Msg) bool {
+				line := formatMsg(m)
+				if *asJSON {
+					line = strings.TrimSpace(string(m.Data()))
+				}
+				select {
+				case lines <- line:
+					return true
+				case <-ctx.Done():
+					return false
+				}
+			})
+		}()
+	}
+	for n, running := 0, len(followed); running > 0; {
+		select {
+		case line := <-lines:
+			fmt.Fprintln(env.stdout, line)
+			if n++; *count > 0 && n >= *count {
+				cancel()
+			}
+		case err := <-errs:
+			running--
+			if err != nil {
+				cancel()
+				return err
+			}
+		}
+	}
+	return nil
 }
 
-// resultConsumer makes an ordered consumer (no server-side state to clean
-// up) of the results matching filter.
-func resultConsumer(ctx context.Context, js jetstream.JetStream, filter string, policy jetstream.DeliverPolicy) (jetstream.Consumer, error) {
-	cons, err := js.OrderedConsumer(ctx, contract.StreamResults, jetstream.OrderedConsumerConfig{
+// streamConsumer makes an ordered consumer (no server-side state to clean
+// up) of the messages of stream matching filter.
+func streamConsumer(ctx context.Context, js jetstream.JetStream, stream, filter string, policy jetstream.DeliverPolicy) (jetstream.Consumer, error) {
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{filter},
 		DeliverPolicy:  policy,
 	})
@@ -87,9 +120,14 @@ func resultConsumer(ctx context.Context, js jetstream.JetStream, filter string, 
 	return cons, nil
 }
 
-// eachResult calls each for every result cons delivers until each returns
+// resultConsumer follows the results matching filter.
+func resultConsumer(ctx context.Context, js jetstream.JetStream, filter string, policy jetstream.DeliverPolicy) (jetstream.Consumer, error) {
+	return streamConsumer(ctx, js, contract.StreamResults, filter, policy)
+}
+
+// eachMsg calls each for every message cons delivers until each returns
 // false or ctx ends.
-func eachResult(ctx context.Context, cons jetstream.Consumer, each func(contract.Result, []byte) bool) error {
+func eachMsg(ctx context.Context, cons jetstream.Consumer, each func(jetstream.Msg) bool) error {
 	it, err := cons.Messages()
 	if err != nil {
 		return err
@@ -105,14 +143,73 @@ func eachResult(ctx context.Context, cons jetstream.Consumer, each func(contract
 			}
 			return err
 		}
-		var r contract.Result
-		if err := json.Unmarshal(msg.Data(), &r); err != nil {
-			r = contract.Result{ID: "?", Status: "unreadable", Note: err.Error()}
-		}
-		if !each(r, msg.Data()) {
+		if !each(msg) {
 			return nil
 		}
 	}
+}
+
+// eachResult calls each for every result cons delivers until each returns
+// false or ctx ends.
+func eachResult(ctx context.Context, cons jetstream.Consumer, each func(contract.Result, []byte) bool) error {
+	return eachMsg(ctx, cons, func(m jetstream.Msg) bool {
+		return each(decodeResult(m.Data()), m.Data())
+	})
+}
+
+func decodeResult(data []byte) contract.Result {
+	var r contract.Result
+	if err := json.Unmarshal(data, &r); err != nil {
+		r = contract.Result{ID: "?", Status: "unreadable", Note: err.Error()}
+	}
+	return r
+}
+
+// formatMsg renders a result or a routing signal as one readable line.
+func formatMsg(m jetstream.Msg) string {
+	if strings.HasPrefix(m.Subject(), "digitoll.routing.") {
+		return formatRouting(m.Subject(), m.Headers().Get(routing.HeaderRouting), m.Data())
+	}
+	return formatResult(decodeResult(m.Data()))
+}
+
+// formatRouting renders a routing signal: what to do with which goods.
+func formatRouting(subject, decision string, body []byte) string {
+	var sig struct {
+		MRN   string `json:"entrySummaryDeclarationMRN"`
+		House struct {
+			Ref string `json:"referenceNumber"`
+		} `json:"transportDocumentHouseLevel"`
+		Means struct {
+			ID string `json:"identificationNumber"`
+		} `json:"activeBorderTransportMeans"`
+		Result struct {
+			ID      string `json:"id"`
+			Routing string `json:"routing"`
+		} `json:"routingResult"`
+	}
+	_ = json.Unmarshal(body, &sig) // an unreadable signal still shows its subject and decision
+	if decision == "" {
+		decision = sig.Result.Routing
+	}
+	parts := strings.Split(subject, ".")
+	feed, tenant := "?", "?"
+	if len(parts) == 4 {
+		feed, tenant = parts[2], parts[3]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %-13s routing/%s %s", time.Now().Format("15:04:05"), decision, tenant, feed)
+	if sig.House.Ref != "" {
+		fmt.Fprintf(&b, " house %s", sig.House.Ref)
+	}
+	if sig.Means.ID != "" {
+		fmt.Fprintf(&b, " means %s", sig.Means.ID)
+	}
+	if sig.MRN != "" {
+		fmt.Fprintf(&b, " MRN %s", sig.MRN)
+	}
+	fmt.Fprintf(&b, " (signal %s)", sig.Result.ID)
+	return b.String()
 }
 
 // formatResult renders a result as one readable line.

@@ -36,12 +36,12 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	if err := ensureStreams(ctx, conn.js, cfg.NATS); err != nil {
 		return err
 	}
-	w, err := newWorker(cfg, conn.js, logger)
+	svc, err := newServices(ctx, cfg, conn.js, logger)
 	if err != nil {
 		return err
 	}
 	if cfg.HTTPAddr != "" {
-		srv, err := ops.Listen(cfg.HTTPAddr, ops.Handler(readinessChecks(conn, w), nil), logger)
+		srv, err := ops.Listen(cfg.HTTPAddr, ops.Handler(readinessChecks(conn, svc.worker), nil), logger)
 		if err != nil {
 			return fmt.Errorf("DIGITOLL_HTTP_ADDR: %w", err)
 		}
@@ -54,7 +54,7 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	}
 	logger.Info("digitoll-worker configured", "env", cfg.Env, "toll", cfg.TollBaseURL, "kinds", cfg.Tenant.Kinds,
 		"tenant", cfg.Tenant.Name, "concurrency", cfg.Worker.Concurrency)
-	if err := w.Run(ctx); err != nil {
+	if err := svc.Run(ctx); err != nil {
 		return err
 	}
 	logger.Info("worker stopped")

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,6 +21,7 @@ import (
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/handlers"
 	"github.com/digitoll/digitoll-worker/ops"
+	"github.com/digitoll/digitoll-worker/routing"
 	"github.com/digitoll/digitoll-worker/toll"
 	"github.com/digitoll/digitoll-worker/worker"
 )
@@ -199,13 +202,66 @@ func newTollClient(cfg *config.Config, hc *http.Client, logger *slog.Logger) (*t
 	return &toll.Client{BaseURL: cfg.TollBaseURL, HTTP: hc, Tokens: tokens, Foreign: cfg.Tenant.Foreign, Logger: logger}, nil
 }
 
-// newWorker wires a worker for cfg: the tenant's Toll client and one
-// handler per enabled kind.
-func newWorker(cfg *config.Config, js jetstream.JetStream, logger *slog.Logger) (*worker.Worker, error) {
+// services are what `run` and `demo` run for the tenant: the worker and,
+// when enabled, the routing poller, sharing one Toll client (and so one
+// token cache).
+type services struct {
+	worker *worker.Worker
+	// poller is nil when routing is off.
+	poller *routing.Poller
+}
+
+// newServices wires the services of cfg.
+func newServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream, logger *slog.Logger) (*services, error) {
 	client, err := newTollClient(cfg, httpClient(cfg.Worker), logger)
 	if err != nil {
 		return nil, err
 	}
+	w, err := newWorker(cfg, js, client, logger)
+	if err != nil {
+		return nil, err
+	}
+	s := &services{worker: w}
+	if cfg.RoutingEnabled() {
+		kv, err := routing.EnsureBucket(ctx, js, cfg.NATS.Replicas)
+		if err != nil {
+			return nil, err
+		}
+		s.poller = &routing.Poller{
+			JetStream: js,
+			Markers:   kv,
+			Tenant:    cfg.Tenant.Name,
+			Toll:      client,
+			Interval:  cfg.Routing.Interval,
+			Logger:    logger.With("component", "routing"),
+		}
+	}
+	return s, nil
+}
+
+// Run runs the services until ctx is done, or until one of them fails,
+// which stops the other.
+func (s *services) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var pollErr error
+	var wg sync.WaitGroup
+	if s.poller != nil {
+		wg.Go(func() {
+			if pollErr = s.poller.Run(ctx); pollErr != nil {
+				cancel()
+			}
+		})
+	}
+	err := s.worker.Run(ctx)
+	cancel()
+	wg.Wait()
+	return errors.Join(err, pollErr)
+}
+
+// newWorker wires a worker for cfg: one handler per enabled kind, all
+// calling Toll through client.
+func newWorker(cfg *config.Config, js jetstream.JetStream, client *toll.Client, logger *slog.Logger) (*worker.Worker, error) {
 	kinds := map[contract.Kind]handlers.Handler{}
 	for _, k := range cfg.Tenant.Kinds {
 		switch k {
@@ -220,6 +276,10 @@ func newWorker(cfg *config.Config, js jetstream.JetStream, logger *slog.Logger) 
 				Poll:   handlers.PollPolicy{Timeout: cfg.Worker.ValidationTimeout},
 				Logger: logger,
 			}
+		case contract.KindEntry:
+			kinds[k] = &handlers.Entry{Toll: client, Logger: logger}
+		case contract.KindDocument:
+			kinds[k] = &handlers.Document{Toll: client, Files: worker.NewObjectFiles(js), Logger: logger}
 		default:
 			return nil, fmt.Errorf("kind %s is not supported by this version", k)
 		}
