@@ -69,62 +69,9 @@ func TestDemoDeclaresTheSamples(t *testing.T) {
 // answers every submission on digitoll.submit.road.default with exactly
 // one result on digitoll.result.road.default.
 func TestRunAnswersEverySubmissionOnce(t *testing.T) {
-	dir := t.TempDir()
-	key, err := simulator.WriteDemoKey(dir, config.SimClientID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := simulator.Start(simulator.Config{
-		ValidationDelay: 150 * time.Millisecond,
-		Clients:         []simulator.Client{key.Client("toll:movement/road/v2")},
-	}, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	srv, err := broker.Start(broker.Options{Dir: filepath.Join(dir, "nats"), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-
-	env, out, errOut := testEnv(map[string]string{
-		"DIGITOLL_ENV":                    "test",
-		"DIGITOLL_MASKINPORTEN_ISSUER":    sim.Issuer(),
-		"DIGITOLL_MASKINPORTEN_TOKEN_URL": sim.TokenURL(),
-		"DIGITOLL_TOLL_BASE_URL":          sim.TollBaseURL(),
-		"DIGITOLL_CLIENT_ID":              key.ClientID,
-		"DIGITOLL_KEY_FILE":               key.KeyFile,
-		"DIGITOLL_CERT_FILE":              key.CertFile,
-		"DIGITOLL_NATS_URL":               srv.ClientURL(),
-		"DIGITOLL_CONCURRENCY":            "16",
-		"DIGITOLL_HTTP_ADDR":              "127.0.0.1:0",
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, env, []string{"run"}) }()
-
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readyz := regexp.MustCompile(`readiness at (http://\S+/readyz)`)
-	waitFor(t, 30*time.Second, "the worker to serve readiness", func() bool { return readyz.MatchString(out.String()) })
-	readyURL := readyz.FindStringSubmatch(out.String())[1]
-	waitFor(t, 30*time.Second, "the worker to be ready", func() bool {
-		resp, err := http.Get(readyURL)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	f := startRun(t, nil)
+	sim, js, errOut := f.sim, f.js, f.errOut
+	ctx := t.Context()
 
 	const n = 40
 	bodies := houseVariants(t, n)
@@ -187,15 +134,135 @@ func TestRunAnswersEverySubmissionOnce(t *testing.T) {
 		t.Errorf("Toll saw %d house POSTs for %d submissions", got, len(bodies))
 	}
 
-	cancel()
+	f.stop(t)
+}
+
+// runFixture is `digitoll run` in this process, configured exactly as for
+// Toll's test environment with the three URLs pointed at a simulator, and
+// NATS at a server of its own.
+type runFixture struct {
+	sim    *simulator.Server
+	srv    *broker.Server
+	js     jetstream.JetStream
+	out    *syncBuffer
+	errOut *syncBuffer
+	cancel context.CancelFunc
+	done   chan int
+}
+
+// startRun starts the fixture with extra settings and waits until the
+// worker reports ready.
+func startRun(t *testing.T, extra map[string]string) *runFixture {
+	t.Helper()
+	dir := t.TempDir()
+	key, err := simulator.WriteDemoKey(dir, config.SimClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, err := simulator.Start(simulator.Config{
+		ValidationDelay: 150 * time.Millisecond,
+		Clients:         []simulator.Client{key.Client(splitList(simScopes)...)},
+	}, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	srv, err := broker.Start(broker.Options{Dir: filepath.Join(dir, "nats"), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+
+	vars := map[string]string{
+		"DIGITOLL_ENV":                    "test",
+		"DIGITOLL_MASKINPORTEN_ISSUER":    sim.Issuer(),
+		"DIGITOLL_MASKINPORTEN_TOKEN_URL": sim.TokenURL(),
+		"DIGITOLL_TOLL_BASE_URL":          sim.TollBaseURL(),
+		"DIGITOLL_CLIENT_ID":              key.ClientID,
+		"DIGITOLL_KEY_FILE":               key.KeyFile,
+		"DIGITOLL_CERT_FILE":              key.CertFile,
+		"DIGITOLL_NATS_URL":               srv.ClientURL(),
+		"DIGITOLL_CONCURRENCY":            "16",
+		"DIGITOLL_HTTP_ADDR":              "127.0.0.1:0",
+	}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	env, out, errOut := testEnv(vars)
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &runFixture{sim: sim, srv: srv, out: out, errOut: errOut, cancel: cancel, done: make(chan int, 1)}
+	go func() { f.done <- run(ctx, env, []string{"run"}) }()
+	t.Cleanup(func() {
+		cancel()
+		<-f.done
+	})
+
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if f.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	readyz := regexp.MustCompile(`readiness at (http://\S+/readyz)`)
+	waitFor(t, 30*time.Second, "the worker to serve readiness", func() bool { return readyz.MatchString(out.String()) })
+	readyURL := readyz.FindStringSubmatch(out.String())[1]
+	waitFor(t, 30*time.Second, "the worker to be ready", func() bool {
+		resp, err := http.Get(readyURL)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return f
+}
+
+// stop cancels run and expects a clean exit.
+func (f *runFixture) stop(t *testing.T) {
+	t.Helper()
+	f.cancel()
 	select {
-	case code := <-done:
+	case code := <-f.done:
+		f.done <- code // for the cleanup
 		if code != 0 {
-			t.Errorf("run exited %d on shutdown\n%s", code, errOut)
+			t.Errorf("run exited %d on shutdown\n%s", code, f.errOut)
 		}
 	case <-time.After(45 * time.Second):
 		t.Fatal("run did not stop after its context was cancelled")
 	}
+}
+
+// publish sends a submission of kind with its contract Nats-Msg-Id.
+func (f *runFixture) publish(t *testing.T, kind contract.Kind, id string, body []byte) {
+	t.Helper()
+	if _, err := f.js.PublishMsg(t.Context(), &nats.Msg{Subject: contract.SubmitSubject(kind, contract.DefaultTenant), Data: body},
+		jetstream.WithMsgID(contract.MsgID(contract.DefaultTenant, id))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// results reads results until every id in want has one, or fails.
+func (f *runFixture) results(t *testing.T, want int) map[string]contract.Result {
+	t.Helper()
+	cons, err := resultConsumer(t.Context(), f.js, "digitoll.result.>", jetstream.DeliverAllPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]contract.Result{}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if err := eachResult(ctx, cons, func(r contract.Result, _ []byte) bool {
+		got[r.ID] = r
+		return len(got) < want
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) < want {
+		t.Fatalf("%d of %d results arrived\nworker log:\n%s", len(got), want, f.errOut)
+	}
+	return got
 }
 
 // houseVariants makes n house consignments from the sample, each with its
