@@ -331,6 +331,7 @@ func (s *Server) routes() *http.ServeMux {
 	s.registerDocuments(mux)
 	s.registerEntry(mux)
 	s.registerRouting(mux)
+	s.registerAdmin(mux)
 	return mux
 }
 
