@@ -94,11 +94,15 @@ func readPresentation(body map[string]any) (presentation, []fieldError) {
 		}
 		return v
 	}
-	return presentation{
-		requestID: field("requestId", validUUID, msgUUID),
-		office:    field("customsOfficeOfPresentation", validOffice, msgOffice),
-		mrn:       field("mrn", ValidMRN, msgMRN),
-	}, errs
+	// One statement per field, not one composite literal: the order in
+	// which the literal's calls and the read of errs happen is not
+	// specified, and Go 1.26.8 miscompiles that form into a corrupt slice
+	// (a segfault in encoding/json).
+	var p presentation
+	p.requestID = field("requestId", validUUID, msgUUID)
+	p.office = field("customsOfficeOfPresentation", validOffice, msgOffice)
+	p.mrn = field("mrn", ValidMRN, msgMRN)
+	return p, errs
 }
 
 // checkPresentation checks what depends on the simulator's state: the
