@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -90,6 +91,9 @@ type CacheStats struct {
 	Failures int
 	// Hits is the number of Token calls answered from the cache.
 	Hits int
+	// Expiry is when the cached token expires; zero while none is
+	// cached (none fetched yet, or the last one was invalidated).
+	Expiry time.Time
 }
 
 type scopeState struct {
@@ -276,14 +280,31 @@ func (c *Cache) Invalidate(scope, token string) {
 	c.log.Debug("toll token invalidated", "scope", scope)
 }
 
-// Stats returns the counters for scope.
+// Stats returns the counters for scope and the expiry of its cached
+// token.
 func (c *Cache) Stats(scope string) CacheStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st := c.scopes[scope]; st != nil {
-		return st.stats
+		out := st.stats
+		if st.token.AccessToken != "" {
+			out.Expiry = st.token.Expiry
+		}
+		return out
 	}
 	return CacheStats{}
+}
+
+// Scopes lists, sorted, the scopes tokens have been asked for.
+func (c *Cache) Scopes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.scopes))
+	for s := range c.scopes {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Close cancels fetches in flight, waits for them to end and makes further

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -88,7 +89,11 @@ func TestCacheReusesToken(t *testing.T) {
 		t.Fatalf("second call got a new token")
 	}
 	e.wantCounts(t, 1, 1)
-	if s := e.cache.Stats(scopeRoad); s != (auth.CacheStats{Fetches: 1, Hits: 1}) {
+	s := e.cache.Stats(scopeRoad)
+	if until := time.Until(s.Expiry); until <= 0 || until > time.Hour {
+		t.Errorf("stats expiry %s is not the cached token's", s.Expiry)
+	}
+	if s.Expiry = (time.Time{}); s != (auth.CacheStats{Fetches: 1, Hits: 1}) {
 		t.Errorf("stats = %+v", s)
 	}
 	// Another scope is another token.
@@ -96,6 +101,9 @@ func TestCacheReusesToken(t *testing.T) {
 		t.Error("two scopes share a token")
 	}
 	e.wantCounts(t, 2, 2)
+	if got := e.cache.Scopes(); !slices.Equal(got, []string{"toll:movement/air", scopeRoad}) {
+		t.Errorf("scopes %v, want air and road, sorted", got)
+	}
 }
 
 func TestCacheRefreshesBeforeExpiry(t *testing.T) {
@@ -225,7 +233,7 @@ func TestCacheDoesNotCacheFailures(t *testing.T) {
 	}
 	e.token(t, scopeRoad)
 	e.wantCounts(t, 2, 2)
-	if s := e.cache.Stats(scopeRoad); s != (auth.CacheStats{Fetches: 2, Failures: 1}) {
+	if s := e.cache.Stats(scopeRoad); s.Fetches != 2 || s.Failures != 1 || s.Hits != 0 || s.Expiry.IsZero() {
 		t.Errorf("stats = %+v", s)
 	}
 }

@@ -35,6 +35,10 @@ type Maskinporten struct {
 	// Now is the clock for iat/exp and the token's expiry; nil means
 	// time.Now.
 	Now func() time.Time
+	// Endpoints, when set, gives the issuer and token endpoint of each
+	// request in place of Issuer and TokenURL: a *Discovery reads them
+	// from the issuer's metadata, with Issuer and TokenURL as fallback.
+	Endpoints MetadataSource
 }
 
 // Token fetches an access token for scopes. Failures are *OAuthError for
@@ -44,8 +48,18 @@ func (m *Maskinporten) Token(ctx context.Context, scopes ...string) (Token, erro
 	if err := m.check(); err != nil {
 		return Token{}, err
 	}
+	issuer, tokenURL := m.Issuer, m.TokenURL
+	if m.Endpoints != nil {
+		md := m.Endpoints.Metadata(ctx)
+		if md.Issuer == "" || md.TokenEndpoint == "" {
+			return Token{}, failure.Mark(errNoEndpoints, failure.Config)
+		}
+		issuer, tokenURL = md.Issuer, md.TokenEndpoint
+	}
+	// The grant is signed after the endpoints are known: reading the
+	// metadata may take a while, and the grant's lifetime is short.
 	now := m.now()
-	grant, err := m.Signer.Grant(m.ClientID, issuerWithSlash(m.Issuer), scopes, now)
+	grant, err := m.Signer.Grant(m.ClientID, issuerWithSlash(issuer), scopes, now)
 	if err != nil {
 		return Token{}, failure.Mark(err, failure.Config)
 	}
@@ -53,7 +67,7 @@ func (m *Maskinporten) Token(ctx context.Context, scopes ...string) (Token, erro
 		"grant_type": {grantTypeJWTBearer},
 		"assertion":  {grant},
 	}
-	tr, err := postForm(ctx, m.HTTP, m.TokenURL, form, []string{grant}, now)
+	tr, err := postForm(ctx, m.HTTP, tokenURL, form, []string{grant}, now)
 	if err != nil {
 		return Token{}, err
 	}

@@ -5,6 +5,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +59,18 @@ type Options struct {
 	// 0 keeps the server's default of 1 MB. Larger files belong in the
 	// Object Store.
 	MaxPayload int32
+	// TLS, when set, makes the server accept only TLS connections with
+	// this configuration (its Certificates are the server's). With
+	// ClientAuth tls.RequireAndVerifyClientCert it also requires a client
+	// certificate issued by one of ClientCAs. In-process connections
+	// (InProcessConn) need no TLS.
+	TLS *tls.Config
+	// Users and NKeys, when either is set, make the server require
+	// authentication: a user name with its password, or a signature by
+	// the private half of one of NKeys (public user NKeys, "U…"). All of
+	// them share the server's one account, and so its JetStream.
+	Users []User
+	NKeys []string
 
 	// cluster is set by StartCluster only.
 	cluster *server.ClusterOpts
@@ -123,6 +136,9 @@ func serverOptions(opts Options) (*server.Options, error) {
 		// Logger, the server says nothing.
 		NoSigs: true,
 		NoLog:  opts.Logger == nil,
+	}
+	if err := applySecurity(sopts, opts); err != nil {
+		return nil, err
 	}
 	if opts.cluster != nil {
 		sopts.Cluster = *opts.cluster

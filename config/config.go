@@ -6,8 +6,8 @@
 // clear message instead of failing later at the border.
 //
 // Secrets never come from flags or variables: the private key, the PKCS#12
-// password and NATS credentials are read from files whose paths are
-// configured.
+// password and NATS credentials, seeds and passwords are read from files
+// whose paths are configured.
 package config
 
 import (
@@ -39,10 +39,46 @@ type Config struct {
 	NATS   NATS
 	Worker Worker
 	Log    Log
-	// HTTPAddr is where /healthz and /readyz are served; empty disables
-	// the server.
+	// HTTPAddr is where /healthz, /readyz and /metrics are served;
+	// empty disables the server.
 	HTTPAddr string
 	Routing  Routing
+	Limits   Limits
+	// Sim locates the bundled simulator for DIGITOLL_ENV=sim.
+	Sim Sim
+	// Tracing says where spans are exported.
+	Tracing Tracing
+}
+
+// Tracing configures the export of OpenTelemetry traces.
+type Tracing struct {
+	// OTLPEndpoint is the base URL of an OTLP/HTTP receiver (an
+	// OpenTelemetry Collector's port 4318); empty turns tracing off.
+	OTLPEndpoint string
+}
+
+// Sim says where the bundled simulator runs and keeps its demo key.
+type Sim struct {
+	// URL is the simulator's root; the endpoints of DIGITOLL_ENV=sim
+	// are under it.
+	URL string
+	// Dir is where `digitoll sim` writes its demo key, which the key
+	// settings default to with DIGITOLL_ENV=sim.
+	Dir string
+}
+
+// Limits are the worker's own limits on how hard it calls Toll, so that a
+// burst of messages does not turn into a burst of 429s.
+type Limits struct {
+	// TollRate is the requests per second sent to each Toll API (the
+	// first two path segments below the base URL, e.g. movement/road);
+	// 0 means no limit. A 429 halves it for a while.
+	TollRate float64
+	// TollBurst is how many requests an idle API may receive at once.
+	TollBurst int
+	// KindConcurrency caps the messages of one kind in progress at once,
+	// within Worker.Concurrency; kinds not named share the whole pool.
+	KindConcurrency map[contract.Kind]int
 }
 
 // Routing configures the poller of Toll's routing feed.
@@ -70,6 +106,10 @@ type Maskinporten struct {
 	Issuer string
 	// TokenURL is where grants are exchanged for Maskinporten tokens.
 	TokenURL string
+	// Discovery reads the issuer and token endpoint from the issuer's
+	// metadata (.well-known/oauth-authorization-server), with Issuer and
+	// TokenURL as the fallback while it cannot be read.
+	Discovery bool
 }
 
 // Tenant is one Maskinporten integration and what it may declare.
@@ -97,12 +137,35 @@ type NATS struct {
 	// URL of a NATS server or cluster (comma-separated); empty starts an
 	// embedded server.
 	URL string
-	// CredsFile is a NATS credentials file (JWT + NKey seed).
+	// CredsFile is a NATS credentials file (JWT + NKey seed), for a
+	// server with an operator.
 	CredsFile string
+	// NKeyFile holds a user NKey seed ("SU…"); the server knows its
+	// public key and the client proves it holds the seed.
+	NKeyFile string
+	// User and PasswordFile authenticate with a user name and the
+	// password held in the file.
+	User         string
+	PasswordFile string
+	// CAFile holds the certificates that issued the server's TLS
+	// certificate (and, for the embedded server, the clients'); setting
+	// it makes the connection use TLS.
+	CAFile string
+	// CertFile and KeyFile are the client's TLS certificate and key, for
+	// a server that requires client certificates.
+	CertFile string
+	KeyFile  string
+	// ServerCertFile and ServerKeyFile give the embedded server a TLS
+	// certificate: it then accepts only TLS connections from other
+	// processes, and with CAFile requires client certificates issued by
+	// it.
+	ServerCertFile string
+	ServerKeyFile  string
 	// EmbeddedDir holds the embedded server's JetStream store.
 	EmbeddedDir string
 	// EmbeddedHost and EmbeddedPort are where the embedded server listens;
-	// loopback unless told otherwise.
+	// loopback unless told otherwise, and then only with authentication
+	// (User or NKeyFile).
 	EmbeddedHost string
 	EmbeddedPort int
 	// SyncAlways makes the embedded server fsync every write.
@@ -129,6 +192,17 @@ type Worker struct {
 	HTTPTimeout time.Duration
 	// ShutdownGrace is how long in-flight messages may finish on SIGTERM.
 	ShutdownGrace time.Duration
+	// RetryBudget is how long one delivery retries transient Toll
+	// failures in process before it hands the message back.
+	RetryBudget time.Duration
+	// OutageThreshold is how many deliveries of a kind failing in a row
+	// pause the kind as an outage (-1: never).
+	OutageThreshold int
+	// ProbeInterval is how often a paused kind is probed.
+	ProbeInterval time.Duration
+	// SendLease is how long a Toll call begun by one delivery is presumed
+	// alive before a later delivery makes it again.
+	SendLease time.Duration
 }
 
 // Log configures log output.

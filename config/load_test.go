@@ -157,3 +157,198 @@ func TestEverySettingHasAFlagAndUsage(t *testing.T) {
 		seen[s.Flag] = true
 	}
 }
+
+func TestNATSSecuritySettings(t *testing.T) {
+	dir := t.TempDir()
+	key := writeFile(t, dir, "key.pem")
+	file := writeFile(t, dir, "secret")
+	base := map[string]string{"DIGITOLL_CLIENT_ID": "abc", "DIGITOLL_KEY_FILE": key, "DIGITOLL_KEY_ID": "k1"}
+	tests := []struct {
+		name    string
+		set     map[string]string
+		wantVar string // empty: valid
+	}{
+		{"user and password", map[string]string{"DIGITOLL_NATS_URL": "tls://nats:4222", "DIGITOLL_NATS_USER": "w", "DIGITOLL_NATS_PASSWORD_FILE": file}, ""},
+		{"nkey and client certificate", map[string]string{"DIGITOLL_NATS_URL": "nats://nats:4222", "DIGITOLL_NATS_NKEY_FILE": file,
+			"DIGITOLL_NATS_CA_FILE": file, "DIGITOLL_NATS_CERT_FILE": file, "DIGITOLL_NATS_KEY_FILE": file}, ""},
+		{"embedded on all interfaces with an nkey", map[string]string{"DIGITOLL_NATS_HOST": "0.0.0.0", "DIGITOLL_NATS_NKEY_FILE": file}, ""},
+		{"embedded with a server certificate", map[string]string{"DIGITOLL_NATS_SERVER_CERT_FILE": file, "DIGITOLL_NATS_SERVER_KEY_FILE": file}, ""},
+		{"embedded on ::1 without auth", map[string]string{"DIGITOLL_NATS_HOST": "::1"}, ""},
+		{"user without password", map[string]string{"DIGITOLL_NATS_URL": "nats://n", "DIGITOLL_NATS_USER": "w"}, "DIGITOLL_NATS_PASSWORD_FILE"},
+		{"two ways to authenticate", map[string]string{"DIGITOLL_NATS_URL": "nats://n", "DIGITOLL_NATS_CREDS_FILE": file, "DIGITOLL_NATS_NKEY_FILE": file}, "DIGITOLL_NATS_CREDS_FILE"},
+		{"certificate without key", map[string]string{"DIGITOLL_NATS_URL": "nats://n", "DIGITOLL_NATS_CERT_FILE": file}, "DIGITOLL_NATS_KEY_FILE"},
+		{"missing CA file", map[string]string{"DIGITOLL_NATS_URL": "nats://n", "DIGITOLL_NATS_CA_FILE": filepath.Join(dir, "nope")}, "DIGITOLL_NATS_CA_FILE"},
+		{"missing seed file", map[string]string{"DIGITOLL_NATS_URL": "nats://n", "DIGITOLL_NATS_NKEY_FILE": filepath.Join(dir, "nope")}, "DIGITOLL_NATS_NKEY_FILE"},
+		{"embedded on all interfaces without auth", map[string]string{"DIGITOLL_NATS_HOST": "0.0.0.0"}, "DIGITOLL_NATS_HOST"},
+		{"creds file with the embedded server", map[string]string{"DIGITOLL_NATS_CREDS_FILE": file}, "DIGITOLL_NATS_CREDS_FILE"},
+		{"server certificate with a remote server", map[string]string{"DIGITOLL_NATS_URL": "nats://n", "DIGITOLL_NATS_SERVER_CERT_FILE": file, "DIGITOLL_NATS_SERVER_KEY_FILE": file}, "DIGITOLL_NATS_SERVER_CERT_FILE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kv := map[string]string{}
+			for k, v := range base {
+				kv[k] = v
+			}
+			for k, v := range tt.set {
+				kv[k] = v
+			}
+			_, err := config.Load(newFlagSet(), nil, env(kv))
+			if tt.wantVar == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), tt.wantVar) {
+				t.Fatalf("err = %v, want ErrInvalid naming %s", err, tt.wantVar)
+			}
+		})
+	}
+}
+
+func TestLimitSettings(t *testing.T) {
+	dir := t.TempDir()
+	key := writeFile(t, dir, "key.pem")
+	base := map[string]string{"DIGITOLL_CLIENT_ID": "abc", "DIGITOLL_KEY_FILE": key, "DIGITOLL_KEY_ID": "k1"}
+	load := func(set map[string]string) (*config.Config, error) {
+		kv := map[string]string{}
+		for k, v := range base {
+			kv[k] = v
+		}
+		for k, v := range set {
+			kv[k] = v
+		}
+		return config.Load(newFlagSet(), nil, env(kv))
+	}
+	c, err := load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.TollRate != 100 || c.Limits.TollBurst != 25 || len(c.Limits.KindConcurrency) != 1 || c.Limits.KindConcurrency["document"] != 8 {
+		t.Errorf("defaults: %+v", c.Limits)
+	}
+	if !c.Maskinporten.Discovery {
+		t.Error("discovery is off by default")
+	}
+	c, err = load(map[string]string{"DIGITOLL_KIND_CONCURRENCY": " road=32, air = 16", "DIGITOLL_TOLL_RATE": "2.5", "DIGITOLL_TOLL_BURST": "3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.KindConcurrency["road"] != 32 || c.Limits.KindConcurrency["air"] != 16 || len(c.Limits.KindConcurrency) != 2 ||
+		c.Limits.TollRate != 2.5 || c.Limits.TollBurst != 3 {
+		t.Errorf("limits: %+v", c.Limits)
+	}
+	c, err = load(map[string]string{"DIGITOLL_KIND_CONCURRENCY": "none", "DIGITOLL_TOLL_RATE": "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Limits.KindConcurrency != nil || c.Limits.TollRate != 0 {
+		t.Errorf("none and no rate: %+v", c.Limits)
+	}
+	for _, bad := range []map[string]string{
+		{"DIGITOLL_KIND_CONCURRENCY": "road"},
+		{"DIGITOLL_KIND_CONCURRENCY": "sea=3"},
+		{"DIGITOLL_KIND_CONCURRENCY": "road=0"},
+		{"DIGITOLL_KIND_CONCURRENCY": "road=2,road=3"},
+		{"DIGITOLL_TOLL_RATE": "-1"},
+		{"DIGITOLL_TOLL_RATE": "fast"},
+		{"DIGITOLL_TOLL_BURST": "0"},
+	} {
+		if _, err := load(bad); !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("%v: err = %v, want ErrInvalid", bad, err)
+		}
+	}
+}
+
+// Every setting's Value reads back what its variable set: feeding the
+// values of one configuration to Load again gives the same values.
+func TestValuesRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	key := writeFile(t, dir, "key.pem")
+	c, err := config.Load(newFlagSet(), nil, env(map[string]string{
+		"DIGITOLL_CLIENT_ID": "abc", "DIGITOLL_KEY_FILE": key, "DIGITOLL_KEY_ID": "k1", "DIGITOLL_KINDS": "road,air",
+		"DIGITOLL_KIND_CONCURRENCY": "road=3,air=2", "DIGITOLL_HTTP_ADDR": "off", "DIGITOLL_LOG_LEVEL": "warn",
+		"DIGITOLL_TOLL_RATE": "0.5", "DIGITOLL_NATS_URL": "nats://a:4222,nats://b:4222",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := map[string]string{}
+	for _, s := range config.Settings() {
+		kv[s.Env] = s.Value(c)
+	}
+	again, err := config.Load(newFlagSet(), nil, env(kv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range config.Settings() {
+		if a, b := s.Value(c), s.Value(again); a != b {
+			t.Errorf("%s: %q, then %q", s.Env, a, b)
+		}
+	}
+	if kv["DIGITOLL_KIND_CONCURRENCY"] != "air=2,road=3" || kv["DIGITOLL_LOG_LEVEL"] != "warn" || kv["DIGITOLL_HTTP_ADDR"] != "off" {
+		t.Errorf("values: %v", kv)
+	}
+}
+
+func TestValueMasksURLPasswords(t *testing.T) {
+	dir := t.TempDir()
+	key := writeFile(t, dir, "key.pem")
+	c, err := config.Load(newFlagSet(), nil, env(map[string]string{
+		"DIGITOLL_CLIENT_ID": "abc", "DIGITOLL_KEY_FILE": key, "DIGITOLL_KEY_ID": "k1",
+		"DIGITOLL_NATS_URL": "nats://worker:s3cret@a:4222,nats://tok3n@b:4222,nats://c:4222",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range config.Settings() {
+		if s.Env != "DIGITOLL_NATS_URL" {
+			continue
+		}
+		got := s.Value(c)
+		if strings.Contains(got, "s3cret") || strings.Contains(got, "tok3n") || got != "nats://worker:***@a:4222,nats://***@b:4222,nats://c:4222" {
+			t.Errorf("Value = %q", got)
+		}
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for host, want := range map[string]bool{"": true, "127.0.0.1": true, "127.1.2.3": true, "::1": true, "localhost": true,
+		"0.0.0.0": false, "::": false, "10.0.0.5": false, "nats.example.com": false} {
+		if got := config.IsLoopback(host); got != want {
+			t.Errorf("IsLoopback(%q) = %v", host, got)
+		}
+	}
+}
+
+func TestParseNATSForClientCommands(t *testing.T) {
+	dir := t.TempDir()
+	file := writeFile(t, dir, "secret")
+	n, err := config.ParseNATS(env(map[string]string{
+		"DIGITOLL_NATS_URL": "tls://nats:4222", "DIGITOLL_NATS_USER": "w", "DIGITOLL_NATS_PASSWORD_FILE": file, "DIGITOLL_NATS_CA_FILE": file,
+		// Not a client setting: ignored.
+		"DIGITOLL_NATS_HOST": "0.0.0.0",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.URL != "tls://nats:4222" || n.User != "w" || n.PasswordFile != file || n.CAFile != file || n.EmbeddedHost != "" {
+		t.Errorf("%+v", n)
+	}
+	for name, kv := range map[string]map[string]string{
+		"no URL":             {"DIGITOLL_NATS_USER": "w", "DIGITOLL_NATS_PASSWORD_FILE": file},
+		"user, no password":  {"DIGITOLL_NATS_URL": "nats://n", "DIGITOLL_NATS_USER": "w"},
+		"unreadable CA file": {"DIGITOLL_NATS_URL": "nats://n", "DIGITOLL_NATS_CA_FILE": filepath.Join(dir, "nope")},
+	} {
+		if _, err := config.ParseNATS(env(kv)); !errors.Is(err, config.ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+		}
+	}
+	var flags []string
+	for _, s := range config.NATSClientSettings() {
+		flags = append(flags, s.Flag)
+	}
+	if got := strings.Join(flags, " "); got != "nats-url nats-creds-file nats-nkey-file nats-user nats-password-file nats-ca-file nats-cert-file nats-key-file" {
+		t.Errorf("client settings: %s", got)
+	}
+}

@@ -47,6 +47,16 @@ type Client struct {
 	Timeout time.Duration
 	// Logger receives one debug line per exchange; nil discards.
 	Logger *slog.Logger
+	// Limiter, when set, is waited on before each exchange, before its
+	// token is taken (see ratelimit.Transport with CallerWaits).
+	Limiter Limiter
+}
+
+// Limiter paces calls to Toll.
+type Limiter interface {
+	// Wait blocks until a request to u may be sent, or fails with an
+	// error that says when to try again.
+	Wait(ctx context.Context, u *url.URL) error
 }
 
 // response is a Toll answer read in full.
@@ -127,6 +137,17 @@ func (c *Client) doPayload(ctx context.Context, api Movement, method, path strin
 // attempt gets a token for scope and makes one exchange. It returns the
 // token it used so that a 401 invalidates exactly that one.
 func (c *Client) attempt(ctx context.Context, scope, method, path string, body payload) (*response, string, error) {
+	if c.Limiter != nil {
+		// Wait for the rate limit before taking a token: a token taken
+		// first could expire during a long wait (a Retry-After hold),
+		// and Toll's 401 for it would read as a configuration fault.
+		u, err := url.Parse(strings.TrimRight(c.BaseURL, "/") + "/" + path)
+		if err == nil {
+			if err := c.Limiter.Wait(ctx, u); err != nil {
+				return nil, "", fmt.Errorf("toll: %s %s: %w", method, path, err)
+			}
+		}
+	}
 	token, err := c.Tokens.Token(ctx, scope)
 	if err != nil {
 		// Token errors carry their own failure class (auth marks them).

@@ -1,0 +1,346 @@
+// Package app wires the worker's parts from a config.Config: the HTTP
+// client for Toll and Maskinporten, the Toll client with the tenant's token
+// cache, one handler per enabled kind, the worker and the routing poller,
+// and the metrics and traces they report to.
+// `digitoll run`, the demo and the benchmarks build the worker through it,
+// so that what is measured and tested is what runs in production.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/digitoll/digitoll-worker/auth"
+	"github.com/digitoll/digitoll-worker/config"
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/routing"
+	"github.com/digitoll/digitoll-worker/telemetry"
+	"github.com/digitoll/digitoll-worker/toll"
+	"github.com/digitoll/digitoll-worker/worker"
+)
+
+// HTTPClient is the client for Toll and Maskinporten: keep-alive
+// connections sized to the worker's concurrency, since nearly every
+// in-flight message polls Toll.
+func HTTPClient(c config.Worker) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = c.Concurrency + 16
+	t.MaxIdleConnsPerHost = c.Concurrency + 16
+	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return &http.Client{Transport: t, Timeout: c.HTTPTimeout}
+}
+
+// LoadSigner reads the tenant's key and, in x5c mode, its certificate
+// chain. Errors name the setting whose file is wrong.
+func LoadSigner(t config.Tenant) (*auth.Signer, error) {
+	if t.P12File != "" {
+		password := ""
+		if t.P12PasswordFile != "" {
+			b, err := os.ReadFile(t.P12PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("DIGITOLL_P12_PASSWORD_FILE: %w", err)
+			}
+			password = strings.TrimRight(string(b), "\r\n")
+		}
+		key, chain, err := auth.LoadPKCS12(t.P12File, password)
+		if err != nil {
+			return nil, fmt.Errorf("DIGITOLL_P12_FILE: %w", err)
+		}
+		return auth.NewCertSigner(key, chain)
+	}
+	key, err := auth.LoadPEMKey(t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("DIGITOLL_KEY_FILE: %w", err)
+	}
+	if t.KeyID != "" {
+		return auth.NewKeySigner(key, t.KeyID)
+	}
+	chain, err := auth.LoadPEMCertificates(t.CertFile)
+	if err != nil {
+		return nil, fmt.Errorf("DIGITOLL_CERT_FILE: %w", err)
+	}
+	s, err := auth.NewCertSigner(key, chain)
+	if err != nil {
+		return nil, fmt.Errorf("DIGITOLL_CERT_FILE: %w", err)
+	}
+	return s, nil
+}
+
+// NewTollClient builds the Toll client of the configured tenant: its
+// signer, its own token cache (one Toll token per scope) and hc.
+func NewTollClient(cfg *config.Config, hc *http.Client, logger *slog.Logger) (*toll.Client, error) {
+	signer, err := LoadSigner(cfg.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	client, _ := tollClient(cfg, hc, signer, logger)
+	return client, nil
+}
+
+// tollClient is NewTollClient with the signer loaded; it also returns the
+// token cache, whose counters the metrics read.
+func tollClient(cfg *config.Config, hc *http.Client, signer *auth.Signer, logger *slog.Logger) (*toll.Client, *auth.Cache) {
+	tokens := auth.NewCache(auth.CacheConfig{
+		Maskinporten: &auth.Maskinporten{
+			TokenURL:  cfg.Maskinporten.TokenURL,
+			Issuer:    cfg.Maskinporten.Issuer,
+			ClientID:  cfg.Tenant.ClientID,
+			Signer:    signer,
+			HTTP:      hc,
+			Endpoints: endpoints(cfg, hc, logger),
+		},
+		Exchanger: &auth.Exchanger{URL: strings.TrimRight(cfg.TollBaseURL, "/") + "/access/external/oauth/token", HTTP: hc},
+		Logger:    logger.With("tenant", cfg.Tenant.Name),
+	})
+	return &toll.Client{BaseURL: cfg.TollBaseURL, HTTP: hc, Tokens: tokens, Foreign: cfg.Tenant.Foreign, Logger: logger}, tokens
+}
+
+// Telemetry is what the services report to: Prometheus metrics and the
+// tracer provider of their spans. Zero fields report nothing.
+type Telemetry struct {
+	Metrics *telemetry.Metrics
+	Tracer  trace.TracerProvider
+}
+
+// NewTelemetry makes fresh metrics and the tracer provider cfg asks for
+// (no-op unless DIGITOLL_OTLP_ENDPOINT is set). shutdown flushes spans not
+// yet exported; call it once the services have stopped.
+func NewTelemetry(ctx context.Context, cfg *config.Config) (tel Telemetry, shutdown func(context.Context) error, err error) {
+	tp, shutdown, err := telemetry.NewTracerProvider(ctx, telemetry.TracingConfig{Endpoint: cfg.Tracing.OTLPEndpoint})
+	if err != nil {
+		return Telemetry{}, nil, fmt.Errorf("DIGITOLL_OTLP_ENDPOINT: %w", err)
+	}
+	return Telemetry{Metrics: telemetry.NewMetrics(), Tracer: tp}, shutdown, nil
+}
+
+// handlersObserver is tel's metrics as handlers see them; nil without
+// metrics (a nil *Metrics in the interface would not be nil).
+func (tel Telemetry) handlersObserver() handlers.Observer {
+	if tel.Metrics == nil {
+		return nil
+	}
+	return tel.Metrics
+}
+
+// workerObserver is tel's metrics as the worker sees them, or nil.
+func (tel Telemetry) workerObserver() worker.Observer {
+	if tel.Metrics == nil {
+		return nil
+	}
+	return tel.Metrics
+}
+
+// routingObserver is tel's metrics as the routing poller sees them, or nil.
+func (tel Telemetry) routingObserver() routing.Observer {
+	if tel.Metrics == nil {
+		return nil
+	}
+	return tel.Metrics
+}
+
+// NewHandlers returns the handler of each kind enabled in cfg, all calling
+// Toll through client and reporting to tel; documents named by an object
+// are read from js's Object Store.
+func NewHandlers(cfg *config.Config, js jetstream.JetStream, client *toll.Client, tel Telemetry, logger *slog.Logger) (map[contract.Kind]handlers.Handler, error) {
+	obs := tel.handlersObserver()
+	retry := handlers.RetryPolicy{MaxElapsed: cfg.Worker.RetryBudget}
+	kinds := map[contract.Kind]handlers.Handler{}
+	for _, k := range cfg.Tenant.Kinds {
+		switch k {
+		case contract.KindRoad, contract.KindAir:
+			api := toll.RoadV2()
+			if k == contract.KindAir {
+				api = toll.AirV1()
+			}
+			kinds[k] = &handlers.Movement{
+				API:      api,
+				Toll:     client,
+				Retry:    retry,
+				Poll:     handlers.PollPolicy{Timeout: cfg.Worker.ValidationTimeout},
+				Logger:   logger,
+				Observer: obs,
+			}
+		case contract.KindEntry:
+			kinds[k] = &handlers.Entry{Toll: client, Retry: retry, Logger: logger, Observer: obs}
+		case contract.KindDocument:
+			kinds[k] = &handlers.Document{Toll: client, Files: worker.NewObjectFiles(js), Retry: retry, Logger: logger, Observer: obs}
+		default:
+			return nil, fmt.Errorf("kind %s is not supported by this version", k)
+		}
+	}
+	return kinds, nil
+}
+
+// NewWorker returns a worker for cfg that carries out each kind with its
+// handler in hs.
+func NewWorker(cfg *config.Config, js jetstream.JetStream, hs map[contract.Kind]handlers.Handler, tel Telemetry, logger *slog.Logger) (*worker.Worker, error) {
+	return worker.New(js, worker.Config{
+		Handlers:        hs,
+		Concurrency:     cfg.Worker.Concurrency,
+		KindConcurrency: cfg.Limits.KindConcurrency,
+		AckWait:         cfg.Worker.AckWait,
+		MessageDeadline: cfg.Worker.MessageDeadline,
+		ShutdownGrace:   cfg.Worker.ShutdownGrace,
+		OutageThreshold: cfg.Worker.OutageThreshold,
+		ProbeInterval:   cfg.Worker.ProbeInterval,
+		PauseFor:        max(worker.DefaultPauseFor, 2*cfg.Worker.ProbeInterval),
+		SendLease:       cfg.Worker.SendLease,
+		Logger:          logger,
+		Observer:        tel.workerObserver(),
+		TracerProvider:  tel.Tracer,
+	})
+}
+
+// EnsureStreams creates or updates the streams and buckets of the
+// contract, with the configured replicas.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, c config.NATS) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return worker.EnsureStreams(ctx, js, worker.StreamOptions{Replicas: c.Replicas})
+}
+
+// Services are what `digitoll run` runs for the tenant: the worker and,
+// when enabled, the routing poller, sharing one Toll client (and so one
+// token cache).
+type Services struct {
+	// Toll is the client every service calls Toll through.
+	Toll *toll.Client
+	// Handlers are the worker's handlers, one per enabled kind. The
+	// benchmarks call them without the worker, and tune the polling of
+	// the movement handler, before Run.
+	Handlers map[contract.Kind]handlers.Handler
+	// Worker consumes the enabled kinds.
+	Worker *worker.Worker
+	// Poller is nil when routing is off.
+	Poller *routing.Poller
+	// Telemetry holds the metrics to serve at /metrics and the tracer
+	// provider.
+	Telemetry Telemetry
+
+	// shutdown flushes the tracer provider (see Shutdown).
+	shutdown func(context.Context) error
+}
+
+// NewServices wires the services of cfg on js. It creates the routing
+// markers bucket when routing is enabled; EnsureStreams creates the rest.
+func NewServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream, logger *slog.Logger) (*Services, error) {
+	tel, shutdown, err := NewTelemetry(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newServices(ctx, cfg, js, tel, logger)
+	if err != nil {
+		// Nothing was traced yet; the exporter only has to stop.
+		_ = shutdown(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	s.shutdown = shutdown
+	return s, nil
+}
+
+// newServices is NewServices reporting to tel.
+func newServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream, tel Telemetry, logger *slog.Logger) (*Services, error) {
+	signer, err := LoadSigner(cfg.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	hc := HTTPClient(cfg.Worker)
+	hc.Transport = telemetry.Transport(hc.Transport, tel.Metrics)
+	var limiter toll.Limiter
+	if hc.Transport, limiter, err = limitTollCalls(cfg, hc.Transport, logger); err != nil {
+		return nil, err
+	}
+	client, tokens := tollClient(cfg, hc, signer, logger)
+	client.Limiter = limiter
+	hs, err := NewHandlers(cfg, js, client, tel, logger)
+	if err != nil {
+		return nil, err
+	}
+	w, err := NewWorker(cfg, js, hs, tel, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := watch(tel.Metrics, cfg, js, signer, tokens); err != nil {
+		return nil, err
+	}
+	s := &Services{Toll: client, Handlers: hs, Worker: w, Telemetry: tel}
+	if cfg.RoutingEnabled() {
+		kv, err := routing.EnsureBucket(ctx, js, cfg.NATS.Replicas)
+		if err != nil {
+			return nil, err
+		}
+		s.Poller = &routing.Poller{
+			JetStream: js,
+			Markers:   kv,
+			Tenant:    cfg.Tenant.Name,
+			Toll:      client,
+			Interval:  cfg.Routing.Interval,
+			Logger:    logger.With("component", "routing"),
+			Observer:  tel.routingObserver(),
+		}
+	}
+	return s, nil
+}
+
+// watch registers the metrics read at scrape time: the tenant's tokens,
+// its business certificate's expiry (x5c mode) and the backlog of each
+// enabled kind's consumer.
+func watch(m *telemetry.Metrics, cfg *config.Config, js jetstream.JetStream, signer *auth.Signer, tokens *auth.Cache) error {
+	if m == nil {
+		return nil
+	}
+	if err := m.WatchTokens(cfg.Tenant.Name, tokens); err != nil {
+		return err
+	}
+	if notAfter, ok := signer.NotAfter(); ok {
+		if err := m.WatchCertificate(cfg.Tenant.Name, notAfter); err != nil {
+			return err
+		}
+	}
+	consumers := map[string]string{}
+	for _, k := range cfg.Tenant.Kinds {
+		consumers[string(k)] = worker.ConsumerName(k)
+	}
+	return m.WatchConsumers(js, contract.StreamSubmit, consumers)
+}
+
+// Shutdown flushes the spans not yet exported, within ctx. Call it once
+// Run has returned.
+func (s *Services) Shutdown(ctx context.Context) error {
+	if s.shutdown == nil {
+		return nil
+	}
+	return s.shutdown(ctx)
+}
+
+// Run runs the services until ctx is done, or until one of them fails,
+// which stops the other.
+func (s *Services) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var pollErr error
+	var wg sync.WaitGroup
+	if s.Poller != nil {
+		wg.Go(func() {
+			if pollErr = s.Poller.Run(ctx); pollErr != nil {
+				cancel()
+			}
+		})
+	}
+	err := s.Worker.Run(ctx)
+	cancel()
+	wg.Wait()
+	return errors.Join(err, pollErr)
+}
