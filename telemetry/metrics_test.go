@@ -1,0 +1,216 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/digitoll/digitoll-worker/auth"
+	"github.com/digitoll/digitoll-worker/broker"
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/internal/promtest"
+)
+
+func scrape(t *testing.T, m *Metrics) promtest.Series {
+	t.Helper()
+	srv := httptest.NewServer(m.Handler())
+	t.Cleanup(srv.Close)
+	s, _ := promtest.Scrape(t, srv.URL)
+	return s
+}
+
+// What the worker, the handlers and the routing poller report shows up
+// under the documented names and labels.
+func TestObserverMetrics(t *testing.T) {
+	m := NewMetrics()
+	road, air := contract.KindRoad, contract.KindAir
+	m.MessageStarted(road)
+	m.MessageStarted(road)
+	m.MessageStarted(air)
+	m.MessageDone(road, contract.OpCreate, "accepted", 2*time.Second)
+	m.MessageDone(road, "", "dead-lettered", time.Millisecond)
+	m.Retried(air, "configuration")
+	m.DeadLettered(road, "malformed")
+	m.CallRetried(road)
+	m.CallRetried(road)
+	m.ValidationWaited(road, "success", 1500*time.Millisecond)
+	m.Polled("default", contract.FeedTransport, 3, false)
+	m.Polled("default", contract.FeedTransport, 2, true)
+	m.PollFailed("default", contract.FeedHouseConsignment)
+
+	s := scrape(t, m)
+	for key, want := range map[string]float64{
+		promtest.Key("digitoll_messages_in_flight", "kind", "road"):                                              0,
+		promtest.Key("digitoll_messages_in_flight", "kind", "air"):                                               1,
+		promtest.Key("digitoll_messages_total", "kind", "road", "operation", "create", "outcome", "accepted"):    1,
+		promtest.Key("digitoll_messages_total", "kind", "road", "operation", "none", "outcome", "dead-lettered"): 1,
+		promtest.Key("digitoll_message_duration_seconds_sum", "kind", "road", "outcome", "accepted"):             2,
+		promtest.Key("digitoll_message_retries_total", "kind", "air", "cause", "configuration"):                  1,
+		promtest.Key("digitoll_dead_letters_total", "kind", "road", "reason", "malformed"):                       1,
+		promtest.Key("digitoll_toll_call_retries_total", "kind", "road"):                                         2,
+		promtest.Key("digitoll_validation_wait_seconds_count", "kind", "road", "verdict", "success"):             1,
+		promtest.Key("digitoll_validation_wait_seconds_sum", "kind", "road", "verdict", "success"):               1.5,
+		promtest.Key("digitoll_routing_signals_total", "tenant", "default", "feed", "transport"):                 5,
+		promtest.Key("digitoll_routing_poll_failures_total", "tenant", "default", "feed", "house-consignment"):   1,
+	} {
+		if got, ok := s[key]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
+	if lag, ok := s[promtest.Key("digitoll_routing_lag_seconds", "tenant", "default", "feed", "transport")]; !ok || lag < 0 || lag > 60 {
+		t.Errorf("routing lag %v (present %v), want a few seconds at most", lag, ok)
+	}
+	if _, ok := s[promtest.Key("digitoll_routing_lag_seconds", "tenant", "default", "feed", "house-consignment")]; ok {
+		t.Error("a feed never caught up has a lag")
+	}
+	if s.Sum("go_goroutines") == 0 {
+		t.Error("the Go runtime collector is missing")
+	}
+}
+
+// fakeTokens is a token cache as the metrics see it.
+type fakeTokens map[string]auth.CacheStats
+
+func (f fakeTokens) Scopes() []string {
+	out := []string{}
+	for s := range f {
+		out = append(out, s)
+	}
+	return out
+}
+func (f fakeTokens) Stats(scope string) auth.CacheStats { return f[scope] }
+
+func TestTokenAndCertificateMetrics(t *testing.T) {
+	m := NewMetrics()
+	expiry := time.Now().Add(10 * time.Minute)
+	if err := m.WatchTokens("acme", fakeTokens{
+		"toll:movement/road/v2": {Fetches: 2, Failures: 1, Hits: 40, Expiry: expiry},
+		"toll:movement/air":     {Fetches: 1, Failures: 1},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WatchCertificate("acme", time.Now().Add(30*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// A second tenant registers beside the first; the same tenant twice
+	// is a wiring mistake.
+	if err := m.WatchTokens("other", fakeTokens{}); err != nil {
+		t.Fatalf("second tenant: %v", err)
+	}
+	if err := m.WatchTokens("acme", fakeTokens{}); err == nil {
+		t.Error("registering a tenant's token metrics twice succeeded")
+	}
+
+	s := scrape(t, m)
+	road := []string{"tenant", "acme", "scope", "toll:movement/road/v2"}
+	for key, want := range map[string]float64{
+		promtest.Key("digitoll_token_fetches_total", road...):                                               2,
+		promtest.Key("digitoll_token_fetch_failures_total", road...):                                        1,
+		promtest.Key("digitoll_token_cache_hits_total", road...):                                            40,
+		promtest.Key("digitoll_token_fetch_failures_total", "tenant", "acme", "scope", "toll:movement/air"): 1,
+	} {
+		if got := s[key]; got != want {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+	if got := s[promtest.Key("digitoll_token_expiry_seconds", road...)]; got < 590 || got > 600 {
+		t.Errorf("token expiry %v s, want about 600", got)
+	}
+	if _, ok := s[promtest.Key("digitoll_token_expiry_seconds", "tenant", "acme", "scope", "toll:movement/air")]; ok {
+		t.Error("a scope without a cached token has an expiry")
+	}
+	if got := s[promtest.Key("digitoll_certificate_expiry_seconds", "tenant", "acme")]; math.Abs(got-30*24*3600) > 60 {
+		t.Errorf("certificate expiry %v s, want 30 days", got)
+	}
+}
+
+// Consumer backlogs are read from NATS at scrape time, reused for a few
+// seconds, and a consumer that cannot be read is left out.
+func TestConsumerMetrics(t *testing.T) {
+	srv, err := broker.Start(broker.Options{Dir: filepath.Join(t.TempDir(), "nats"), Port: broker.RandomPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateOrUpdateConsumer(ctx, "S", jetstream.ConsumerConfig{Durable: "c-road", FilterSubject: "s.road", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := js.Publish(ctx, "s.road", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.PauseConsumer(ctx, "S", "c-road", time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+
+	m := NewMetrics()
+	if err := m.WatchConsumers(js, "S", map[string]string{"road": "c-road", "air": "c-missing"}); err != nil {
+		t.Fatal(err)
+	}
+	s := scrape(t, m)
+	if got := s[promtest.Key("digitoll_consumer_pending_messages", "kind", "road")]; got != 3 {
+		t.Errorf("pending %v, want 3", got)
+	}
+	if got := s[promtest.Key("digitoll_consumer_paused", "kind", "road")]; got != 1 {
+		t.Errorf("paused %v, want 1", got)
+	}
+	if _, ok := s[promtest.Key("digitoll_consumer_pending_messages", "kind", "air")]; ok {
+		t.Error("a missing consumer has a series")
+	}
+
+	// Within consumerInfoTTL the counts are not read again.
+	if _, err := js.Publish(ctx, "s.road", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if got := scrape(t, m)[promtest.Key("digitoll_consumer_pending_messages", "kind", "road")]; got != 3 {
+		t.Errorf("pending %v within the TTL, want the cached 3", got)
+	}
+}
+
+// The collector reads again once its counts are older than the TTL.
+func TestConsumerCountsExpire(t *testing.T) {
+	now := time.Unix(1000, 0)
+	lookups := 0
+	c := &consumerCollector{
+		js:        lookupFunc(func() { lookups++ }),
+		stream:    "S",
+		consumers: map[string]string{"road": "c"},
+		now:       func() time.Time { return now },
+	}
+	c.counts()
+	c.counts()
+	now = now.Add(consumerInfoTTL)
+	c.counts()
+	if lookups != 2 {
+		t.Errorf("%d lookups, want 2: one, then one after the TTL", lookups)
+	}
+}
+
+// lookupFunc counts lookups and finds nothing.
+type lookupFunc func()
+
+func (f lookupFunc) Consumer(context.Context, string, string) (jetstream.Consumer, error) {
+	f()
+	return nil, errors.New("no such consumer")
+}
