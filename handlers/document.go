@@ -63,13 +63,14 @@ type FileSource interface {
 // what Toll accepts, then streams it to Toll's document API, retrying
 // transient failures within Retry. A file travels inside the submission
 // (content) or is read from Files (object). Toll is required; Files is
-// required for submissions that name an object; Retry and Logger may be
-// left zero for the defaults.
+// required for submissions that name an object; Retry, Logger and
+// Observer may be left zero for the defaults.
 type Document struct {
-	Toll   DocumentAPI
-	Files  FileSource
-	Retry  RetryPolicy
-	Logger *slog.Logger
+	Toll     DocumentAPI
+	Files    FileSource
+	Retry    RetryPolicy
+	Logger   *slog.Logger
+	Observer Observer
 }
 
 var _ Handler = (*Document)(nil)
@@ -100,7 +101,7 @@ func (h *Document) Handle(ctx context.Context, req Request) (Outcome, error) {
 	if doc == nil {
 		return Outcome{}, failure.WithReason(errors.New("document: submission carries no document"), failure.Poison, reasonMalformed)
 	}
-	log := h.logger().With("tenant", req.Tenant, "kind", string(contract.KindDocument), "submission", sub.ID,
+	log := h.logger().With(logAttrs(req, contract.KindDocument)...).With(
 		"declarationId", doc.DeclarationID, "documentType", doc.DocumentType, "filename", doc.Filename)
 	if req.RequestID != "" {
 		log.DebugContext(ctx, "an earlier delivery uploaded the document", "documentId", req.RequestID)
@@ -181,6 +182,7 @@ func (h *Document) upload(ctx context.Context, req Request, doc *contract.Docume
 		return nil
 	}
 	notify := func(err error, pause time.Duration) {
+		observer(h.Observer).CallRetried(contract.KindDocument)
 		if errors.Is(err, toll.ErrAmbiguous) {
 			log.WarnContext(ctx, "no answer to an upload Toll may have received; sending it again",
 				"attempt", attempt, "pause", pause, "error", err.Error())

@@ -49,11 +49,12 @@ type EntryAPI interface {
 // Entry handles entry presentations: it presents the goods of the
 // submission's MRN at its customs office, retrying transient failures
 // within Retry. Presentations are synchronous, so there is nothing to
-// poll. Toll is required; Retry and Logger may be left zero.
+// poll. Toll is required; Retry, Logger and Observer may be left zero.
 type Entry struct {
-	Toll   EntryAPI
-	Retry  RetryPolicy
-	Logger *slog.Logger
+	Toll     EntryAPI
+	Retry    RetryPolicy
+	Logger   *slog.Logger
+	Observer Observer
 }
 
 var _ Handler = (*Entry)(nil)
@@ -78,8 +79,7 @@ func (e *Entry) Handle(ctx context.Context, req Request) (Outcome, error) {
 	if e.Toll == nil {
 		return Outcome{}, fmt.Errorf("entry: handler has no Toll client: %w", failure.ErrConfig)
 	}
-	log := e.logger().With("tenant", req.Tenant, "kind", string(contract.KindEntry), "submission", sub.ID,
-		"operation", string(sub.Operation))
+	log := e.logger().With(logAttrs(req, contract.KindEntry)...)
 	if req.RequestID != "" {
 		log.DebugContext(ctx, "presented by an earlier delivery", "requestId", req.RequestID)
 		return Outcome{Status: contract.StatusAccepted, MRN: sub.MRN, RequestID: req.RequestID, Note: noteEarlierDelivery}, nil
@@ -88,7 +88,7 @@ func (e *Entry) Handle(ctx context.Context, req Request) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, fmt.Errorf("entry %s: %w", sub.Operation, err)
 	}
-	log = log.With("mrn", p.MRN, "requestId", p.RequestID)
+	log = log.With("requestId", p.RequestID)
 
 	out, err := e.present(ctx, req, p, log)
 	if err != nil {
@@ -144,6 +144,7 @@ func (e *Entry) present(ctx context.Context, req Request, p toll.Presentation, l
 		return err
 	}
 	notify := func(err error, pause time.Duration) {
+		observer(e.Observer).CallRetried(contract.KindEntry)
 		if errors.Is(err, toll.ErrAmbiguous) {
 			// Safe to repeat: the same requestId cannot present twice.
 			log.WarnContext(ctx, "no answer to a presentation Toll may have received; sending it again with the same requestId",

@@ -8,6 +8,9 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/digitoll/digitoll-worker/contract"
 )
 
@@ -62,4 +65,69 @@ type Outcome struct {
 // outcome; it must return promptly when ctx is done.
 type Handler interface {
 	Handle(ctx context.Context, req Request) (Outcome, error)
+}
+
+// Observer is told what handlers measure, for metrics (*telemetry.Metrics
+// implements it). Calls are made on the message path, concurrently: they
+// must be quick and safe for concurrent use.
+type Observer interface {
+	// CallRetried is called before a Toll call of kind is repeated within
+	// one delivery after a transient failure.
+	CallRetried(kind contract.Kind)
+	// ValidationWaited is called when one delivery's polling of Toll's
+	// validation status ends, with its Verdict* and duration.
+	ValidationWaited(kind contract.Kind, verdict string, d time.Duration)
+}
+
+// How one delivery's polling of the validation status ended, as passed to
+// Observer.ValidationWaited.
+const (
+	VerdictSuccess = "success"
+	VerdictFailure = "failure"
+	// VerdictPending: Toll had no verdict before the poll timeout or the
+	// delivery's end; a redelivery polls on.
+	VerdictPending = "pending"
+	// VerdictError: polling ended on a configuration or permanent failure.
+	VerdictError = "error"
+)
+
+// nopObserver stands in for a nil Observer.
+type nopObserver struct{}
+
+func (nopObserver) CallRetried(contract.Kind)                             {}
+func (nopObserver) ValidationWaited(contract.Kind, string, time.Duration) {}
+
+// observer returns o, or an Observer that ignores everything.
+func observer(o Observer) Observer {
+	if o == nil {
+		return nopObserver{}
+	}
+	return o
+}
+
+// logAttrs are the attributes of every log line about req, under the names
+// the worker's lines about the same message use: tenant, kind, id,
+// operation, and declarationLevel and mrn where the submission has them.
+// Handlers add requestId once Toll gave one.
+func logAttrs(req Request, kind contract.Kind) []any {
+	sub := req.Submission
+	attrs := []any{"tenant", req.Tenant, "kind", string(kind), "id", sub.ID, "operation", string(sub.Operation)}
+	if sub.Level != "" {
+		// Not "level": that is the log level's key.
+		attrs = append(attrs, "declarationLevel", string(sub.Level))
+	}
+	if sub.MRN != "" {
+		attrs = append(attrs, "mrn", sub.MRN)
+	}
+	return attrs
+}
+
+// tracerName names the handlers' tracer.
+const tracerName = "github.com/digitoll/digitoll-worker/handlers"
+
+// startSpan starts a child of the span in ctx with that span's tracer
+// provider: a message traced by the worker gets child spans, anything else
+// (a probe, a test without tracing) costs nothing.
+func startSpan(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
+	return trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName).Start(ctx, name, trace.WithAttributes(attrs...))
 }

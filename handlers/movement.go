@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/failure"
@@ -23,7 +25,7 @@ var ErrPending = errors.New("toll validation still pending")
 // journalTimeout bounds recording a requestId after Toll returned it. The
 // record is made even if the caller's context was cancelled meanwhile:
 // losing a requestId Toll already holds is what makes duplicates.
-const journalTimeout = 5 * time.Second
+const journalTimeout = 30 * time.Second
 
 // MovementAPI is what the movement handler needs from Toll; *toll.Client
 // provides it.
@@ -39,14 +41,15 @@ type MovementAPI interface {
 // Movement handles road and air submissions (the API says which): it
 // sends the declaration, retries transient failures within Retry, then
 // polls the validation status as Poll allows and reports accepted or
-// rejected. API and Toll are required; Retry, Poll and Logger may be left
-// zero for the defaults.
+// rejected. API and Toll are required; Retry, Poll, Logger and Observer
+// may be left zero for the defaults.
 type Movement struct {
-	API    toll.Movement
-	Toll   MovementAPI
-	Retry  RetryPolicy
-	Poll   PollPolicy
-	Logger *slog.Logger
+	API      toll.Movement
+	Toll     MovementAPI
+	Retry    RetryPolicy
+	Poll     PollPolicy
+	Logger   *slog.Logger
+	Observer Observer
 }
 
 var _ Handler = (*Movement)(nil)
@@ -65,8 +68,7 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 	if m.Toll == nil {
 		return Outcome{}, fmt.Errorf("%s: movement handler has no Toll client: %w", m.API.Kind, failure.ErrConfig)
 	}
-	log := m.logger().With("tenant", req.Tenant, "kind", string(m.API.Kind), "submission", sub.ID,
-		"level", string(sub.Level), "operation", string(sub.Operation))
+	log := m.logger().With(logAttrs(req, m.API.Kind)...)
 
 	requestID := req.RequestID
 	// maybeTwice is set when an earlier attempt may have reached Toll
@@ -113,7 +115,11 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 			out.Note = "Toll reported SUCCESS without an MRN"
 		}
 	}
-	log.InfoContext(ctx, "toll accepted the declaration", "mrn", out.MRN, "incompleteDocumentation", len(out.IncompleteDocumentation))
+	if out.MRN != sub.MRN {
+		// The submission's own MRN is among log's attributes already.
+		log = log.With("mrn", out.MRN)
+	}
+	log.InfoContext(ctx, "toll accepted the declaration", "incompleteDocumentation", len(out.IncompleteDocumentation))
 	return out, nil
 }
 
@@ -136,7 +142,6 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 		if mrn == "" {
 			return "", nil, false, fmt.Errorf("no mrn to %s: the submission has none and the MRN of its `after` submission was not filled in: %w", sub.Operation, failure.ErrPoison)
 		}
-		log = log.With("mrn", mrn)
 	default:
 		return "", nil, false, fmt.Errorf("operation %q is not create, update or delete: %w", sub.Operation, failure.ErrPoison)
 	}
@@ -163,6 +168,7 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 		return nil
 	}
 	notify := func(err error, pause time.Duration) {
+		observer(m.Observer).CallRetried(m.API.Kind)
 		if errors.Is(err, toll.ErrAmbiguous) {
 			// Toll may hold the declaration already; sending it again is
 			// the only way to an answer (Toll has no idempotency key and
@@ -196,10 +202,42 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 }
 
 // poll asks for the validation status of requestID until Toll has a
-// verdict, with growing pauses. "Not ready" and transient failures both
-// mean "ask again later"; config and permanent failures end it. When the
-// poll timeout or ctx ends it first, the error wraps ErrPending.
+// verdict, with growing pauses, in a span of its own (the status calls are
+// its children) and measured by the Observer. "Not ready" and transient
+// failures both mean "ask again later"; config and permanent failures end
+// it. When the poll timeout or ctx ends it first, the error wraps
+// ErrPending.
 func (m *Movement) poll(ctx context.Context, level contract.Level, requestID string, log *slog.Logger) (toll.Validation, error) {
+	ctx, span := startSpan(ctx, "validation "+string(m.API.Kind),
+		attribute.String("digitoll.request_id", requestID), attribute.String("digitoll.level", string(level)))
+	defer span.End()
+	start := time.Now()
+	v, polls, err := m.pollUntilVerdict(ctx, level, requestID, log)
+	verdict := verdictOf(v, err)
+	observer(m.Observer).ValidationWaited(m.API.Kind, verdict, time.Since(start))
+	span.SetAttributes(attribute.Int("digitoll.polls", polls), attribute.String("digitoll.verdict", verdict))
+	if verdict == VerdictError {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return v, err
+}
+
+// verdictOf names how polling ended.
+func verdictOf(v toll.Validation, err error) string {
+	switch {
+	case errors.Is(err, ErrPending):
+		return VerdictPending
+	case err != nil:
+		return VerdictError
+	case v.Status == toll.ValidationFailure:
+		return VerdictFailure
+	}
+	return VerdictSuccess
+}
+
+// pollUntilVerdict is poll's loop; it also returns how many status calls
+// it made.
+func (m *Movement) pollUntilVerdict(ctx context.Context, level contract.Level, requestID string, log *slog.Logger) (toll.Validation, int, error) {
 	p := m.Poll.withDefaults()
 	pctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
@@ -208,20 +246,20 @@ func (m *Movement) poll(ctx context.Context, level contract.Level, requestID str
 	// The loop ends when pctx does, at the latest after p.Timeout.
 	for n := 1; ; n++ {
 		if err := sleep(pctx, pause); err != nil {
-			return toll.Validation{}, fmt.Errorf("%w after %d polls in %s (%w); a redelivery resumes polling: %w",
+			return toll.Validation{}, n - 1, fmt.Errorf("%w after %d polls in %s (%w); a redelivery resumes polling: %w",
 				ErrPending, n-1, time.Since(start).Round(time.Millisecond), err, failure.ErrTransient)
 		}
 		v, err := m.Toll.ValidationStatus(pctx, m.API, level, requestID)
 		switch {
 		case err == nil:
 			log.DebugContext(ctx, "validation status", "poll", n, "status", string(v.Status))
-			return v, nil
+			return v, n, nil
 		case errors.Is(err, toll.ErrNotReady):
 			log.DebugContext(ctx, "validation not ready", "poll", n, "pause", pause)
 		case failure.Classify(err) == failure.Transient:
 			log.DebugContext(ctx, "validation status failed, counting it as not ready", "poll", n, "error", err.Error())
 		default:
-			return toll.Validation{}, err
+			return toll.Validation{}, n, err
 		}
 		pause = p.next(pause)
 		if ra, ok := failure.RetryAfter(err); ok && ra > pause {

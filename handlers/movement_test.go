@@ -308,7 +308,7 @@ func TestHandleWarnsOnAmbiguousRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := logs.String()
-	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "Toll may have received") || !strings.Contains(out, "submission=s-1") {
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "Toll may have received") || !strings.Contains(out, "id=s-1") {
 		t.Errorf("want a warning about the ambiguous attempt, got:\n%s", out)
 	}
 	if !strings.Contains(out, "level=INFO") || !strings.Contains(out, "mrn=25NO4TU2HUD59UCBT8") {
@@ -432,11 +432,11 @@ func TestPollPolicy(t *testing.T) {
 		t.Errorf("pauses %v, want %s", got, want)
 	}
 	d := PollPolicy{}.withDefaults()
-	if d.Initial != 500*time.Millisecond || d.Max != 10*time.Second || d.Multiplier != 1.5 || d.Timeout != 10*time.Minute {
+	if d.Initial != 250*time.Millisecond || d.Max != 2*time.Second || d.Multiplier != 1.2 || d.Timeout != 10*time.Minute {
 		t.Errorf("defaults %+v", d)
 	}
 	r := RetryPolicy{}.withDefaults()
-	if r.Initial != 500*time.Millisecond || r.Max != 10*time.Second || r.MaxElapsed != time.Minute {
+	if r.Initial != 500*time.Millisecond || r.Max != 10*time.Second || r.MaxElapsed != 15*time.Second {
 		t.Errorf("retry defaults %+v", r)
 	}
 }

@@ -58,6 +58,23 @@ type Toll interface {
 	Routing(ctx context.Context, feed contract.Feed, marker string) ([]toll.RoutingSignal, error)
 }
 
+// Observer is told how polling goes, for metrics (*telemetry.Metrics
+// implements it). Calls must be quick and safe for concurrent use: each
+// feed is polled by a goroutine of its own.
+type Observer interface {
+	// Polled is called after a page of signals was published and its
+	// marker saved; caughtUp means it was the feed's last page for now.
+	Polled(tenant string, feed contract.Feed, signals int, caughtUp bool)
+	// PollFailed is called when a poll failed and will be retried.
+	PollFailed(tenant string, feed contract.Feed)
+}
+
+// nopObserver stands in for a nil Observer.
+type nopObserver struct{}
+
+func (nopObserver) Polled(string, contract.Feed, int, bool) {}
+func (nopObserver) PollFailed(string, contract.Feed)        {}
+
 // Poller carries one tenant's routing feeds into the stream
 // DIGITOLL_ROUTING. Fill in the fields and call Run; zero values take the
 // documented defaults. Run reads the fields once, when it starts.
@@ -88,6 +105,8 @@ type Poller struct {
 	ConfigRetryDelay time.Duration
 	// Logger receives the poller's logs; nil discards them.
 	Logger *slog.Logger
+	// Observer is told how polling goes; nil: nobody.
+	Observer Observer
 
 	running atomic.Bool
 	// hooks let tests stop the poller where a crash matters.
@@ -119,6 +138,7 @@ type settings struct {
 	retryMax    time.Duration
 	configRetry time.Duration
 	logger      *slog.Logger
+	observer    Observer
 	hooks       hooks
 }
 
@@ -126,7 +146,7 @@ func (p *Poller) settings() (*settings, error) {
 	s := &settings{
 		js: p.JetStream, kv: p.Markers, tenant: p.Tenant, feeds: slices.Clone(p.Feeds), toll: p.Toll,
 		interval: p.Interval, pageSize: p.PageSize, retryMin: p.RetryMin, retryMax: p.RetryMax,
-		configRetry: p.ConfigRetryDelay, logger: p.Logger, hooks: p.hooks,
+		configRetry: p.ConfigRetryDelay, logger: p.Logger, observer: p.Observer, hooks: p.hooks,
 	}
 	var problems []string
 	if s.js == nil {
@@ -166,6 +186,9 @@ func (p *Poller) settings() (*settings, error) {
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.observer == nil {
+		s.observer = nopObserver{}
 	}
 	return s, nil
 }
@@ -265,7 +288,9 @@ func (f *feedPoller) step(ctx context.Context, pl **place) (time.Duration, error
 	if err != nil {
 		return 0, err
 	}
-	if n >= f.pageSize {
+	caughtUp := n < f.pageSize
+	f.observer.Polled(f.tenant, f.feed, n, caughtUp)
+	if !caughtUp {
 		return 0, nil
 	}
 	return f.interval, nil
@@ -273,6 +298,7 @@ func (f *feedPoller) step(ctx context.Context, pl **place) (time.Duration, error
 
 // failed logs err and returns the pause before trying again.
 func (f *feedPoller) failed(ctx context.Context, err error, retry *backoff.ExponentialBackOff) time.Duration {
+	f.observer.PollFailed(f.tenant, f.feed)
 	switch class := failure.Classify(err); class {
 	case failure.Transient:
 		pause := retry.NextBackOff()

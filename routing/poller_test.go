@@ -298,7 +298,10 @@ func TestTransientFailuresLoseNothing(t *testing.T) {
 	want := feedSignals(t, c, house)
 
 	e.sim.SetFaults(simulator.Faults{ErrorRate: 1})
-	r := start(t, e.poller("acme", c, house))
+	p := e.poller("acme", c, house)
+	obs := &pollObserver{}
+	p.Observer = obs
+	r := start(t, p)
 	waitFor(t, "the poller to retry through 503s", func() bool {
 		return e.sim.Stats().Requests(simulator.RouteRoutingHouseConsignment) >= 5
 	})
@@ -312,6 +315,37 @@ func TestTransientFailuresLoseNothing(t *testing.T) {
 	checkExactlyOnce(t, "acme", e.messages(t, contract.RoutingSubject(house, "acme")), want)
 	if !strings.Contains(e.logs.String(), "transient failure, retrying") {
 		t.Error("no log line for the transient failures")
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.failures == 0 || obs.signals != len(want) || !obs.caughtUp {
+		t.Errorf("observer heard of %d failures, %d signals, caught up %v; want failures, %d signals, caught up",
+			obs.failures, obs.signals, obs.caughtUp, len(want))
+	}
+}
+
+// pollObserver adds up what a poller reports about feed acme/house.
+type pollObserver struct {
+	mu       sync.Mutex
+	failures int
+	signals  int
+	caughtUp bool
+}
+
+func (o *pollObserver) Polled(tenant string, feed contract.Feed, signals int, caughtUp bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if tenant == "acme" && feed == house {
+		o.signals += signals
+		o.caughtUp = o.caughtUp || caughtUp
+	}
+}
+
+func (o *pollObserver) PollFailed(tenant string, feed contract.Feed) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if tenant == "acme" && feed == house {
+		o.failures++
 	}
 }
 

@@ -49,7 +49,7 @@ func (j *job) awaitAfter(sub *contract.Submission) (resolved *contract.Submissio
 			return nil, nil, true
 		}
 		j.log.Info("waiting for the result of the submission named in after", "after", sub.After, "retryIn", delay)
-		j.nak(delay)
+		j.nak(delay, CauseAfter)
 		return nil, nil, true
 	}
 	needsMRN := sub.MRN == "" && sub.Operation != contract.OpCreate && sub.Operation != contract.OpUpload
@@ -66,7 +66,7 @@ func (j *job) awaitAfter(sub *contract.Submission) (resolved *contract.Submissio
 	}
 	cp := *sub
 	cp.MRN = prev.MRN
-	j.log = j.log.With("mrn", cp.MRN)
+	j.withMRN(cp.MRN)
 	j.log.Debug("MRN taken from the result of the submission named in after", "after", sub.After)
 	return &cp, nil, false
 }

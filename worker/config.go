@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/handlers"
@@ -22,7 +26,8 @@ const (
 	DefaultRetryMax         = 5 * time.Minute
 	DefaultProbeInterval    = 15 * time.Second
 	DefaultPauseFor         = time.Minute
-	DefaultOutageThreshold  = 20
+	DefaultOutageThreshold  = 10
+	DefaultSendLease        = time.Minute
 
 	// minAckWait keeps the heartbeat (every AckWait/3) well above the
 	// round trip of an InProgress on a loaded server.
@@ -40,6 +45,11 @@ type Config struct {
 	// Concurrency is how many messages this process works on at once,
 	// across all kinds; default 64.
 	Concurrency int
+	// KindConcurrency caps the messages of one kind in progress at once,
+	// within Concurrency, so that one kind (large document uploads, a
+	// burst of road declarations) cannot take every slot. Kinds not named
+	// share the whole pool; caps of kinds without a handler are ignored.
+	KindConcurrency map[contract.Kind]int
 	// AckWait is how long the server waits for an ack or heartbeat
 	// before redelivering; default 60 s, at least 1 s. The worker sends a
 	// heartbeat every AckWait/3 while a message is in progress, so it
@@ -74,18 +84,33 @@ type Config struct {
 	PauseFor time.Duration
 	// OutageThreshold is how many transient failures in a row, with no
 	// success between them, make the worker treat a kind's dependency as
-	// down and pause the kind; default 20, -1 never.
+	// down and pause the kind; default 10, -1 never.
 	OutageThreshold int
+	// SendLease is how long a Toll call begun by one delivery is presumed
+	// alive: a later delivery that finds it unanswered within the lease
+	// waits instead of sending again. It must cover an HTTP call and
+	// recording its answer; default 1 min. Past it, the delivery that
+	// began the call is presumed dead and the call is made again.
+	SendLease time.Duration
 	// ShutdownGrace is how long in-flight messages may finish after Run's
 	// context is done before their handlers are cancelled; default 30 s.
 	ShutdownGrace time.Duration
 	// Logger receives the worker's logs; nil discards them.
 	Logger *slog.Logger
+	// Observer is told how each delivery goes, for metrics; nil: nobody.
+	Observer Observer
+	// TracerProvider makes a span for each delivery, a child of the
+	// submission's traceparent; the result carries the span's context.
+	// Nil makes no spans: the result then carries the submission's trace
+	// context on unchanged.
+	TracerProvider trace.TracerProvider
 	// Now tells the time; default time.Now. Tests set it.
 	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
+	// A copy: a caller changing its map later must not change a worker.
+	c.KindConcurrency = maps.Clone(c.KindConcurrency)
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
 	}
@@ -116,11 +141,20 @@ func (c Config) withDefaults() Config {
 	if c.OutageThreshold == 0 {
 		c.OutageThreshold = DefaultOutageThreshold
 	}
+	if c.SendLease == 0 {
+		c.SendLease = DefaultSendLease
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = noop.NewTracerProvider()
 	}
 	return c
 }
@@ -140,6 +174,11 @@ func (c Config) validate() error {
 			return bad("handler for kind %s is nil", k)
 		}
 	}
+	for k, n := range c.KindConcurrency {
+		if n < 1 {
+			return bad("KindConcurrency of %s is %d, below 1", k, n)
+		}
+	}
 	switch {
 	case c.Concurrency < 1:
 		return bad("Concurrency %d is below 1", c.Concurrency)
@@ -155,6 +194,8 @@ func (c Config) validate() error {
 		return bad("ConfigRetryDelay %s is negative", c.ConfigRetryDelay)
 	case c.ShutdownGrace < 0:
 		return bad("ShutdownGrace %s is negative", c.ShutdownGrace)
+	case c.SendLease < 0:
+		return bad("SendLease %s is negative", c.SendLease)
 	case c.ProbeInterval < 0 || c.PauseFor < 0:
 		return bad("ProbeInterval %s or PauseFor %s is negative", c.ProbeInterval, c.PauseFor)
 	case c.PauseFor > 0 && c.PauseFor < c.ProbeInterval:

@@ -127,9 +127,9 @@ func TestStateKey(t *testing.T) {
 
 func TestCarriedToResult(t *testing.T) {
 	for name, want := range map[string]bool{
-		"traceparent":               true,
-		"Traceparent":               true,
-		"tracestate":                true,
+		"traceparent":               false, // continued, not copied
+		"Traceparent":               false,
+		"tracestate":                false,
 		"Digitoll-Shipper":          true,
 		"digitoll-lowercase":        true,
 		"X-Other":                   false,
@@ -228,7 +228,7 @@ func TestResultMsg(t *testing.T) {
 		r.IncompleteDocumentation == nil || !r.CompletedAt.Equal(time.Unix(200, 0)) || !r.ReceivedAt.Equal(time.Unix(100, 0)) {
 		t.Fatalf("result %+v", r)
 	}
-	m, err := resultMsg(r, nats.Header{"Digitoll-Result-Status": {"forged"}, "Digitoll-X": {"1"}, "Nats-Msg-Id": {"n"}})
+	m, err := resultMsg(context.Background(), r, nats.Header{"Digitoll-Result-Status": {"forged"}, "Digitoll-X": {"1"}, "Nats-Msg-Id": {"n"}, "Traceparent": {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,6 +236,11 @@ func TestResultMsg(t *testing.T) {
 		m.Header.Get("Digitoll-X") != "1" || m.Header.Get("Nats-Msg-Id") != "" ||
 		m.Header.Get(contract.HeaderResultSubmissionID) != "x" || m.Header.Get(contract.HeaderResultTenant) != "acme" {
 		t.Fatalf("result message %s %v", m.Subject, m.Header)
+	}
+	// Without a span in the context the result has no trace context: the
+	// producer's is continued by the delivery's span, not copied.
+	if len(m.Header.Values("Traceparent"))+len(m.Header.Values("traceparent")) != 0 {
+		t.Fatalf("trace context copied without a span: %v", m.Header)
 	}
 	dl := deadLetterResult(d, reasonDeadline, "late", "", time.Unix(200, 0))
 	if dl.Status != contract.StatusDeadLettered || dl.Note != "deadline: late" || dl.Errors == nil {

@@ -10,6 +10,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/failure"
@@ -26,22 +29,43 @@ const minHeartbeat = 10 * time.Millisecond
 
 // job is one delivery of one message, from Next to its ack, nak or hand-over.
 type job struct {
-	w       *Worker
-	r       *run
-	msg     jetstream.Msg
-	hb      *heartbeat
-	log     *slog.Logger
-	d       delivered
+	w   *Worker
+	r   *run
+	msg jetstream.Msg
+	hb  *heartbeat
+	// ctx carries the delivery's span; it ends with the handlers (see
+	// run.handlerCtx).
+	ctx  context.Context
+	span trace.Span
+	log  *slog.Logger
+	d    delivered
+	// outcome is how the delivery ended, one of the Outcome* constants.
+	outcome string
 	journal *journal // nil until the submission parsed
-	// loggedRequestID is the requestId already among log's attributes.
+	// loggedRequestID and loggedMRN are the requestId and MRN already
+	// among log's attributes.
 	loggedRequestID string
+	loggedMRN       string
 }
 
-// withRequestID adds a requestId to the job's log attributes once.
+// withRequestID adds a requestId to the job's log and span attributes
+// once.
 func (j *job) withRequestID(id string) {
 	if id != "" && id != j.loggedRequestID {
 		j.log = j.log.With("requestId", id)
+		j.span.SetAttributes(attribute.String("digitoll.request_id", id))
 		j.loggedRequestID = id
+	}
+}
+
+// withMRN adds the MRN the message acts on or obtained to the job's log
+// and span attributes, unless one is there already: an MRN taken from
+// `after` is the one the result names too.
+func (j *job) withMRN(mrn string) {
+	if mrn != "" && j.loggedMRN == "" {
+		j.log = j.log.With("mrn", mrn)
+		j.span.SetAttributes(attribute.String("digitoll.mrn", mrn))
+		j.loggedMRN = mrn
 	}
 }
 
@@ -52,9 +76,26 @@ func (w *Worker) process(r *run, kind contract.Kind, msg jetstream.Msg, ackWait 
 	if ackWait <= 0 {
 		ackWait = w.cfg.AckWait
 	}
+	start := time.Now()
+	w.obs.MessageStarted(kind)
 	j := &job{w: w, r: r, msg: msg, log: w.log.With("kind", kind), d: delivered{kind: kind, subject: msg.Subject()}}
-	j.hb = startHeartbeat(msg, max(ackWait/3, minHeartbeat), j.log)
-	defer j.hb.stop()
+	j.ctx, j.span = w.startSpan(r.handlerCtx, kind, msg)
+	if sc := j.span.SpanContext(); sc.IsValid() {
+		j.log = j.log.With(logTraceID, sc.TraceID().String(), logSpanID, sc.SpanID().String())
+	}
+	j.hb = startHeartbeat(msg, max(ackWait/3, minHeartbeat))
+	defer func() {
+		if n, err := j.hb.stop(); n > 0 {
+			j.log.Debug("heartbeats failed; the message may have been redelivered meanwhile", "failures", n, "error", err)
+		}
+		var op contract.Operation
+		if j.d.sub != nil {
+			op = j.d.sub.Operation
+		}
+		j.span.SetAttributes(attribute.String("digitoll.outcome", j.outcome))
+		j.span.End()
+		w.obs.MessageDone(kind, op, j.outcome, time.Since(start))
+	}()
 	j.run()
 }
 
@@ -64,13 +105,14 @@ func (j *job) run() {
 		// Only a message that did not come from a consumer lacks
 		// metadata; there is nothing to decide about it.
 		j.log.Error("message without JetStream metadata; returning it", "error", err)
-		j.nak(shutdownNakDelay)
+		j.nak(shutdownNakDelay, CauseTransient)
 		return
 	}
 	j.d.seq = meta.Sequence.Stream
 	j.d.delivery = int(meta.NumDelivered)
 	j.d.receivedAt = meta.Timestamp
 	j.log = j.log.With("streamSeq", j.d.seq, "delivery", j.d.delivery)
+	j.span.SetAttributes(attribute.Int64("digitoll.stream_seq", int64(j.d.seq)), attribute.Int("digitoll.delivery", j.d.delivery))
 
 	subjKind, tenant, err := contract.ParseSubmitSubject(j.d.subject)
 	if err == nil && subjKind != j.d.kind {
@@ -82,18 +124,22 @@ func (j *job) run() {
 	}
 	j.d.tenant = tenant
 	j.log = j.log.With("tenant", tenant)
+	j.span.SetAttributes(attribute.String("digitoll.tenant", tenant))
 
 	sub, err := contract.ParseSubmission(j.d.kind, j.msg.Data())
 	if err != nil {
 		j.d.id = lenientID(j.msg.Data())
 		if j.d.id != "" {
 			j.log = j.log.With("id", j.d.id)
+			j.span.SetAttributes(attribute.String("digitoll.id", j.d.id))
 		}
 		j.deadLetter(reasonMalformed, err)
 		return
 	}
 	j.d.sub, j.d.id = sub, sub.ID
 	j.log = j.log.With(submissionAttrs(sub)...)
+	j.span.SetAttributes(submissionSpanAttrs(sub)...)
+	j.loggedMRN = sub.MRN
 	deadline := j.d.receivedAt.Add(j.w.cfg.MessageDeadline)
 
 	key := stateKey(tenant, j.d.kind, sub.ID)
@@ -119,19 +165,31 @@ func (j *job) run() {
 		// The key names the submission; the record cannot move it.
 		res.ID, res.Tenant, res.Kind = sub.ID, tenant, j.d.kind
 		j.log.Info("result already recorded; publishing it again", "status", res.Status)
-		j.publishAndAck(res)
+		j.publishAndAck(res, OutcomeDuplicate)
 		return
 	case ackOnly:
 		j.log.Info("message already dead-lettered; acknowledging it")
 		j.ack()
+		j.outcome = OutcomeDuplicate
 		return
 	case leaveToOwner:
 		j.leave()
 		return
 	case startAfterCrash:
-		// The record says a Toll call was started and never answered:
-		// the worker making it died. Whether Toll received it is
-		// unknown; this delivery submits again.
+		// The record says a Toll call was started and not answered. The
+		// delivery making it may still be alive, only cut off from NATS
+		// (its heartbeats lost, so the message came to us) or started
+		// late from a buffer: within the send lease, wait for it rather
+		// than send a second time.
+		if age := j.w.cfg.Now().Sub(st.UpdatedAt); age < j.w.cfg.SendLease {
+			wait := j.w.cfg.SendLease - age
+			j.log.Info("an earlier delivery began a Toll call moments ago and may still be making it; waiting for its lease",
+				"stateDelivery", st.Delivery, "stateUpdatedAt", st.UpdatedAt, "retryIn", wait)
+			j.nak(wait, CauseLease)
+			return
+		}
+		// Past the lease the worker making it died. Whether Toll
+		// received it is unknown; this delivery submits again.
 		j.log.Warn("an earlier delivery died during its Toll call; submitting again",
 			"stateDelivery", st.Delivery, "stateUpdatedAt", st.UpdatedAt)
 		req.Unresolved = true
@@ -159,7 +217,7 @@ func (j *job) run() {
 		}
 		req.Submission = resolved
 	}
-	hctx, hcancel := context.WithDeadline(j.r.handlerCtx, deadline)
+	hctx, hcancel := context.WithDeadline(j.ctx, deadline)
 	out, herr := j.w.cfg.Handlers[j.d.kind].Handle(hctx, req)
 	hcancel()
 
@@ -185,9 +243,7 @@ func (j *job) run() {
 func (j *job) complete(out handlers.Outcome) {
 	res := outcomeResult(j.d, out, j.journal.RequestID(), j.w.cfg.Now())
 	j.withRequestID(res.RequestID)
-	if res.MRN != "" && (j.d.sub == nil || j.d.sub.MRN == "") {
-		j.log = j.log.With("mrn", res.MRN)
-	}
+	j.withMRN(res.MRN)
 	ctx, cancel := j.opCtx()
 	err := j.journal.done(ctx, res)
 	cancel()
@@ -198,7 +254,7 @@ func (j *job) complete(out handlers.Outcome) {
 		st, _, lerr := loadState(ctx, j.r.kv, j.journal.key)
 		cancel()
 		if lerr == nil && st != nil && st.Phase == phaseDone && st.Result != nil {
-			j.publishAndAck(*st.Result)
+			j.publishAndAck(*st.Result, OutcomeDuplicate)
 			return
 		}
 		j.leave()
@@ -210,15 +266,16 @@ func (j *job) complete(out handlers.Outcome) {
 		j.fail(err, j.d.receivedAt.Add(j.w.cfg.MessageDeadline))
 		return
 	}
-	j.publishAndAck(res)
+	j.publishAndAck(res, string(res.Status))
 }
 
-// publishAndAck publishes a final result and acks the message. The state
-// record says done before this runs, so a failed publish or lost ack
-// leads to a redelivery that publishes the same result again, which the
-// results stream drops as a duplicate.
-func (j *job) publishAndAck(res contract.Result) {
-	m, err := resultMsg(res, j.msg.Headers())
+// publishAndAck publishes a final result and acks the message; outcome is
+// how the delivery ended if that works. The state record says done before
+// this runs, so a failed publish or lost ack leads to a redelivery that
+// publishes the same result again, which the results stream drops as a
+// duplicate.
+func (j *job) publishAndAck(res contract.Result, outcome string) {
+	m, err := resultMsg(j.ctx, res, j.msg.Headers())
 	if err == nil {
 		ctx, cancel := j.opCtx()
 		_, err = j.w.js.PublishMsg(ctx, m,
@@ -229,11 +286,12 @@ func (j *job) publishAndAck(res contract.Result) {
 	if err != nil {
 		delay := j.w.policy.retryDelay(j.d.delivery)
 		j.log.Warn("publishing the result failed; the message is retried", "error", err, "retryIn", delay)
-		j.nak(delay)
+		j.nak(delay, CauseTransient)
 		return
 	}
 	j.log.Info("result published", "status", res.Status, "attempts", res.Attempts)
 	j.ack()
+	j.outcome = outcome
 }
 
 // fail decides what a failed attempt leads to and does it.
@@ -253,16 +311,23 @@ func (j *job) fail(err error, deadline time.Time) {
 	case deadLetter:
 		j.deadLetter(a.reason, err)
 	case nak:
+		cause := CauseTransient
 		switch {
 		case a.shutdown:
+			cause = CauseShutdown
 			j.log.Debug("cancelled by shutdown; returning the message", "retryIn", a.delay)
 		case a.configFault:
+			cause = CauseConfiguration
 			// The remedy is logged once, when the kind is paused.
 			j.log.Info("configuration fault; the message is kept and retried", "error", err, "retryIn", a.delay)
 		default:
 			j.log.Info("transient failure; retrying later", "error", err, "retryIn", a.delay)
 		}
-		j.nak(a.delay)
+		if !a.shutdown {
+			// Errors never carry secrets (a house rule of every package).
+			j.span.RecordError(err)
+		}
+		j.nak(a.delay, cause)
 	}
 }
 
@@ -285,7 +350,7 @@ func (j *job) deadLetter(reason string, cause error) {
 	j.withRequestID(requestID)
 	if err == nil && j.d.tenant != "" && j.d.id != "" {
 		var rm *nats.Msg
-		rm, err = resultMsg(deadLetterResult(j.d, reason, errText, requestID, now), j.msg.Headers())
+		rm, err = resultMsg(j.ctx, deadLetterResult(j.d, reason, errText, requestID, now), j.msg.Headers())
 		if err == nil {
 			ctx, cancel := j.opCtx()
 			_, err = j.w.js.PublishMsg(ctx, rm,
@@ -297,7 +362,7 @@ func (j *job) deadLetter(reason string, cause error) {
 	if err != nil {
 		delay := j.w.policy.retryDelay(j.d.delivery)
 		j.log.Warn("dead-lettering failed; the message is retried", "reason", reason, "error", err, "retryIn", delay)
-		j.nak(delay)
+		j.nak(delay, CauseTransient)
 		return
 	}
 	if j.journal != nil {
@@ -310,7 +375,10 @@ func (j *job) deadLetter(reason string, cause error) {
 		cancel()
 	}
 	j.log.Warn("dead-lettered", "reason", reason, "error", errText)
+	j.span.SetStatus(codes.Error, "dead-lettered: "+reason+": "+errText)
+	j.w.obs.DeadLettered(j.d.kind, reason)
 	j.ack()
+	j.outcome = OutcomeDeadLettered
 }
 
 // ack acknowledges and waits for the server's confirmation: a lost ack
@@ -324,12 +392,15 @@ func (j *job) ack() {
 	}
 }
 
-// nak returns the message for redelivery after delay.
-func (j *job) nak(delay time.Duration) {
+// nak returns the message for redelivery after delay; cause is one of the
+// Cause* constants.
+func (j *job) nak(delay time.Duration, cause string) {
 	j.hb.stop()
 	if err := j.msg.NakWithDelay(delay); err != nil {
 		j.log.Warn("nak failed; the message is redelivered after AckWait", "error", err)
 	}
+	j.outcome = OutcomeRetried
+	j.w.obs.Retried(j.d.kind, cause)
 }
 
 // leave stops working on a message that a later delivery owns, without
@@ -338,17 +409,21 @@ func (j *job) nak(delay time.Duration) {
 func (j *job) leave() {
 	j.hb.stop()
 	j.log.Info("a later delivery of this message owns the submission; leaving it to that one")
+	j.outcome = OutcomeSuperseded
 }
 
+// opCtx bounds one NATS operation after the handler; it keeps the span
+// but not the cancellation of shutdown.
 func (j *job) opCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(j.r.handlerCtx), finishTimeout)
+	return context.WithTimeout(context.WithoutCancel(j.ctx), finishTimeout)
 }
 
 // submissionAttrs are the log attributes of a parsed submission.
 func submissionAttrs(s *contract.Submission) []any {
 	attrs := []any{"id", s.ID, "operation", s.Operation}
 	if s.Level != "" {
-		attrs = append(attrs, "level", s.Level)
+		// Not "level": that is the log level's key.
+		attrs = append(attrs, "declarationLevel", s.Level)
 	}
 	if s.MRN != "" {
 		attrs = append(attrs, "mrn", s.MRN)
@@ -356,22 +431,44 @@ func submissionAttrs(s *contract.Submission) []any {
 	return attrs
 }
 
+// submissionSpanAttrs are the span attributes of a parsed submission.
+func submissionSpanAttrs(s *contract.Submission) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{attribute.String("digitoll.id", s.ID), attribute.String("digitoll.operation", string(s.Operation))}
+	if s.Level != "" {
+		attrs = append(attrs, attribute.String("digitoll.level", string(s.Level)))
+	}
+	if s.MRN != "" {
+		attrs = append(attrs, attribute.String("digitoll.mrn", s.MRN))
+	}
+	return attrs
+}
+
 // heartbeat tells the server, every interval from the start of processing,
 // that the message is still being worked on, so that a Toll call longer
-// than AckWait is not redelivered to another worker meanwhile.
+// than AckWait is not redelivered to another worker meanwhile. Failures
+// are counted, not logged as they happen: the job logs them once it knows
+// which message they were about.
 type heartbeat struct {
 	once sync.Once
 	quit chan struct{}
 	done chan struct{}
+	// failures and lastErr are written by the heartbeat's goroutine (and
+	// startHeartbeat) and read after done is closed.
+	failures int
+	lastErr  error
 }
 
-func startHeartbeat(msg jetstream.Msg, every time.Duration, log *slog.Logger) *heartbeat {
+func startHeartbeat(msg jetstream.Msg, every time.Duration) *heartbeat {
 	hb := &heartbeat{quit: make(chan struct{}), done: make(chan struct{})}
+	beat := func() {
+		if err := msg.InProgress(); err != nil {
+			hb.failures++
+			hb.lastErr = err
+		}
+	}
 	// At once as well: the message may have waited in the client's
 	// buffer for part of its AckWait.
-	if err := msg.InProgress(); err != nil {
-		log.Debug("heartbeat failed", "error", err)
-	}
+	beat()
 	go func() {
 		defer close(hb.done)
 		t := time.NewTicker(every)
@@ -381,9 +478,7 @@ func startHeartbeat(msg jetstream.Msg, every time.Duration, log *slog.Logger) *h
 			case <-hb.quit:
 				return
 			case <-t.C:
-				if err := msg.InProgress(); err != nil {
-					log.Debug("heartbeat failed", "error", err)
-				}
+				beat()
 			}
 		}
 	}()
@@ -391,7 +486,9 @@ func startHeartbeat(msg jetstream.Msg, every time.Duration, log *slog.Logger) *h
 }
 
 // stop ends the heartbeat and waits for it; it may be called many times.
-func (hb *heartbeat) stop() {
+// It returns how many heartbeats failed, and the last failure.
+func (hb *heartbeat) stop() (failures int, last error) {
 	hb.once.Do(func() { close(hb.quit) })
 	<-hb.done
+	return hb.failures, hb.lastErr
 }

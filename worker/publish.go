@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/handlers"
@@ -18,9 +20,11 @@ import (
 const maxErrorHeader = 500
 
 // resultMsg builds the result message of a submission: the result as JSON,
-// the submission's trace headers and every Digitoll-* header copied, and
-// headers that let subscribers route results without parsing them.
-func resultMsg(r contract.Result, submission nats.Header) (*nats.Msg, error) {
+// the trace context of ctx (the delivery's span, a child of the
+// submission's traceparent, with the submission's tracestate), every
+// Digitoll-* header of the submission copied, and headers that let
+// subscribers route results without parsing them.
+func resultMsg(ctx context.Context, r contract.Result, submission nats.Header) (*nats.Msg, error) {
 	r = normalizeResult(r)
 	data, err := json.Marshal(r)
 	if err != nil {
@@ -32,6 +36,7 @@ func resultMsg(r contract.Result, submission nats.Header) (*nats.Msg, error) {
 			h[k] = append([]string(nil), vs...)
 		}
 	}
+	propagation.TraceContext{}.Inject(ctx, headerCarrier(h))
 	h.Set(contract.HeaderResultStatus, string(r.Status))
 	h.Set(contract.HeaderResultKind, string(r.Kind))
 	h.Set(contract.HeaderResultTenant, r.Tenant)
@@ -39,15 +44,14 @@ func resultMsg(r contract.Result, submission nats.Header) (*nats.Msg, error) {
 	return &nats.Msg{Subject: contract.ResultSubject(r.Kind, r.Tenant), Header: h, Data: data}, nil
 }
 
-// carriedToResult reports whether a submission header goes on the result:
-// trace context and the producer's Digitoll-* headers, but not the headers
-// the worker itself sets on results and dead letters (a replayed message
-// may still carry those). NATS header names are case-sensitive on the
-// wire; the comparison is not, because producers spell them as they like.
+// carriedToResult reports whether a submission header is copied to the
+// result: the producer's Digitoll-* headers, but not the headers the worker
+// itself sets on results and dead letters (a replayed message may still
+// carry those). Trace context is not copied but continued (resultMsg).
+// NATS header names are case-sensitive on the wire; the comparison is not,
+// because producers spell them as they like.
 func carriedToResult(name string) bool {
 	switch {
-	case strings.EqualFold(name, contract.HeaderTraceparent), strings.EqualFold(name, contract.HeaderTracestate):
-		return true
 	case !hasPrefixFold(name, contract.HeaderPrefix):
 		return false
 	case hasPrefixFold(name, "Digitoll-Dlq-"):

@@ -106,12 +106,58 @@ func (j *journal) Sending(ctx context.Context) error {
 	return j.write(ctx, state{Phase: phaseSending})
 }
 
-// Sent records the requestId Toll answered with.
+// Sent records the requestId Toll answered with. It is the one record that
+// must not be lost: Toll holds the request, and a delivery that does not
+// find its requestId sends the declaration again. So Sent retries until
+// the record is stored, another delivery owns the submission, or ctx
+// ends; a retry after a write whose answer was lost recognises its own
+// record instead of mistaking it for another delivery's.
 func (j *journal) Sent(ctx context.Context, requestID string) error {
 	if requestID == "" {
 		return failure.Mark(errors.New("journal: Sent without a requestId"), failure.Permanent)
 	}
-	return j.write(ctx, state{Phase: phaseSent, RequestID: requestID})
+	want := state{Phase: phaseSent, RequestID: requestID}
+	delay := sentRetryMin
+	for {
+		err := j.write(ctx, want)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, errSuperseded) {
+			if ok := j.ownRecord(ctx, requestID); ok {
+				return nil
+			}
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
+		case <-t.C:
+		}
+		delay = min(2*delay, sentRetryMax)
+	}
+}
+
+// Pauses between attempts of Sent.
+const (
+	sentRetryMin = 100 * time.Millisecond
+	sentRetryMax = 2 * time.Second
+)
+
+// ownRecord reports whether the stored record is this delivery's Sent
+// with requestID, written by an attempt whose answer was lost; if so the
+// journal takes its revision and is no longer superseded.
+func (j *journal) ownRecord(ctx context.Context, requestID string) bool {
+	st, rev, err := loadState(ctx, j.kv, j.key)
+	if err != nil || st == nil || st.Phase != phaseSent || st.RequestID != requestID || st.Seq != j.seq || st.Delivery != j.delivery {
+		return false
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.rev, j.requestID, j.superseded = rev, requestID, false
+	return true
 }
 
 // done records the final result.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/handlers"
@@ -56,6 +57,8 @@ type Worker struct {
 	js      jetstream.JetStream
 	cfg     Config
 	log     *slog.Logger
+	obs     Observer
+	tracer  trace.Tracer
 	policy  policy
 	gates   gates
 	running atomic.Bool
@@ -85,6 +88,8 @@ func New(js jetstream.JetStream, cfg Config) (*Worker, error) {
 		js:     js,
 		cfg:    cfg,
 		log:    cfg.Logger,
+		obs:    cfg.Observer,
+		tracer: cfg.TracerProvider.Tracer(tracerName),
 		policy: policy{retryDelay: cfg.RetryDelay, configRetryDelay: cfg.ConfigRetryDelay},
 		gates:  newGates(kinds),
 	}, nil
@@ -126,6 +131,9 @@ type run struct {
 	kv jetstream.KeyValue
 	// slots holds one token per message in progress.
 	slots chan struct{}
+	// kindSlots holds one token per message in progress of each kind
+	// with a cap of its own (see acquire).
+	kindSlots map[contract.Kind]chan struct{}
 	// handlerCtx is cancelled when the shutdown grace runs out.
 	handlerCtx context.Context
 	// inflight counts message goroutines.
@@ -168,7 +176,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer cancelHandlers()
 	pullCtx, stopPulling := context.WithCancel(ctx)
 	defer stopPulling()
-	r := &run{kv: kv, slots: make(chan struct{}, w.cfg.Concurrency), handlerCtx: handlerCtx, pullCtx: pullCtx}
+	r := &run{kv: kv, slots: make(chan struct{}, w.cfg.Concurrency), kindSlots: w.kindSlots(), handlerCtx: handlerCtx, pullCtx: pullCtx}
 	defer r.probers.Wait()
 	var loops sync.WaitGroup
 	fatal := make(chan error, len(kinds))
@@ -220,7 +228,7 @@ func (w *Worker) pull(ctx context.Context, r *run, kind contract.Kind, cons jets
 	log := w.log.With("kind", kind, "consumer", ConsumerName(kind))
 	wait := repullMin
 	for ctx.Err() == nil {
-		it, err := cons.Messages(jetstream.PullMaxMessages(bufferSize(w.cfg.Concurrency)))
+		it, err := cons.Messages(jetstream.PullMaxMessages(bufferSize(w.concurrencyOf(kind))))
 		if err == nil {
 			ackWait := cons.CachedInfo().Config.AckWait
 			// A resumed consumer does not answer pull requests made while
@@ -273,19 +281,12 @@ func (w *Worker) pull(ctx context.Context, r *run, kind contract.Kind, cons jets
 // fails (the error).
 func (w *Worker) consume(ctx context.Context, r *run, kind contract.Kind, it jetstream.MessagesContext, ackWait time.Duration) error {
 	for {
-		select {
-		case r.slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
-		if ctx.Err() != nil {
-			// Both were ready and select chose the slot.
-			<-r.slots
+		if !r.acquire(ctx, kind) {
 			return nil
 		}
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			<-r.slots
+			r.release(kind)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -294,14 +295,14 @@ func (w *Worker) consume(ctx context.Context, r *run, kind contract.Kind, it jet
 		if ctx.Err() != nil {
 			// Shutdown began while the message arrived: it is not
 			// started, only handed back.
-			<-r.slots
+			r.release(kind)
 			if err := msg.NakWithDelay(shutdownNakDelay); err != nil {
 				w.log.Debug("returning a message at shutdown failed; it is redelivered after AckWait", "kind", kind, "error", err)
 			}
 			return nil
 		}
 		r.inflight.Go(func() {
-			defer func() { <-r.slots }()
+			defer r.release(kind)
 			w.process(r, kind, msg, ackWait)
 		})
 	}

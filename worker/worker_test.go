@@ -105,7 +105,7 @@ func TestManyMessagesGetOneResultEach(t *testing.T) {
 		t.Fatalf("%d 'result published' log lines, want %d", len(lines), n)
 	}
 	for _, l := range lines[:1] {
-		for _, k := range []string{"id", "kind", "tenant", "operation", "level", "requestId", "mrn"} {
+		for _, k := range []string{"id", "kind", "tenant", "operation", "declarationLevel", "requestId", "mrn"} {
 			if l[k] == "" {
 				t.Fatalf("log line %v lacks %s", l, k)
 			}

@@ -1,0 +1,95 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/handlers"
+)
+
+// gauge counts handlers in flight and remembers the most at once.
+type gauge struct {
+	mu       sync.Mutex
+	now, max int
+}
+
+func (g *gauge) enter() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.now++
+	g.max = max(g.max, g.now)
+}
+
+func (g *gauge) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.now--
+}
+
+func (g *gauge) read() (now, most int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.now, g.max
+}
+
+// A kind with a cap of its own never has more messages in flight than the
+// cap, and while it waits at its cap it holds no slot of the shared pool:
+// the other kind fills the rest of it.
+func TestKindConcurrencyCapsOneKind(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	release := make(chan struct{})
+	blocking := func(g *gauge) *fakeHandler {
+		return &fakeHandler{behaviour: func(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+			g.enter()
+			defer g.leave()
+			select {
+			case <-release:
+				return accept(ctx, req)
+			case <-ctx.Done():
+				return handlers.Outcome{}, ctx.Err()
+			}
+		}}
+	}
+	road, air := &gauge{}, &gauge{}
+	startWorker(t, e.js, Config{
+		Handlers:        map[contract.Kind]handlers.Handler{contract.KindRoad: blocking(road), contract.KindAir: blocking(air)},
+		Concurrency:     5,
+		KindConcurrency: map[contract.Kind]int{contract.KindRoad: 2, contract.KindDocument: 1},
+	})
+	for i := range 6 {
+		submit(t, e.js, contract.SubmitSubject(contract.KindRoad, contract.DefaultTenant), "", roadBody("r"+strconv.Itoa(i)), nil)
+	}
+	for i := range 4 {
+		submit(t, e.js, contract.SubmitSubject(contract.KindAir, contract.DefaultTenant), "", roadBody("a"+strconv.Itoa(i)), nil)
+	}
+	eventually(t, 30*time.Second, "2 road and 3 air messages in flight", func() bool {
+		r, _ := road.read()
+		a, _ := air.read()
+		return r == 2 && a == 3
+	})
+	close(release)
+	collect(t, e.js, contract.StreamResults, "digitoll.result.>", 10, 30*time.Second)
+	if _, most := road.read(); most != 2 {
+		t.Errorf("at most %d road messages were in flight at once, want the cap 2", most)
+	}
+	if _, most := air.read(); most != 3 {
+		t.Errorf("at most %d air messages were in flight at once, want 3 (the pool of 5 less road's 2)", most)
+	}
+}
+
+func TestKindConcurrencyIsChecked(t *testing.T) {
+	e := newEnv(t)
+	_, err := New(e.js, Config{
+		Handlers:        map[contract.Kind]handlers.Handler{contract.KindRoad: &fakeHandler{behaviour: accept}},
+		KindConcurrency: map[contract.Kind]int{contract.KindRoad: 0},
+	})
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("a cap of 0: err = %v, want ErrInvalidConfig", err)
+	}
+}
