@@ -150,7 +150,8 @@
 // connection resets into Toll API calls, before authentication, takes
 // Maskinporten or the exchange down (503 server_error), and makes writes
 // (POST, PUT, DELETE, presentations included) lose their answer: processed
-// in full, then the connection is dropped. Stats returns a snapshot of
+// in full, then the connection is dropped; or hold it (AnswerDelay), so
+// that a client killed meanwhile never hears. Stats returns a snapshot of
 // requests per route, grants and exchanges per client and scope, every
 // declaration request with its outcome, and presentations per MRN.
 //

@@ -71,6 +71,7 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request) (tollToken, *o
 	setRequestClient(r, mp.clientID)
 	tok := newOpaqueToken()
 	s.st.tollTokens[tok] = issuedToken{clientID: mp.clientID, scopes: mp.scopes, expires: now.Add(s.tollLifetime)}
+	s.st.issuedTokens = remember(s.st.issuedTokens, tok)
 	for _, sc := range mp.scopes {
 		s.st.exchanges[scopeKey{mp.clientID, sc}]++
 	}
@@ -113,6 +114,10 @@ func (s *Server) tollAPI(scopes []string, h tollHandler) http.HandlerFunc {
 		setRequestClient(r, c.clientID)
 		if s.answerLost(r) {
 			serveWithoutAnswer(w, r, func(w http.ResponseWriter) { h(w, r, c) })
+			return
+		}
+		if d := s.answerDelay(r); d > 0 {
+			serveDelayed(w, r, d, func(w http.ResponseWriter) { h(w, r, c) })
 			return
 		}
 		h(w, r, c)

@@ -115,6 +115,9 @@ func (s *Server) serveMaskinportenToken(w http.ResponseWriter, r *http.Request) 
 		invalidRequest("Missing assertion.").write(w)
 		return
 	}
+	s.mu.Lock()
+	s.st.receivedGrants = remember(s.st.receivedGrants, assertion)
+	s.mu.Unlock()
 	g, oerr := s.verifyGrant(assertion)
 	if oerr == nil {
 		setRequestClient(r, g.clientID)
@@ -306,6 +309,7 @@ func (s *Server) issueMaskinportenToken(g grant) (maskinportenToken, *oauthError
 	}
 	tok := newOpaqueToken()
 	s.st.mpTokens[tok] = issuedToken{clientID: g.clientID, scopes: g.scopes, expires: now.Add(s.mpLifetime)}
+	s.st.issuedTokens = remember(s.st.issuedTokens, tok)
 	for _, sc := range g.scopes {
 		s.st.grants[scopeKey{g.clientID, sc}]++
 	}

@@ -31,6 +31,11 @@ type state struct {
 	// zero value is ready.
 	routing routingState
 
+	// issuedTokens and receivedGrants are the credentials that passed
+	// through, for tests that check they leak nowhere (secrets.go).
+	issuedTokens   []string
+	receivedGrants []string
+
 	// counters for Stats
 	requestCounts map[string]int
 	grants        map[scopeKey]int
