@@ -16,6 +16,9 @@ import (
 	"time"
 )
 
+// CheckTimeout bounds each readiness check.
+const CheckTimeout = time.Second
+
 // Check is one readiness condition: nil when it holds, else an error whose
 // text tells the operator what is wrong.
 type Check func(ctx context.Context) error
@@ -35,11 +38,15 @@ func Handler(checks []NamedCheck, extra map[string]http.Handler) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		defer cancel()
+		// Each check gets a second: an orchestrator's probe times out
+		// after about that long, and a check that hangs (NATS away) must
+		// turn into "not ready", not into no answer.
 		var failed []string
 		for _, c := range checks {
-			if err := c.Check(ctx); err != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), CheckTimeout)
+			err := c.Check(ctx)
+			cancel()
+			if err != nil {
 				failed = append(failed, c.Name+": "+oneLine(err.Error()))
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/digitoll/digitoll-worker/app"
 	"io"
 	"log/slog"
 	"os"
@@ -93,13 +94,14 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	if err := ensureStreams(ctx, conn.js, cfg.NATS); err != nil {
+	if err := app.EnsureStreams(ctx, conn.js, cfg.NATS); err != nil {
 		return err
 	}
-	svc, err := newServices(ctx, cfg, conn.js, logger)
+	svc, err := app.NewServices(ctx, cfg, conn.js, logger)
 	if err != nil {
 		return err
 	}
+	defer flushTraces(ctx, svc, logger)
 	fmt.Fprintf(env.stdout, "NATS (embedded, JetStream) at %s\n", conn.embedded.ClientURL())
 	fmt.Fprintf(env.stdout, "Toll and Maskinporten simulator at %s\n", sim.URL())
 
@@ -174,7 +176,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	signals, wantSignals := 0, 0
 	deadline := time.NewTimer(*timeout)
 	defer deadline.Stop()
-	for len(want) > 0 || (svc.poller != nil && signals < wantSignals) {
+	for len(want) > 0 || (svc.Poller != nil && signals < wantSignals) {
 		select {
 		case m := <-msgs:
 			fmt.Fprintln(env.stdout, "  "+formatMsg(m))

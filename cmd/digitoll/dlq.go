@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/dlq"
 )
@@ -66,25 +64,6 @@ func printDLQUsage(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run `digitoll dlq <subcommand> --help` for its flags.")
-}
-
-// natsFlags are the connection flags every dlq subcommand has.
-type natsFlags struct{ url, creds *string }
-
-func addNATSFlags(fs *flag.FlagSet) natsFlags {
-	return natsFlags{
-		url:   fs.String("nats-url", nats.DefaultURL, "NATS server URL ($DIGITOLL_NATS_URL)"),
-		creds: fs.String("nats-creds-file", "", "NATS credentials file ($DIGITOLL_NATS_CREDS_FILE)"),
-	}
-}
-
-func (n natsFlags) connect() (*natsConn, error) {
-	// An empty URL would start an embedded server of its own, holding no
-	// dead letters.
-	if *n.url == "" {
-		return nil, errors.New("--nats-url is empty: name the server the worker uses")
-	}
-	return connectNATS(config.NATS{URL: *n.url, CredsFile: *n.creds}, "digitoll-dlq", slog.New(slog.DiscardHandler))
 }
 
 // filterFlags select dead letters.
@@ -197,7 +176,7 @@ func runDLQList(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return usageError(env, fs, err.Error())
 	}
-	conn, err := nf.connect()
+	conn, err := nf.connect("digitoll-dlq")
 	if err != nil {
 		return err
 	}
@@ -245,7 +224,7 @@ func runDLQShow(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return usageError(env, fs, err.Error())
 	}
-	conn, err := nf.connect()
+	conn, err := nf.connect("digitoll-dlq")
 	if err != nil {
 		return err
 	}
@@ -305,7 +284,7 @@ func runDLQReplay(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return usageError(env, fs, err.Error())
 	}
-	conn, err := nf.connect()
+	conn, err := nf.connect("digitoll-dlq")
 	if err != nil {
 		return err
 	}
@@ -358,7 +337,7 @@ func runDLQPurge(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return usageError(env, fs, err.Error())
 	}
-	conn, err := nf.connect()
+	conn, err := nf.connect("digitoll-dlq")
 	if err != nil {
 		return err
 	}

@@ -141,7 +141,10 @@ func TestRunAnswersEverySubmissionOnce(t *testing.T) {
 // Toll's test environment with the three URLs pointed at a simulator, and
 // NATS at a server of its own.
 type runFixture struct {
-	sim    *simulator.Server
+	sim *simulator.Server
+	// key is the integration's key the simulator knows (the worker uses
+	// it unless extra settings name another).
+	key    simulator.DemoKey
 	srv    *broker.Server
 	js     jetstream.JetStream
 	out    *syncBuffer
@@ -190,7 +193,7 @@ func startRun(t *testing.T, extra map[string]string) *runFixture {
 	}
 	env, out, errOut := testEnv(vars)
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &runFixture{sim: sim, srv: srv, out: out, errOut: errOut, cancel: cancel, done: make(chan int, 1)}
+	f := &runFixture{sim: sim, key: key, srv: srv, out: out, errOut: errOut, cancel: cancel, done: make(chan int, 1)}
 	go func() { f.done <- run(ctx, env, []string{"run"}) }()
 	t.Cleanup(func() {
 		cancel()

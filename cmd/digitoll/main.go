@@ -42,6 +42,9 @@ func commands() []command {
 		{"results", "follow results as they arrive", runResults},
 		{"status", "show what Toll holds under a transport or master MRN, and its entry", runStatus},
 		{"dlq", "list, show, replay and purge dead letters", runDLQ},
+		{"config", "check the configuration: settings, key and certificate, endpoints, NATS (--online: tokens)", runConfig},
+		{"healthcheck", "exit 0 when the worker's /readyz answers 200 (the container's health check)", runHealthcheck},
+		{"bench", "measure the worker against NATS and the simulator; prints one table", runBench},
 	}
 }
 
@@ -90,7 +93,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run `digitoll <command> --help` for the flags of a command.")

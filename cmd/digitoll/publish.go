@@ -40,8 +40,7 @@ func runPublish(ctx context.Context, env *environment, args []string) error {
 		"publishing the same file again is a duplicate.")
 	kindName := fs.String("kind", "road", "kind of the submissions: road, air, entry or document ($DIGITOLL_PUBLISH_KIND)")
 	tenant := fs.String("tenant", contract.DefaultTenant, "tenant the submissions belong to ($DIGITOLL_TENANT)")
-	url := fs.String("nats-url", nats.DefaultURL, "NATS server URL ($DIGITOLL_NATS_URL)")
-	creds := fs.String("nats-creds-file", "", "NATS credentials file ($DIGITOLL_NATS_CREDS_FILE)")
+	nf := addNATSFlags(fs)
 	noCheck := fs.Bool("no-check", false, "publish files even if they do not parse as submissions (to exercise the DLQ)")
 	declarationID := fs.String("declaration-id", "", "upload the FILEs as documents of this goods declaration (e.g. 123456789-01092023-1)")
 	documentType := fs.String("document-type", "", "type of the uploaded documents: "+strings.Join(toll.DocumentTypes(), ", "))
@@ -61,7 +60,10 @@ func runPublish(ctx context.Context, env *environment, args []string) error {
 	if fs.NArg() == 0 {
 		return usageError(env, fs, "name at least one file or directory")
 	}
-	nc := config.NATS{URL: *url, CredsFile: *creds}
+	nc, err := nf.config()
+	if err != nil {
+		return err
+	}
 	if *declarationID == "" && *documentType == "" {
 		return publishSubmissions(ctx, env, nc, kind, *tenant, fs.Args(), *noCheck)
 	}

@@ -5,14 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/routing"
 )
@@ -21,8 +18,7 @@ func runResults(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "results", "[flags]\n\nFollows digitoll.result.<kind>.<tenant> (and with --routing digitoll.routing.<feed>.<tenant>)\nand prints each message as it arrives.")
 	kindName := fs.String("kind", "all", "kind to follow: road, air, entry, document or all")
 	tenant := fs.String("tenant", "all", "tenant to follow, or all ($DIGITOLL_TENANT)")
-	url := fs.String("nats-url", nats.DefaultURL, "NATS server URL ($DIGITOLL_NATS_URL)")
-	creds := fs.String("nats-creds-file", "", "NATS credentials file ($DIGITOLL_NATS_CREDS_FILE)")
+	nf := addNATSFlags(fs)
 	asJSON := fs.Bool("json", false, "print each message body as one JSON line")
 	withRouting := fs.Bool("routing", false, "follow routing signals (TO_CONTROL, TO_ENTRY) too")
 	fromStart := fs.Bool("all", false, "start from the oldest message kept, not from now")
@@ -51,7 +47,7 @@ func runResults(ctx context.Context, env *environment, args []string) error {
 		}
 		tenantTok = *tenant
 	}
-	conn, err := connectNATS(config.NATS{URL: *url, CredsFile: *creds}, "digitoll-results", slog.New(slog.DiscardHandler))
+	conn, err := nf.connect("digitoll-results")
 	if err != nil {
 		return err
 	}

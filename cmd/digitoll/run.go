@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/digitoll/digitoll-worker/app"
+	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/digitoll/digitoll-worker/config"
@@ -33,15 +36,17 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 		fmt.Fprintf(env.stdout, "embedded NATS with JetStream at %s (store %s); point the nats CLI at it with --server %s\n",
 			conn.embedded.ClientURL(), cfg.NATS.EmbeddedDir, conn.embedded.ClientURL())
 	}
-	if err := ensureStreams(ctx, conn.js, cfg.NATS); err != nil {
+	if err := app.EnsureStreams(ctx, conn.js, cfg.NATS); err != nil {
 		return err
 	}
-	svc, err := newServices(ctx, cfg, conn.js, logger)
+	svc, err := app.NewServices(ctx, cfg, conn.js, logger)
 	if err != nil {
 		return err
 	}
+	defer flushTraces(ctx, svc, logger)
 	if cfg.HTTPAddr != "" {
-		srv, err := ops.Listen(cfg.HTTPAddr, ops.Handler(readinessChecks(conn, svc.worker), nil), logger)
+		extra := map[string]http.Handler{"GET /metrics": svc.Telemetry.Metrics.Handler()}
+		srv, err := ops.Listen(cfg.HTTPAddr, ops.Handler(readinessChecks(conn, svc.Worker), extra), logger)
 		if err != nil {
 			return fmt.Errorf("DIGITOLL_HTTP_ADDR: %w", err)
 		}
@@ -50,7 +55,7 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 			defer cancel()
 			_ = srv.Shutdown(ctx)
 		}()
-		fmt.Fprintf(env.stdout, "health at http://%s/healthz, readiness at http://%s/readyz\n", srv.Addr(), srv.Addr())
+		fmt.Fprintf(env.stdout, "health at http://%s/healthz, readiness at http://%s/readyz, metrics at http://%s/metrics\n", srv.Addr(), srv.Addr(), srv.Addr())
 	}
 	logger.Info("digitoll-worker configured", "env", cfg.Env, "toll", cfg.TollBaseURL, "kinds", cfg.Tenant.Kinds,
 		"tenant", cfg.Tenant.Name, "concurrency", cfg.Worker.Concurrency)
@@ -59,4 +64,13 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	}
 	logger.Info("worker stopped")
 	return nil
+}
+
+// flushTraces exports the spans still buffered when the services stop.
+func flushTraces(ctx context.Context, svc *app.Services, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := svc.Shutdown(ctx); err != nil {
+		logger.Warn("exporting the last traces failed", "error", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/digitoll/digitoll-worker/app"
 	"io"
 	"strings"
 
@@ -67,7 +68,7 @@ func runStatus(ctx context.Context, env *environment, args []string) error {
 		return usage("%q is not an MRN (18 characters, e.g. 25NO4TU2HUD59UCBT8)", mrn)
 	}
 
-	client, err := newTollClient(cfg, httpClient(cfg.Worker), newLogger(env, cfg.Log))
+	client, err := app.NewTollClient(cfg, app.HTTPClient(cfg.Worker), newLogger(env, cfg.Log))
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"github.com/digitoll/digitoll-worker/app"
 	"log/slog"
 	"regexp"
 	"strings"
@@ -55,7 +56,7 @@ func declareSamples(t *testing.T, vars map[string]string) (map[contract.Level]st
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.DiscardHandler)
-	client, err := newTollClient(cfg, httpClient(cfg.Worker), logger)
+	client, err := app.NewTollClient(cfg, app.HTTPClient(cfg.Worker), logger)
 	if err != nil {
 		t.Fatal(err)
 	}

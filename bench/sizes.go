@@ -1,0 +1,81 @@
+package bench
+
+import "time"
+
+// Sizes sets how much each scenario does. FullSizes are the sizes of the
+// issue; QuickSizes finish in about a minute; the smoke test uses tiny
+// ones.
+type Sizes struct {
+	// Name is printed with the report ("full", "quick").
+	Name string
+
+	// OverheadDeclarations are sent by the bare loop and by the worker
+	// each, OverheadConcurrency at once.
+	OverheadDeclarations int
+	OverheadConcurrency  int
+
+	// LatencyDeclarations go through the worker with LatencyConcurrency in
+	// flight, against a simulator that takes CallLatency for every Toll
+	// call and ValidationDelay to validate.
+	LatencyDeclarations int
+	LatencyConcurrency  int
+	CallLatency         time.Duration
+	ValidationDelay     time.Duration
+
+	// TokenDeclarationsPerKind of each of the four kinds are published at
+	// once.
+	TokenDeclarationsPerKind int
+
+	// Documents files of DocumentBytes each are uploaded at once.
+	Documents     int
+	DocumentBytes int64
+
+	// ScaleOutWorkers are the worker counts compared, the first being the
+	// baseline; each worker has ScaleOutConcurrency in flight and gets
+	// ScaleOutWaves times that many declarations, against a simulator
+	// with ScaleOutLatency per call, so that each worker is bound by its
+	// in-flight limit, not by the machine.
+	ScaleOutWorkers     []int
+	ScaleOutConcurrency int
+	ScaleOutWaves       int
+	ScaleOutLatency     time.Duration
+
+	// HotPathBenchtime is go test's -benchtime for the hot-path benchmarks.
+	HotPathBenchtime string
+}
+
+// FullSizes are the sizes the issue names. The run takes about four
+// minutes on two cores.
+func FullSizes() Sizes {
+	return Sizes{
+		Name:                     "full",
+		OverheadDeclarations:     5000,
+		OverheadConcurrency:      64,
+		LatencyDeclarations:      5000,
+		LatencyConcurrency:       256,
+		CallLatency:              50 * time.Millisecond,
+		ValidationDelay:          2 * time.Second,
+		TokenDeclarationsPerKind: 25,
+		Documents:                20,
+		DocumentBytes:            10_000_000,
+		ScaleOutWorkers:          []int{1, 2, 4},
+		ScaleOutConcurrency:      16,
+		ScaleOutWaves:            8,
+		ScaleOutLatency:          50 * time.Millisecond,
+		HotPathBenchtime:         "300ms",
+	}
+}
+
+// QuickSizes keep the shape of every scenario at a fraction of the work;
+// the figures are noisier.
+func QuickSizes() Sizes {
+	s := FullSizes()
+	s.Name = "quick"
+	s.OverheadDeclarations = 1500
+	s.LatencyDeclarations = 1000
+	s.TokenDeclarationsPerKind = 10
+	s.Documents = 20
+	s.ScaleOutWaves = 3
+	s.HotPathBenchtime = "100ms"
+	return s
+}
