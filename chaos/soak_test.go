@@ -1,0 +1,32 @@
+//go:build soak
+
+package chaos
+
+import (
+	"testing"
+	"time"
+)
+
+// The long versions, run with the build tag soak (see the package doc).
+
+// 1,000 messages, six SIGKILLs at random moments, two worker processes
+// sharing the consumer; one line per kill in a table.
+func TestSoakKill9TwoWorkers(t *testing.T) {
+	runKills(t, killScenario{
+		messages:        1000,
+		kills:           6,
+		workers:         2,
+		concurrency:     16,
+		validationDelay: 300 * time.Millisecond,
+		answerDelay:     300 * time.Millisecond,
+		limit:           8 * time.Minute,
+		table:           true,
+	})
+}
+
+// A 60 s storm: 30 s of Toll answering 503 and 429 to most calls, then 30 s
+// with Maskinporten down as well, while 500 messages flow; /readyz must
+// answer 503 at some point during it (the kind paused as an outage).
+func TestSoakStorm(t *testing.T) {
+	runStorm(t, stormScenario{messages: 500, concurrency: 32, storm: 60 * time.Second, wantPause: true, limit: 8 * time.Minute})
+}

@@ -1,0 +1,98 @@
+package chaos
+
+import (
+	"context"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/digitoll/digitoll-worker/broker"
+	"github.com/digitoll/digitoll-worker/simulator"
+)
+
+// stormScenario is a stretch of Toll 503s and 429s together with a
+// Maskinporten outage.
+type stormScenario struct {
+	messages    int
+	concurrency int
+	storm       time.Duration
+	// wantPause requires /readyz to answer 503 during the storm: the kind
+	// must have been paused as an outage.
+	wantPause bool
+	limit     time.Duration
+}
+
+// The storm: for 5 s while 100 messages flow, most Toll calls are answered
+// 503 or 429, first alone, then with Maskinporten down as well (Toll tokens
+// live 2 s, so the worker needs new ones throughout). Afterwards every
+// message is accepted, exactly once, with one POST each, nothing is
+// dead-lettered and /readyz is 200.
+//
+// /readyz is not required to answer 503 here: the movement handler retries
+// a failed call in process for up to 60 s (handlers.RetryPolicy.MaxElapsed)
+// before the worker counts one failure, and it takes 20 failures in a row
+// (worker.DefaultOutageThreshold) to pause the kind, so a 5 s storm never
+// does. The soak version (60 s) requires it.
+func TestStormOfTollErrorsAndMaskinportenOutage(t *testing.T) {
+	runStorm(t, stormScenario{messages: 100, concurrency: 16, storm: 5 * time.Second, limit: 2 * time.Minute})
+}
+
+func runStorm(t *testing.T, sc stormScenario) {
+	srv := startBroker(t, t.TempDir(), broker.RandomPort)
+	r := newRig(t, rigConfig{
+		natsURLs:          []string{srv.ClientURL()},
+		concurrency:       sc.concurrency,
+		validationDelay:   200 * time.Millisecond,
+		tollTokenLifetime: 2 * time.Second,
+	})
+	subs := houses(t, "storm", sc.messages)
+	w := r.startWorker()
+	r.dumpOnFailure(func() []*workerProc { return []*workerProc{w} })
+	ctx, cancel := context.WithTimeout(context.Background(), sc.limit)
+	defer cancel()
+	start := time.Now()
+	r.publish(ctx, subs)
+	r.waitResults(uint64(sc.messages/10), sc.limit)
+
+	// First Toll alone refuses most calls, while tokens still come;
+	// then Maskinporten goes down as well.
+	const (
+		postRoute = "POST /toll/api/movement/road/v2/house-consignment"
+		pollRoute = "GET /toll/api/movement/road/status/v2/house-consignment/validation-status/{requestId}"
+	)
+	storm := simulator.Faults{ErrorRate: 0.6, TooManyRate: 0.3}
+	before := r.sim.Stats()
+	r.sim.SetFaults(storm)
+	during := watchReadiness(t, w, sc.storm/2)
+	middle := r.sim.Stats()
+	storm.MaskinportenDown = true
+	r.sim.SetFaults(storm)
+	during = during.add(watchReadiness(t, w, sc.storm-sc.storm/2))
+	r.sim.SetFaults(simulator.Faults{})
+	after := r.sim.Stats()
+	posts := middle.Requests(postRoute) - before.Requests(postRoute)
+	polls := middle.Requests(pollRoute) - before.Requests(pollRoute)
+	grants := after.Requests(simulator.RouteMaskinportenToken) - middle.Requests(simulator.RouteMaskinportenToken)
+	t.Logf("storm of %s: %d house POSTs and %d validation polls tried while Toll failed, %d Maskinporten token requests while it was down; /readyz 200 %d times, 503 %d times, no answer %d times (last: %s)",
+		sc.storm, posts, polls, grants, during.ready, during.unready, during.other, during.last)
+	if posts+polls == 0 {
+		t.Errorf("the worker called Toll not once while it failed: the storm was not felt")
+	}
+	if grants == 0 {
+		t.Errorf("the worker asked Maskinporten for no token while it was down: the outage was not felt")
+	}
+	if sc.wantPause && during.unready == 0 {
+		t.Errorf("/readyz never answered 503 during a %s storm: the kind was not paused", sc.storm)
+	}
+
+	r.waitResults(uint64(sc.messages), sc.limit)
+	r.quiesce(sc.limit)
+	waitFor(t, sc.limit, "/readyz 200 after the storm", func() (bool, error) {
+		code, _, err := w.readiness()
+		return err == nil && code == http.StatusOK, nil
+	})
+	r.stop(w)
+	r.checkNoPanic(w)
+	f := r.check(subs, noResends)
+	t.Logf("storm: %s storm=%s readyz-503=%d elapsed=%s", f, sc.storm, during.unready, time.Since(start).Round(time.Millisecond))
+}
