@@ -10,5 +10,10 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/digitoll /usr/local/bin/digitoll
 USER nonroot:nonroot
 WORKDIR /home/nonroot
+# /healthz, /readyz and /metrics of `digitoll run` (DIGITOLL_HTTP_ADDR).
+EXPOSE 8081
+# The image has no shell or curl: the binary asks its own /readyz.
+# Containers running another subcommand (sim) override or disable it.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 CMD ["/usr/local/bin/digitoll", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/digitoll"]
 CMD ["run"]
