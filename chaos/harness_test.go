@@ -128,6 +128,8 @@ type rigConfig struct {
 	// lifetimes make the worker fetch tokens, and so meet a
 	// Maskinporten outage, every few seconds.
 	tollTokenLifetime time.Duration
+	// env holds further worker settings, overriding the rig's.
+	env map[string]string
 }
 
 // rig is one scenario: a simulator, a NATS connection of the test's own,
@@ -204,7 +206,16 @@ func newRig(t *testing.T, cfg rigConfig) *rig {
 		"DIGITOLL_HTTP_ADDR":              "127.0.0.1:0",
 		"DIGITOLL_LOG_FORMAT":             "json",
 		"DIGITOLL_LOG_LEVEL":              "info",
+		// A call is presumed alive for an HTTP timeout plus the time to
+		// record its answer; a short lease keeps a kill's unanswered
+		// calls from waiting the production minute.
+		"DIGITOLL_SEND_LEASE": "10s",
 	} {
+		if _, ok := cfg.env[k]; !ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	for k, v := range cfg.env {
 		env = append(env, k+"="+v)
 	}
 	return &rig{t: t, dir: dir, sim: sim, env: env, nc: nc, js: js}
