@@ -51,30 +51,9 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 		return nil, err
 	}
 
-	msgs, err := houses("latency", n)
+	wall, cpu, err := st.throughput(ctx, svc, "latency", n)
 	if err != nil {
 		return nil, err
-	}
-	watch, err := st.watchResults(n)
-	if err != nil {
-		return nil, err
-	}
-	defer watch.stop()
-	if err := st.publish(ctx, msgs); err != nil {
-		return nil, err
-	}
-	sp := startSpan()
-	run := start(ctx, svc.Run)
-	last, err := watch.wait(ctx)
-	wall, cpu := sp.end(last)
-	if stopErr := run.stop(); err == nil {
-		err = stopErr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
-	}
-	if err := st.verify(ctx, msgs); err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
 	}
 	stats := st.sim.Stats()
 	if posts := stats.Requests(routeHousePost); posts != n {

@@ -71,30 +71,9 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 		return nil, fmt.Errorf("bare loop: %w", err)
 	}
 
-	msgs, err := houses("worker", n)
+	wall, cpu, err := st.throughput(ctx, svc, "worker", n)
 	if err != nil {
 		return nil, err
-	}
-	watch, err := st.watchResults(n)
-	if err != nil {
-		return nil, err
-	}
-	defer watch.stop()
-	if err := st.publish(ctx, msgs); err != nil {
-		return nil, err
-	}
-	sp := startSpan()
-	run := start(ctx, svc.Run)
-	last, err := watch.wait(ctx)
-	wall, cpu := sp.end(last)
-	if stopErr := run.stop(); err == nil {
-		err = stopErr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
-	}
-	if err := st.verify(ctx, msgs); err != nil {
-		return nil, fmt.Errorf("worker: %w", err)
 	}
 
 	after, err := bare("bare-after")

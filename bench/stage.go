@@ -268,3 +268,36 @@ func (s *stage) services(ctx context.Context, r *runner) (*app.Services, error) 
 	s.closers = append(s.closers, func() { _ = svc.Shutdown(context.WithoutCancel(ctx)) })
 	return svc, nil
 }
+
+// throughput publishes n house consignments named prefix as a backlog,
+// runs svc until every one has its result, checks them (one result each,
+// the submit stream acked), and returns the wall and CPU time from the
+// start of the run to the last result.
+func (st *stage) throughput(ctx context.Context, svc *app.Services, prefix string, n int) (wall, cpu time.Duration, err error) {
+	msgs, err := houses(prefix, n)
+	if err != nil {
+		return 0, 0, err
+	}
+	watch, err := st.watchResults(n)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer watch.stop()
+	if err := st.publish(ctx, msgs); err != nil {
+		return 0, 0, err
+	}
+	sp := startSpan()
+	run := start(ctx, svc.Run)
+	last, err := watch.wait(ctx)
+	wall, cpu = sp.end(last)
+	if stopErr := run.stop(); err == nil {
+		err = stopErr
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("worker: %w", err)
+	}
+	if err := st.verify(ctx, msgs); err != nil {
+		return 0, 0, fmt.Errorf("worker: %w", err)
+	}
+	return wall, cpu, nil
+}
