@@ -219,6 +219,10 @@ func (j *job) run() {
 	}
 	hctx, hcancel := context.WithDeadline(j.ctx, deadline)
 	out, herr := j.w.cfg.Handlers[j.d.kind].Handle(hctx, req)
+	if n, last := j.journal.SentRefusals(); n > 0 {
+		j.log.Warn("recording Toll's requestId failed and was retried until it was stored or the time ran out",
+			"attempts", n+1, "error", last)
+	}
 	hcancel()
 
 	if j.journal.Superseded() {

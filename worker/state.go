@@ -91,6 +91,10 @@ type journal struct {
 	rev        uint64
 	requestID  string
 	superseded bool
+	// sentRefusals counts failed attempts of Sent; lastRefusal is the
+	// last one's error.
+	sentRefusals int
+	lastRefusal  error
 }
 
 func newJournal(kv jetstream.KeyValue, key string, st *state, rev, seq uint64, delivery int, now func() time.Time) *journal {
@@ -124,11 +128,18 @@ func (j *journal) Sent(ctx context.Context, requestID string) error {
 			return nil
 		}
 		if errors.Is(err, errSuperseded) {
-			if ok := j.ownRecord(ctx, requestID); ok {
+			own, rerr := j.ownRecord(ctx, requestID)
+			switch {
+			case own:
 				return nil
+			case rerr == nil:
+				return err // another delivery's record
 			}
-			return err
+			// The record could not be read: try again, as after any
+			// failed write.
+			err = rerr
 		}
+		j.noteRefusal(err)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -149,15 +160,40 @@ const (
 // ownRecord reports whether the stored record is this delivery's Sent
 // with requestID, written by an attempt whose answer was lost; if so the
 // journal takes its revision and is no longer superseded.
-func (j *journal) ownRecord(ctx context.Context, requestID string) bool {
-	st, rev, err := loadState(ctx, j.kv, j.key)
-	if err != nil || st == nil || st.Phase != phaseSent || st.RequestID != requestID || st.Seq != j.seq || st.Delivery != j.delivery {
-		return false
+func (j *journal) ownRecord(ctx context.Context, requestID string) (bool, error) {
+	rctx, cancel := context.WithTimeout(ctx, journalOpTimeout)
+	defer cancel()
+	st, rev, err := loadState(rctx, j.kv, j.key)
+	if err != nil {
+		return false, err
+	}
+	if st == nil || st.Phase != phaseSent || st.RequestID != requestID || st.Seq != j.seq || st.Delivery != j.delivery {
+		return false, nil
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.rev, j.requestID, j.superseded = rev, requestID, false
-	return true
+	return true, nil
+}
+
+// journalOpTimeout bounds one read or write of the state record.
+const journalOpTimeout = 5 * time.Second
+
+// noteRefusal remembers a failed attempt of Sent, for the log line of the
+// delivery (the journal has no logger of its own).
+func (j *journal) noteRefusal(err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.sentRefusals++
+	j.lastRefusal = err
+}
+
+// SentRefusals is how many attempts of Sent failed before it stored the
+// requestId (or gave up), and the last failure.
+func (j *journal) SentRefusals() (int, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.sentRefusals, j.lastRefusal
 }
 
 // done records the final result.
@@ -191,6 +227,11 @@ func (j *journal) write(ctx context.Context, st state) error {
 	if j.superseded {
 		return errSuperseded
 	}
+	// One attempt waits at most journalOpTimeout: the caller's context
+	// may be the message's (a day), and a request lost to a broken
+	// connection would otherwise hold the message that long.
+	ctx, cancel := context.WithTimeout(ctx, journalOpTimeout)
+	defer cancel()
 	if st.RequestID == "" {
 		st.RequestID = j.requestID
 	}
