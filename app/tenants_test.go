@@ -1,0 +1,328 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/digitoll/digitoll-worker/broker"
+	"github.com/digitoll/digitoll-worker/config"
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/samples"
+	"github.com/digitoll/digitoll-worker/simulator"
+)
+
+// manyTenants is how many tenants TestManyTenants serves; the issue's 50
+// pass too, at the cost of a key generation each.
+const manyTenants = 10
+
+const roadScope = "toll:movement/road/v2"
+
+// tenantsFixture is the simulator, an embedded NATS server and a tenants
+// file whose tenants each have their own key, registered in the simulator.
+type tenantsFixture struct {
+	dir  string
+	file string
+	sim  *simulator.Server
+	js   jetstream.JetStream
+	// lines are the tenants file's entries so far.
+	lines []string
+}
+
+func newTenantsFixture(t *testing.T) *tenantsFixture {
+	t.Helper()
+	dir := t.TempDir()
+	sim, err := simulator.Start(simulator.Config{ValidationDelay: 20 * time.Millisecond}, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	srv, err := broker.Start(broker.Options{Dir: filepath.Join(dir, "nats"), Port: broker.RandomPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tenantsFixture{dir: dir, file: filepath.Join(dir, "tenants.yaml"), sim: sim, js: js}
+}
+
+// clientID is the integration id of tenant name.
+func clientID(name string) string { return "client-" + name }
+
+// addTenant makes name's key, registers its integration in the simulator
+// with scopes, and lists it in the file (kid mode for even i, x5c for odd).
+func (f *tenantsFixture) addTenant(t *testing.T, i int, name string, kinds string, scopes ...string) {
+	t.Helper()
+	key, err := simulator.WriteDemoKey(filepath.Join(f.dir, "keys"), clientID(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sim.AddClient(key.Client(scopes...))
+	signing := fmt.Sprintf("keyFile: keys/%s\n    keyId: %s", filepath.Base(key.KeyFile), key.KeyID)
+	if i%2 == 1 {
+		signing = fmt.Sprintf("keyFile: keys/%s\n    certFile: keys/%s", filepath.Base(key.KeyFile), filepath.Base(key.CertFile))
+	}
+	f.lines = append(f.lines, fmt.Sprintf("  - name: %s\n    organisationNumber: \"%09d\"\n    clientId: %s\n    %s\n    kinds: [%s]\n",
+		name, 100000000+i, clientID(name), signing, kinds))
+}
+
+// write writes the file atomically, as an operator's deployment would.
+func (f *tenantsFixture) write(t *testing.T) {
+	t.Helper()
+	tmp := f.file + ".tmp"
+	if err := os.WriteFile(tmp, []byte("tenants:\n"+strings.Join(f.lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, f.file); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs the services of the tenants file until the test ends.
+func (f *tenantsFixture) start(t *testing.T) *Services {
+	t.Helper()
+	vars := map[string]string{
+		"DIGITOLL_ENV":                    "test",
+		"DIGITOLL_MASKINPORTEN_ISSUER":    f.sim.Issuer(),
+		"DIGITOLL_MASKINPORTEN_TOKEN_URL": f.sim.TokenURL(),
+		"DIGITOLL_MASKINPORTEN_DISCOVERY": "false",
+		"DIGITOLL_TOLL_BASE_URL":          f.sim.TollBaseURL(),
+		"DIGITOLL_TENANTS_FILE":           f.file,
+		"DIGITOLL_NATS_URL":               "nats://127.0.0.1:1",
+		"DIGITOLL_CONCURRENCY":            "32",
+		"DIGITOLL_ROUTING":                "off",
+	}
+	cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureStreams(t.Context(), f.js, cfg.NATS); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := newServices(t.Context(), cfg, f.js, Telemetry{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.tenants.reload = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("services: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("services did not stop")
+		}
+	})
+	return svc
+}
+
+// house is the sample road house consignment made unique by tenant and n.
+func house(t *testing.T, tenant string, n int) (id string, body []byte) {
+	t.Helper()
+	all, err := samples.Load(contract.KindRoad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range all {
+		if s.Name != "03-house.json" {
+			continue
+		}
+		var sub map[string]any
+		if err := json.Unmarshal(s.Body, &sub); err != nil {
+			t.Fatal(err)
+		}
+		id = fmt.Sprintf("house-%s-%d", tenant, n)
+		sub["id"] = id
+		chl := sub["declaration"].(map[string]any)["consignmentHouseLevel"].(map[string]any)
+		chl["transportDocumentHouseLevel"].(map[string]any)["documentNumber"] = fmt.Sprintf("HWB-%s-%d", tenant, n)
+		body, err := json.Marshal(sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id, body
+	}
+	t.Fatal("sample 03-house.json is missing")
+	return "", nil
+}
+
+// publish sends tenant's n-th house consignment as kind and returns its id.
+func (f *tenantsFixture) publish(t *testing.T, kind contract.Kind, tenant string, n int) string {
+	t.Helper()
+	id, body := house(t, tenant, n)
+	if _, err := f.js.PublishMsg(t.Context(), &nats.Msg{Subject: contract.SubmitSubject(kind, tenant), Data: body},
+		jetstream.WithMsgID(contract.MsgID(tenant, id))); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// collector gathers the results, by tenant/id, as they arrive.
+type collector struct {
+	mu  sync.Mutex
+	got map[string]contract.Result
+}
+
+func (f *tenantsFixture) collect(t *testing.T) *collector {
+	t.Helper()
+	c := &collector{got: map[string]contract.Result{}}
+	cons, err := f.js.OrderedConsumer(t.Context(), contract.StreamResults, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var r contract.Result
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			t.Errorf("unreadable result: %v", err)
+			return
+		}
+		c.mu.Lock()
+		c.got[r.Tenant+"/"+r.ID] = r
+		c.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	return c
+}
+
+// wait waits until every key has a result and returns them.
+func (c *collector) wait(t *testing.T, keys ...string) map[string]contract.Result {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c.mu.Lock()
+		missing := 0
+		out := map[string]contract.Result{}
+		for _, k := range keys {
+			if r, ok := c.got[k]; ok {
+				out[k] = r
+			} else {
+				missing++
+			}
+		}
+		c.mu.Unlock()
+		if missing == 0 {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d results missing", missing, len(keys))
+		}
+		<-tick.C
+	}
+}
+
+// dlqReason reads the reason of the dead letter on subject.
+func (f *tenantsFixture) dlqReason(t *testing.T, subject string) string {
+	t.Helper()
+	stream, err := f.js.Stream(t.Context(), contract.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.GetLastMsgForSubject(t.Context(), subject)
+	if err != nil {
+		t.Fatalf("no dead letter on %s: %v", subject, err)
+	}
+	return m.Header.Get(contract.HeaderDLQReason)
+}
+
+// Every tenant's messages are carried out with its own integration and
+// key; a tenant added to the file is served without a restart; a tenant
+// that is not configured, or a kind a tenant may not use, dead-letters
+// with reason "unsupported".
+func TestManyTenants(t *testing.T) {
+	f := newTenantsFixture(t)
+	var names []string
+	for i := range manyTenants {
+		name := fmt.Sprintf("tenant-%02d", i)
+		names = append(names, name)
+		f.addTenant(t, i, name, "road", roadScope)
+	}
+	f.addTenant(t, manyTenants, "air-only", "air", "toll:movement/air")
+	f.write(t)
+	f.start(t)
+	results := f.collect(t)
+
+	const each = 3
+	var keys []string
+	for _, name := range names {
+		for n := range each {
+			keys = append(keys, name+"/"+f.publish(t, contract.KindRoad, name, n))
+		}
+	}
+	for k, r := range results.wait(t, keys...) {
+		if r.Status != contract.StatusAccepted {
+			t.Errorf("%s: %s (%s %v)", k, r.Status, r.Note, r.Errors)
+		}
+	}
+	st := f.sim.Stats()
+	for _, name := range names {
+		if g := st.Grants(clientID(name), roadScope); g != 1 {
+			t.Errorf("tenant %s: %d grants signed as %s for %s, want 1", name, g, clientID(name), roadScope)
+		}
+	}
+
+	// Not configured, and a kind the tenant may not use.
+	unknown := "nobody/" + f.publish(t, contract.KindRoad, "nobody", 0)
+	notAllowed := "air-only/" + f.publish(t, contract.KindRoad, "air-only", 0)
+	for k, r := range results.wait(t, unknown, notAllowed) {
+		if r.Status != contract.StatusDeadLettered {
+			t.Errorf("%s: %s, want dead-lettered", k, r.Status)
+		}
+	}
+	for _, subject := range []string{contract.DLQSubject(contract.KindRoad, "nobody"), contract.DLQSubject(contract.KindRoad, "air-only")} {
+		if reason := f.dlqReason(t, subject); reason != "unsupported" {
+			t.Errorf("%s: reason %q, want unsupported", subject, reason)
+		}
+	}
+
+	// A tenant added at run time.
+	f.addTenant(t, manyTenants+1, "newcomer", "road", roadScope)
+	f.write(t)
+	deadline := time.Now().Add(30 * time.Second)
+	var r contract.Result
+	for n := 0; ; n++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("the added tenant's messages are still refused: %s %s", r.Status, r.Note)
+		}
+		// Until the reload, its messages dead-letter: publish anew until
+		// one is accepted.
+		key := "newcomer/" + f.publish(t, contract.KindRoad, "newcomer", n)
+		r = results.wait(t, key)[key]
+		if r.Status == contract.StatusAccepted {
+			break
+		}
+	}
+	if g := f.sim.Stats().Grants(clientID("newcomer"), roadScope); g != 1 {
+		t.Errorf("newcomer: %d grants, want 1", g)
+	}
+}
