@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +21,8 @@ import (
 	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/handlers"
 	"github.com/digitoll/digitoll-worker/samples"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
@@ -324,5 +328,165 @@ func TestManyTenants(t *testing.T) {
 	}
 	if g := f.sim.Stats().Grants(clientID("newcomer"), roadScope); g != 1 {
 		t.Errorf("newcomer: %d grants, want 1", g)
+	}
+}
+
+// probeHandler is a handler whose probe answers err.
+type probeHandler struct{ err error }
+
+func (p probeHandler) Handle(context.Context, handlers.Request) (handlers.Outcome, error) {
+	return handlers.Outcome{Status: contract.StatusAccepted}, nil
+}
+
+func (p probeHandler) Probe(context.Context) error { return p.err }
+
+// The kind's pause is shared: it lifts when any tenant's probe passes, and
+// while none does the error names every tenant.
+func TestByTenantProbe(t *testing.T) {
+	refused := errors.New("scope not granted")
+	table := func(errs ...error) *atomic.Pointer[tenantTable] {
+		tab := &tenantTable{byName: map[string]*tenant{}}
+		for i, err := range errs {
+			name := fmt.Sprintf("t%d", i)
+			tab.names = append(tab.names, name)
+			tab.byName[name] = &tenant{handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: probeHandler{err}}}
+		}
+		var p atomic.Pointer[tenantTable]
+		p.Store(tab)
+		return &p
+	}
+	tests := []struct {
+		name string
+		errs []error
+		want string // "" for success
+	}{
+		{"all pass", []error{nil, nil}, ""},
+		{"one passes", []error{refused, nil}, ""},
+		{"none passes", []error{refused, refused}, "tenant t0: scope not granted\ntenant t1: scope not granted"},
+		{"no tenant", nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := (&byTenant{kind: contract.KindRoad, table: table(tc.errs...)}).Probe(t.Context())
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Probe() = %v, want success", err)
+			case tc.want != "" && (err == nil || err.Error() != tc.want || !errors.Is(err, refused)):
+				t.Errorf("Probe() = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A tenant's cap holds its messages beyond the cap until one finishes; a
+// message whose context ends while waiting is handed back (transient).
+func TestByTenantConcurrencyCap(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 2)
+	blocking := handlerFunc(func(ctx context.Context, _ handlers.Request) (handlers.Outcome, error) {
+		started <- struct{}{}
+		<-release
+		return handlers.Outcome{Status: contract.StatusAccepted}, nil
+	})
+	tab := &tenantTable{names: []string{"acme"}, byName: map[string]*tenant{"acme": {
+		handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: blocking},
+		slots:    make(chan struct{}, 1),
+	}}}
+	var p atomic.Pointer[tenantTable]
+	p.Store(tab)
+	b := &byTenant{kind: contract.KindRoad, table: &p}
+	req := handlers.Request{Tenant: "acme", Kind: contract.KindRoad}
+	first := make(chan error, 1)
+	go func() {
+		_, err := b.Handle(t.Context(), req)
+		first <- err
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := b.Handle(ctx, req)
+	if failure.Classify(err) != failure.Transient || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("second message while the slot is taken: %v (%v), want transient", err, failure.Classify(err))
+	}
+	if len(started) != 0 {
+		t.Error("the second message ran past the cap")
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Errorf("first message: %v", err)
+	}
+}
+
+// handlerFunc adapts a function to handlers.Handler.
+type handlerFunc func(ctx context.Context, req handlers.Request) (handlers.Outcome, error)
+
+func (f handlerFunc) Handle(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+	return f(ctx, req)
+}
+
+// Reloading rebuilds only the tenants whose entry or key changed, keeps
+// the others' services (and tokens), and leaves everything in place when
+// the new file does not validate.
+func TestTenancyReload(t *testing.T) {
+	f := newTenantsFixture(t)
+	f.addTenant(t, 0, "acme", "road", roadScope)
+	f.write(t)
+	vars := map[string]string{
+		"DIGITOLL_ENV": "test", "DIGITOLL_TENANTS_FILE": f.file, "DIGITOLL_NATS_URL": "nats://127.0.0.1:1",
+		"DIGITOLL_MASKINPORTEN_ISSUER": f.sim.Issuer(), "DIGITOLL_TOLL_BASE_URL": f.sim.TollBaseURL(),
+	}
+	cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ty, err := newTenancy(cfg, f.js, HTTPClient(cfg.Worker), nil, Telemetry{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme := ty.table.Load().byName["acme"]
+	if changed, err := ty.Reload(); changed || err != nil {
+		t.Fatalf("unchanged file: Reload() = %v, %v", changed, err)
+	}
+
+	// A broken file: reported once, the tenants stay.
+	good := f.lines
+	f.lines = append(f.lines, "  - name: Bad_Name\n")
+	f.write(t)
+	if _, err := ty.Reload(); err == nil || !strings.Contains(err.Error(), "Bad_Name") {
+		t.Errorf("broken file: Reload() error %v", err)
+	}
+	if _, err := ty.Reload(); err != nil {
+		t.Errorf("the same broken file reported again: %v", err)
+	}
+	if ty.table.Load().byName["acme"] != acme {
+		t.Fatal("a broken file replaced the tenants")
+	}
+
+	// A tenant added: acme's services are kept.
+	f.lines = good
+	f.addTenant(t, 1, "beta", "road", roadScope)
+	f.write(t)
+	if changed, err := ty.Reload(); !changed || err != nil {
+		t.Fatalf("tenant added: Reload() = %v, %v", changed, err)
+	}
+	tab := ty.table.Load()
+	if tab.byName["acme"] != acme || tab.byName["beta"] == nil {
+		t.Fatalf("after adding beta: acme kept %v, beta present %v", tab.byName["acme"] == acme, tab.byName["beta"] != nil)
+	}
+	beta := tab.byName["beta"]
+
+	// acme's key replaced in place: acme is rebuilt, beta kept.
+	if err := os.Remove(acme.cfg.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := simulator.WriteDemoKey(filepath.Dir(acme.cfg.KeyFile), clientID("acme")); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := ty.Reload(); !changed || err != nil {
+		t.Fatalf("key replaced: Reload() = %v, %v", changed, err)
+	}
+	tab = ty.table.Load()
+	if tab.byName["acme"] == acme || tab.byName["beta"] != beta {
+		t.Errorf("after acme's new key: acme rebuilt %v, beta kept %v", tab.byName["acme"] != acme, tab.byName["beta"] == beta)
 	}
 }
