@@ -101,6 +101,11 @@ func TestTenantsCommand(t *testing.T) {
 	if code := run(context.Background(), env, []string{"tenants", "check", "nobody"}); code != 1 || !strings.Contains(errOut.String(), `no tenant "nobody" (tenants: acme, beta)`) {
 		t.Errorf("check nobody: exit %d\n%s%s", code, out, errOut)
 	}
+	// config check leaves the tenants to tenants check.
+	env, out, errOut = testEnv(vars)
+	if code := run(context.Background(), env, []string{"config", "check"}); code != 0 || !strings.Contains(out.String(), "✓ tenants            2 in "+file) {
+		t.Errorf("config check: exit %d\n%s%s", code, out, errOut)
+	}
 	env, out, errOut = testEnv(vars)
 	if code := run(context.Background(), env, []string{"tenants"}); code != 2 || !strings.Contains(errOut.String(), "Usage: digitoll tenants") {
 		t.Errorf("no subcommand: exit %d\n%s%s", code, out, errOut)
