@@ -211,11 +211,12 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c config.NATS) e
 	return worker.EnsureStreams(ctx, js, worker.StreamOptions{Replicas: c.Replicas})
 }
 
-// Services are what `digitoll run` runs for the tenant: the worker and,
-// when enabled, the routing poller, sharing one Toll client (and so one
-// token cache).
+// Services are what `digitoll run` runs: the worker and, when enabled,
+// the routing poller, sharing the tenant's Toll client (and so its token
+// cache); with a tenants file, one client and poller per tenant.
 type Services struct {
-	// Toll is the client every service calls Toll through.
+	// Toll is the client every service calls Toll through; nil with a
+	// tenants file, where each tenant has its own.
 	Toll *toll.Client
 	// Handlers are the worker's handlers, one per enabled kind. The
 	// benchmarks call them without the worker, and tune the polling of
@@ -223,8 +224,12 @@ type Services struct {
 	Handlers map[contract.Kind]handlers.Handler
 	// Worker consumes the enabled kinds.
 	Worker *worker.Worker
-	// Poller is nil when routing is off.
+	// Poller is nil when routing is off, and with a tenants file, whose
+	// tenants' pollers come and go with the file.
 	Poller *routing.Poller
+	// tenants serves the tenants file; nil for the single tenant of the
+	// environment.
+	tenants *tenancy
 	// Telemetry holds the metrics to serve at /metrics and the tracer
 	// provider.
 	Telemetry Telemetry
@@ -252,14 +257,18 @@ func NewServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream
 
 // newServices is NewServices reporting to tel.
 func newServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream, tel Telemetry, logger *slog.Logger) (*Services, error) {
-	signer, err := LoadSigner(cfg.Tenant)
-	if err != nil {
-		return nil, err
-	}
 	hc := HTTPClient(cfg.Worker)
 	hc.Transport = telemetry.Transport(hc.Transport, tel.Metrics)
 	var limiter toll.Limiter
+	var err error
 	if hc.Transport, limiter, err = limitTollCalls(cfg, hc.Transport, logger); err != nil {
+		return nil, err
+	}
+	if cfg.TenantsFile != "" {
+		return newTenantServices(cfg, js, hc, limiter, tel, logger)
+	}
+	signer, err := LoadSigner(cfg.Tenant)
+	if err != nil {
 		return nil, err
 	}
 	client, tokens := tollClient(cfg, hc, signer, logger)
@@ -292,6 +301,30 @@ func newServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream
 		}
 	}
 	return s, nil
+}
+
+// newTenantServices wires the services of the tenants file of cfg: each
+// tenant with its own signer, token cache and Toll client (see tenancy).
+func newTenantServices(cfg *config.Config, js jetstream.JetStream, hc *http.Client, limiter toll.Limiter, tel Telemetry, logger *slog.Logger) (*Services, error) {
+	ty, err := newTenancy(cfg, js, hc, limiter, tel, logger)
+	if err != nil {
+		return nil, err
+	}
+	hs := ty.handlers()
+	w, err := NewWorker(cfg, js, hs, tel, logger)
+	if err != nil {
+		return nil, err
+	}
+	if m := tel.Metrics; m != nil {
+		consumers := map[string]string{}
+		for _, k := range ty.kinds {
+			consumers[string(k)] = worker.ConsumerName(k)
+		}
+		if err := m.WatchConsumers(js, contract.StreamSubmit, consumers); err != nil {
+			return nil, err
+		}
+	}
+	return &Services{Handlers: hs, Worker: w, Telemetry: tel, tenants: ty}, nil
 }
 
 // watch registers the metrics read at scrape time: the tenant's tokens,
@@ -332,6 +365,13 @@ func (s *Services) Run(ctx context.Context) error {
 	defer cancel()
 	var pollErr error
 	var wg sync.WaitGroup
+	if s.tenants != nil {
+		wg.Go(func() {
+			if pollErr = s.tenants.run(ctx); pollErr != nil {
+				cancel()
+			}
+		})
+	}
 	if s.Poller != nil {
 		wg.Go(func() {
 			if pollErr = s.Poller.Run(ctx); pollErr != nil {

@@ -34,11 +34,15 @@ type Config struct {
 	Maskinporten Maskinporten
 	// TollBaseURL is the Toll API root, e.g. https://api-test.toll.no/api.
 	TollBaseURL string
-	// Tenant is the single tenant configured from the environment.
+	// Tenant is the single tenant configured from the environment,
+	// served when TenantsFile is empty.
 	Tenant Tenant
-	NATS   NATS
-	Worker Worker
-	Log    Log
+	// TenantsFile lists the tenants to serve instead of Tenant (see
+	// LoadTenants); it is read again whenever it changes.
+	TenantsFile string
+	NATS        NATS
+	Worker      Worker
+	Log         Log
 	// HTTPAddr is where /healthz, /readyz and /metrics are served;
 	// empty disables the server.
 	HTTPAddr string
@@ -100,6 +104,18 @@ func (c *Config) RoutingEnabled() bool {
 	return slices.Contains(c.Tenant.Kinds, contract.KindEntry)
 }
 
+// RoutingEnabledFor tells whether a routing poller runs for tenant t:
+// as RoutingEnabled, with t's kinds deciding "auto".
+func (c *Config) RoutingEnabledFor(t Tenant) bool {
+	switch c.Routing.Mode {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return slices.Contains(t.Kinds, contract.KindEntry)
+}
+
 // Maskinporten locates the identity provider.
 type Maskinporten struct {
 	// Issuer is the grant audience, with its trailing slash.
@@ -114,8 +130,12 @@ type Maskinporten struct {
 
 // Tenant is one Maskinporten integration and what it may declare.
 type Tenant struct {
-	Name     string
-	ClientID string
+	Name string
+	// OrgNumber is the business's Norwegian organisation number (nine
+	// digits), empty for a foreign business; it identifies the customer
+	// to the operator.
+	OrgNumber string
+	ClientID  string
 	// KeyFile is a PEM private key (PKCS#1 or PKCS#8). With KeyID the
 	// grant names a key registered on the integration (kid); with
 	// CertFile it carries the business certificate chain (x5c).
@@ -130,6 +150,9 @@ type Tenant struct {
 	// Foreign businesses use the toll:eu/ scopes.
 	Foreign bool
 	Kinds   []contract.Kind
+	// Concurrency caps the tenant's messages in progress at once; zero
+	// means no cap of its own.
+	Concurrency int
 }
 
 // NATS says where JetStream is: a server at URL, or an embedded server.

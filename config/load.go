@@ -148,7 +148,25 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	t := c.Tenant
+	if c.TenantsFile != "" {
+		if _, err := LoadTenants(c.TenantsFile); err != nil {
+			return err
+		}
+	} else if err := c.Tenant.validate(bad); err != nil {
+		return err
+	}
+	if err := c.NATS.validate(); err != nil {
+		return err
+	}
+	if c.Worker.ValidationTimeout >= c.Worker.MessageDeadline {
+		return bad("DIGITOLL_VALIDATION_TIMEOUT", "%s must be shorter than DIGITOLL_MESSAGE_DEADLINE (%s)", c.Worker.ValidationTimeout, c.Worker.MessageDeadline)
+	}
+	return nil
+}
+
+// validate checks the tenant's integration, key and kinds; bad makes the
+// error naming the setting (its environment variable) to fix.
+func (t Tenant) validate(bad func(env, format string, args ...any) error) error {
 	if t.ClientID == "" {
 		return bad("DIGITOLL_CLIENT_ID", "is required: the Maskinporten integration id")
 	}
@@ -187,12 +205,6 @@ func (c *Config) Validate() error {
 		if !slices.Contains(SupportedKinds(), k) {
 			return bad("DIGITOLL_KINDS", "kind %q is not supported by this version (supported: %v)", k, SupportedKinds())
 		}
-	}
-	if err := c.NATS.validate(); err != nil {
-		return err
-	}
-	if c.Worker.ValidationTimeout >= c.Worker.MessageDeadline {
-		return bad("DIGITOLL_VALIDATION_TIMEOUT", "%s must be shorter than DIGITOLL_MESSAGE_DEADLINE (%s)", c.Worker.ValidationTimeout, c.Worker.MessageDeadline)
 	}
 	return nil
 }

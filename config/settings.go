@@ -109,6 +109,10 @@ func Settings() []Setting {
 				}
 				return strings.Join(names, ",")
 			}},
+		{Env: "DIGITOLL_TENANTS_FILE", Flag: "tenants-file",
+			Usage: "YAML or JSON file listing the tenants to serve, each with its integration, key and kinds; replaces the single tenant of DIGITOLL_CLIENT_ID…DIGITOLL_KINDS and is reloaded when it changes",
+			set:   setString(func(c *Config) *string { return &c.TenantsFile }),
+			get:   getString(func(c *Config) *string { return &c.TenantsFile })},
 		{Env: "DIGITOLL_NATS_URL", Flag: "nats-url", Usage: "NATS server URL(s); empty starts an embedded server",
 			set: setString(func(c *Config) *string { return &c.NATS.URL }),
 			get: getString(func(c *Config) *string { return &c.NATS.URL })},

@@ -90,6 +90,19 @@ func runConfigCheck(ctx context.Context, env *environment, args []string) error 
 	} else {
 		c.ok("settings", "consistent")
 	}
+	if cfg.TenantsFile != "" {
+		// The tenants' keys and scopes are checked one tenant at a time.
+		if ts, err := cfg.Tenants(); err == nil {
+			c.ok("tenants", "%d in %s; check each with `digitoll tenants check NAME`", len(ts), cfg.TenantsFile)
+		}
+		c.endpoints(cfg)
+		c.natsSettings(cfg.NATS)
+		c.natsServer(ctx, cfg.NATS)
+		if *online {
+			c.skip("tokens", "per tenant: `digitoll tenants check NAME`")
+		}
+		return c.result()
+	}
 	signer := c.tenant(cfg)
 	c.endpoints(cfg)
 	c.natsSettings(cfg.NATS)

@@ -57,8 +57,13 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 		}()
 		fmt.Fprintf(env.stdout, "health at http://%s/healthz, readiness at http://%s/readyz, metrics at http://%s/metrics\n", srv.Addr(), srv.Addr(), srv.Addr())
 	}
-	logger.Info("digitoll-worker configured", "env", cfg.Env, "toll", cfg.TollBaseURL, "kinds", cfg.Tenant.Kinds,
-		"tenant", cfg.Tenant.Name, "concurrency", cfg.Worker.Concurrency)
+	if cfg.TenantsFile != "" {
+		logger.Info("digitoll-worker configured", "env", cfg.Env, "toll", cfg.TollBaseURL, "tenants_file", cfg.TenantsFile,
+			"concurrency", cfg.Worker.Concurrency)
+	} else {
+		logger.Info("digitoll-worker configured", "env", cfg.Env, "toll", cfg.TollBaseURL, "kinds", cfg.Tenant.Kinds,
+			"tenant", cfg.Tenant.Name, "concurrency", cfg.Worker.Concurrency)
+	}
 	if err := svc.Run(ctx); err != nil {
 		return err
 	}

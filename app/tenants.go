@@ -1,0 +1,440 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/digitoll/digitoll-worker/auth"
+	"github.com/digitoll/digitoll-worker/config"
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/routing"
+	"github.com/digitoll/digitoll-worker/toll"
+)
+
+// Many tenants: with DIGITOLL_TENANTS_FILE every tenant gets its own
+// signer, its own token cache and its own Toll client, so that no key or
+// token is ever used for another tenant's message. The worker's handler of
+// each kind is a byTenant that looks the message's tenant up in an
+// immutable table; reloading the file swaps the table atomically. A
+// message already being handled keeps the tenant's services it started
+// with, so a tenant removed or re-keyed finishes its in-flight work with
+// its old credentials; its messages that arrive after the swap are
+// dead-lettered with reason "unsupported" (replay them once the tenant is
+// back). Pausing stays per kind: a tenant whose scope is not granted
+// pauses the kind for every tenant until a probe succeeds (see Probe).
+
+// DefaultTenantsReload is how often the tenants file, and the keys it
+// names, are checked for changes.
+const DefaultTenantsReload = 3 * time.Second
+
+// tenant is the services of one tenant.
+type tenant struct {
+	cfg config.Tenant
+	// files digests the key, certificate and password files, so that a
+	// key replaced in place rebuilds the tenant.
+	files  [sha256.Size]byte
+	signer *auth.Signer
+	client *toll.Client
+	tokens *auth.Cache
+	// handlers are the tenant's, for its enabled kinds.
+	handlers map[contract.Kind]handlers.Handler
+	// slots caps the tenant's messages in progress; nil means no cap.
+	slots chan struct{}
+}
+
+// tenantTable is one version of the tenants; never modified once stored.
+type tenantTable struct {
+	byName map[string]*tenant
+	// names in file order, for listing.
+	names []string
+}
+
+// byTenant is the worker's handler of one kind: it hands each message to
+// its tenant's handler.
+type byTenant struct {
+	kind  contract.Kind
+	table *atomic.Pointer[tenantTable]
+}
+
+// Handle carries out req with the handler of req.Tenant. A tenant that is
+// not configured, or may not use the kind, is the message's fault: it is
+// dead-lettered with reason "unsupported".
+func (b *byTenant) Handle(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+	t := b.table.Load().byName[req.Tenant]
+	if t == nil {
+		return handlers.Outcome{}, failure.WithReason(fmt.Errorf("tenant %q is not configured in this worker's tenants file", req.Tenant), failure.Permanent, "unsupported")
+	}
+	h := t.handlers[b.kind]
+	if h == nil {
+		return handlers.Outcome{}, failure.WithReason(fmt.Errorf("tenant %q may not use kind %s (its kinds: %v)", req.Tenant, b.kind, t.cfg.Kinds), failure.Permanent, "unsupported")
+	}
+	if t.slots != nil {
+		select {
+		case t.slots <- struct{}{}:
+			defer func() { <-t.slots }()
+		case <-ctx.Done():
+			return handlers.Outcome{}, failure.Mark(fmt.Errorf("waiting for one of tenant %q's %d slots: %w", req.Tenant, cap(t.slots), ctx.Err()), failure.Transient)
+		}
+	}
+	return h.Handle(ctx, req)
+}
+
+// prober is a handler that can tell whether its kind works again.
+type prober interface {
+	Probe(ctx context.Context) error
+}
+
+// Probe probes the kind for every tenant that uses it. The pause is per
+// kind, so the kind resumes as soon as one tenant's probe succeeds: one
+// tenant whose scope is not granted must not hold every other tenant's
+// messages; its own messages pause the kind again. While none succeeds
+// (Toll or Maskinporten down) the errors of all are returned.
+func (b *byTenant) Probe(ctx context.Context) error {
+	tab := b.table.Load()
+	var errs []error
+	probed := false
+	for _, name := range tab.names {
+		p, ok := tab.byName[name].handlers[b.kind].(prober)
+		if !ok {
+			continue
+		}
+		probed = true
+		err := p.Probe(ctx)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("tenant %s: %w", name, err))
+	}
+	if !probed {
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+// tenancy builds, reloads and serves the tenants of a tenants file.
+type tenancy struct {
+	cfg     *config.Config
+	js      jetstream.JetStream
+	hc      *http.Client
+	limiter toll.Limiter
+	tel     Telemetry
+	logger  *slog.Logger
+	// reload is how often the file is checked.
+	reload time.Duration
+
+	table atomic.Pointer[tenantTable]
+	// kinds are the kinds the worker consumes, fixed at start: the union
+	// of the first table's.
+	kinds []contract.Kind
+
+	// mu guards what reloads change; one reload runs at a time.
+	mu          sync.Mutex
+	fingerprint [sha256.Size]byte
+	// failed is the fingerprint of the last version that did not load,
+	// reported once rather than at every check.
+	failed [sha256.Size]byte
+	// watched are the tenants whose token metrics are registered; a
+	// collector reads the tenant's current cache through the table.
+	watched map[string]bool
+}
+
+// newTenancy loads the tenants file of cfg and builds every tenant.
+func newTenancy(cfg *config.Config, js jetstream.JetStream, hc *http.Client, limiter toll.Limiter, tel Telemetry, logger *slog.Logger) (*tenancy, error) {
+	ty := &tenancy{cfg: cfg, js: js, hc: hc, limiter: limiter, tel: tel, logger: logger,
+		reload: DefaultTenantsReload, watched: map[string]bool{}}
+	ty.fingerprint = config.Fingerprint(cfg.TenantsFile)
+	ts, err := config.LoadTenants(cfg.TenantsFile)
+	if err != nil {
+		return nil, err
+	}
+	tab, err := ty.build(ts, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range tab.names {
+		for _, k := range tab.byName[name].cfg.Kinds {
+			if !slices.Contains(ty.kinds, k) {
+				ty.kinds = append(ty.kinds, k)
+			}
+		}
+	}
+	ty.table.Store(tab)
+	if err := ty.watchTokens(tab); err != nil {
+		return nil, err
+	}
+	return ty, nil
+}
+
+// handlers are the worker's handlers: one byTenant per kind.
+func (ty *tenancy) handlers() map[contract.Kind]handlers.Handler {
+	hs := make(map[contract.Kind]handlers.Handler, len(ty.kinds))
+	for _, k := range ty.kinds {
+		hs[k] = &byTenant{kind: k, table: &ty.table}
+	}
+	return hs
+}
+
+// build makes the table of ts, reusing the services of old's tenants
+// whose settings and files have not changed (their tokens stay cached).
+func (ty *tenancy) build(ts []config.Tenant, old *tenantTable) (*tenantTable, error) {
+	tab := &tenantTable{byName: make(map[string]*tenant, len(ts))}
+	for _, c := range ts {
+		files := fileDigest(c)
+		if old != nil {
+			if prev := old.byName[c.Name]; prev != nil && prev.files == files && reflect.DeepEqual(prev.cfg, c) {
+				tab.byName[c.Name] = prev
+				tab.names = append(tab.names, c.Name)
+				continue
+			}
+		}
+		t, err := ty.newTenant(c, files)
+		if err != nil {
+			return nil, fmt.Errorf("tenant %q: %w", c.Name, err)
+		}
+		tab.byName[c.Name] = t
+		tab.names = append(tab.names, c.Name)
+	}
+	return tab, nil
+}
+
+// newTenant builds the signer, token cache, Toll client and handlers of c.
+func (ty *tenancy) newTenant(c config.Tenant, files [sha256.Size]byte) (*tenant, error) {
+	signer, err := LoadSigner(c)
+	if err != nil {
+		return nil, err
+	}
+	cfg := *ty.cfg
+	cfg.Tenant = c
+	logger := ty.logger.With("tenant", c.Name)
+	client, tokens := tollClient(&cfg, ty.hc, signer, logger)
+	client.Limiter = ty.limiter
+	hs, err := NewHandlers(&cfg, ty.js, client, ty.tel, logger)
+	if err != nil {
+		return nil, err
+	}
+	t := &tenant{cfg: c, files: files, signer: signer, client: client, tokens: tokens, handlers: hs}
+	if c.Concurrency > 0 {
+		t.slots = make(chan struct{}, c.Concurrency)
+	}
+	return t, nil
+}
+
+// fileDigest digests the files c reads.
+func fileDigest(c config.Tenant) [sha256.Size]byte {
+	h := sha256.New()
+	for _, f := range c.Files() {
+		b, _ := os.ReadFile(f)
+		sum := sha256.Sum256(b)
+		h.Write(sum[:])
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// Reload reads the tenants file again if it or a file it names changed,
+// and swaps in the new table. A file that does not validate, or a key
+// that does not load, leaves the current tenants in place; the error says
+// why.
+func (ty *tenancy) Reload() (changed bool, err error) {
+	ty.mu.Lock()
+	defer ty.mu.Unlock()
+	fp := config.Fingerprint(ty.cfg.TenantsFile)
+	if fp == ty.fingerprint || fp == ty.failed {
+		return false, nil
+	}
+	ts, err := config.LoadTenants(ty.cfg.TenantsFile)
+	if err != nil {
+		ty.failed = fp
+		return false, err
+	}
+	old := ty.table.Load()
+	tab, err := ty.build(ts, old)
+	if err != nil {
+		ty.failed = fp
+		return false, err
+	}
+	for _, name := range tab.names {
+		for _, k := range tab.byName[name].cfg.Kinds {
+			if !slices.Contains(ty.kinds, k) {
+				ty.logger.Warn("tenant uses a kind this worker did not consume at start; its messages of the kind wait until a restart",
+					"tenant", name, "kind", k)
+			}
+		}
+	}
+	if err := ty.watchTokens(tab); err != nil {
+		return false, err
+	}
+	ty.table.Store(tab)
+	ty.fingerprint = fp
+	added, removed := 0, 0
+	for _, name := range tab.names {
+		if old.byName[name] == nil {
+			added++
+		}
+	}
+	for _, name := range old.names {
+		if tab.byName[name] == nil {
+			removed++
+		}
+	}
+	ty.logger.Info("tenants file reloaded", "tenants", len(tab.names), "added", added, "removed", removed)
+	return true, nil
+}
+
+// watchTokens registers the token metrics of tab's tenants not yet
+// registered. The collector reads the tenant's cache of the current
+// table, so a re-keyed tenant keeps one series.
+func (ty *tenancy) watchTokens(tab *tenantTable) error {
+	m := ty.tel.Metrics
+	if m == nil {
+		return nil
+	}
+	for _, name := range tab.names {
+		if ty.watched[name] {
+			continue
+		}
+		if err := m.WatchTokens(name, tenantTokens{name: name, table: &ty.table}); err != nil {
+			return err
+		}
+		ty.watched[name] = true
+	}
+	return nil
+}
+
+// tenantTokens is the token cache of the named tenant in the current
+// table, for metrics; a removed tenant reports no scopes.
+type tenantTokens struct {
+	name  string
+	table *atomic.Pointer[tenantTable]
+}
+
+func (tt tenantTokens) cache() *auth.Cache {
+	if tab := tt.table.Load(); tab != nil {
+		if t := tab.byName[tt.name]; t != nil {
+			return t.tokens
+		}
+	}
+	return nil
+}
+
+// Scopes lists the scopes of the tenant's current cache.
+func (tt tenantTokens) Scopes() []string {
+	if c := tt.cache(); c != nil {
+		return c.Scopes()
+	}
+	return nil
+}
+
+// Stats reports scope's counters in the tenant's current cache.
+func (tt tenantTokens) Stats(scope string) auth.CacheStats {
+	if c := tt.cache(); c != nil {
+		return c.Stats(scope)
+	}
+	return auth.CacheStats{}
+}
+
+// tenantRouting reads the routing feeds with the named tenant's current
+// Toll client, so that a re-keyed tenant's poller uses the new key.
+type tenantRouting struct {
+	name  string
+	table *atomic.Pointer[tenantTable]
+}
+
+// Routing calls the current client's Routing.
+func (tr tenantRouting) Routing(ctx context.Context, feed contract.Feed, marker string) ([]toll.RoutingSignal, error) {
+	t := tr.table.Load().byName[tr.name]
+	if t == nil {
+		return nil, failure.Mark(fmt.Errorf("tenant %q was removed", tr.name), failure.Transient)
+	}
+	return t.client.Routing(ctx, feed, marker)
+}
+
+// run reloads the tenants file every ty.reload and runs a routing poller
+// for each tenant with routing enabled, starting and stopping them as
+// tenants come and go, until ctx is done or a poller fails.
+func (ty *tenancy) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type running struct {
+		cancel context.CancelFunc
+	}
+	pollers := map[string]running{}
+	var wg sync.WaitGroup
+	var errOnce sync.Once
+	var pollErr error
+	syncPollers := func() {
+		tab := ty.table.Load()
+		for name, r := range pollers {
+			if t := tab.byName[name]; t == nil || !ty.cfg.RoutingEnabledFor(t.cfg) {
+				r.cancel()
+				delete(pollers, name)
+			}
+		}
+		for _, name := range tab.names {
+			if _, ok := pollers[name]; ok || !ty.cfg.RoutingEnabledFor(tab.byName[name].cfg) {
+				continue
+			}
+			kv, err := routing.EnsureBucket(ctx, ty.js, ty.cfg.NATS.Replicas)
+			if err != nil {
+				if ctx.Err() == nil {
+					ty.logger.Error("routing markers bucket unavailable; the tenant's routing starts at the next reload", "tenant", name, "error", err)
+				}
+				continue
+			}
+			p := &routing.Poller{
+				JetStream: ty.js,
+				Markers:   kv,
+				Tenant:    name,
+				Toll:      tenantRouting{name: name, table: &ty.table},
+				Interval:  ty.cfg.Routing.Interval,
+				Logger:    ty.logger.With("component", "routing", "tenant", name),
+				Observer:  ty.tel.routingObserver(),
+			}
+			pctx, pcancel := context.WithCancel(ctx)
+			pollers[name] = running{cancel: pcancel}
+			wg.Go(func() {
+				if err := p.Run(pctx); err != nil {
+					errOnce.Do(func() { pollErr = fmt.Errorf("routing of tenant %s: %w", name, err) })
+					cancel()
+				}
+			})
+		}
+	}
+	syncPollers()
+	tick := time.NewTicker(ty.reload)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			changed, err := ty.Reload()
+			if err != nil {
+				ty.logger.Error("tenants file not reloaded; the tenants already loaded are served", "error", err)
+				continue
+			}
+			if changed {
+				syncPollers()
+			}
+		}
+	}
+	for _, r := range pollers {
+		r.cancel()
+	}
+	wg.Wait()
+	return pollErr
+}

@@ -1,0 +1,492 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/digitoll/digitoll-worker/broker"
+	"github.com/digitoll/digitoll-worker/config"
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/samples"
+	"github.com/digitoll/digitoll-worker/simulator"
+)
+
+// manyTenants is how many tenants TestManyTenants serves; the issue's 50
+// pass too, at the cost of a key generation each.
+const manyTenants = 10
+
+const roadScope = "toll:movement/road/v2"
+
+// tenantsFixture is the simulator, an embedded NATS server and a tenants
+// file whose tenants each have their own key, registered in the simulator.
+type tenantsFixture struct {
+	dir  string
+	file string
+	sim  *simulator.Server
+	js   jetstream.JetStream
+	// lines are the tenants file's entries so far.
+	lines []string
+}
+
+func newTenantsFixture(t *testing.T) *tenantsFixture {
+	t.Helper()
+	dir := t.TempDir()
+	sim, err := simulator.Start(simulator.Config{ValidationDelay: 20 * time.Millisecond}, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	srv, err := broker.Start(broker.Options{Dir: filepath.Join(dir, "nats"), Port: broker.RandomPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tenantsFixture{dir: dir, file: filepath.Join(dir, "tenants.yaml"), sim: sim, js: js}
+}
+
+// clientID is the integration id of tenant name.
+func clientID(name string) string { return "client-" + name }
+
+// addTenant makes name's key, registers its integration in the simulator
+// with scopes, and lists it in the file (kid mode for even i, x5c for odd).
+func (f *tenantsFixture) addTenant(t *testing.T, i int, name string, kinds string, scopes ...string) {
+	t.Helper()
+	key, err := simulator.WriteDemoKey(filepath.Join(f.dir, "keys"), clientID(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sim.AddClient(key.Client(scopes...))
+	signing := fmt.Sprintf("keyFile: keys/%s\n    keyId: %s", filepath.Base(key.KeyFile), key.KeyID)
+	if i%2 == 1 {
+		signing = fmt.Sprintf("keyFile: keys/%s\n    certFile: keys/%s", filepath.Base(key.KeyFile), filepath.Base(key.CertFile))
+	}
+	f.lines = append(f.lines, fmt.Sprintf("  - name: %s\n    organisationNumber: \"%09d\"\n    clientId: %s\n    %s\n    kinds: [%s]\n",
+		name, 100000000+i, clientID(name), signing, kinds))
+}
+
+// write writes the file atomically, as an operator's deployment would.
+func (f *tenantsFixture) write(t *testing.T) {
+	t.Helper()
+	tmp := f.file + ".tmp"
+	if err := os.WriteFile(tmp, []byte("tenants:\n"+strings.Join(f.lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, f.file); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs the services of the tenants file until the test ends.
+func (f *tenantsFixture) start(t *testing.T) *Services {
+	t.Helper()
+	vars := map[string]string{
+		"DIGITOLL_ENV":                    "test",
+		"DIGITOLL_MASKINPORTEN_ISSUER":    f.sim.Issuer(),
+		"DIGITOLL_MASKINPORTEN_TOKEN_URL": f.sim.TokenURL(),
+		"DIGITOLL_MASKINPORTEN_DISCOVERY": "false",
+		"DIGITOLL_TOLL_BASE_URL":          f.sim.TollBaseURL(),
+		"DIGITOLL_TENANTS_FILE":           f.file,
+		"DIGITOLL_NATS_URL":               "nats://127.0.0.1:1",
+		"DIGITOLL_CONCURRENCY":            "32",
+		"DIGITOLL_ROUTING":                "off",
+	}
+	cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureStreams(t.Context(), f.js, cfg.NATS); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := newServices(t.Context(), cfg, f.js, Telemetry{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.tenants.reload = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("services: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("services did not stop")
+		}
+	})
+	return svc
+}
+
+// house is the sample road house consignment made unique by tenant and n.
+func house(t *testing.T, tenant string, n int) (id string, body []byte) {
+	t.Helper()
+	all, err := samples.Load(contract.KindRoad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range all {
+		if s.Name != "03-house.json" {
+			continue
+		}
+		var sub map[string]any
+		if err := json.Unmarshal(s.Body, &sub); err != nil {
+			t.Fatal(err)
+		}
+		id = fmt.Sprintf("house-%s-%d", tenant, n)
+		sub["id"] = id
+		chl := sub["declaration"].(map[string]any)["consignmentHouseLevel"].(map[string]any)
+		chl["transportDocumentHouseLevel"].(map[string]any)["documentNumber"] = fmt.Sprintf("HWB-%s-%d", tenant, n)
+		body, err := json.Marshal(sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id, body
+	}
+	t.Fatal("sample 03-house.json is missing")
+	return "", nil
+}
+
+// publish sends tenant's n-th house consignment as kind and returns its id.
+func (f *tenantsFixture) publish(t *testing.T, kind contract.Kind, tenant string, n int) string {
+	t.Helper()
+	id, body := house(t, tenant, n)
+	if _, err := f.js.PublishMsg(t.Context(), &nats.Msg{Subject: contract.SubmitSubject(kind, tenant), Data: body},
+		jetstream.WithMsgID(contract.MsgID(tenant, id))); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// collector gathers the results, by tenant/id, as they arrive.
+type collector struct {
+	mu  sync.Mutex
+	got map[string]contract.Result
+}
+
+func (f *tenantsFixture) collect(t *testing.T) *collector {
+	t.Helper()
+	c := &collector{got: map[string]contract.Result{}}
+	cons, err := f.js.OrderedConsumer(t.Context(), contract.StreamResults, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var r contract.Result
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			t.Errorf("unreadable result: %v", err)
+			return
+		}
+		c.mu.Lock()
+		c.got[r.Tenant+"/"+r.ID] = r
+		c.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	return c
+}
+
+// wait waits until every key has a result and returns them.
+func (c *collector) wait(t *testing.T, keys ...string) map[string]contract.Result {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c.mu.Lock()
+		missing := 0
+		out := map[string]contract.Result{}
+		for _, k := range keys {
+			if r, ok := c.got[k]; ok {
+				out[k] = r
+			} else {
+				missing++
+			}
+		}
+		c.mu.Unlock()
+		if missing == 0 {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d results missing", missing, len(keys))
+		}
+		<-tick.C
+	}
+}
+
+// dlqReason reads the reason of the dead letter on subject.
+func (f *tenantsFixture) dlqReason(t *testing.T, subject string) string {
+	t.Helper()
+	stream, err := f.js.Stream(t.Context(), contract.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.GetLastMsgForSubject(t.Context(), subject)
+	if err != nil {
+		t.Fatalf("no dead letter on %s: %v", subject, err)
+	}
+	return m.Header.Get(contract.HeaderDLQReason)
+}
+
+// Every tenant's messages are carried out with its own integration and
+// key; a tenant added to the file is served without a restart; a tenant
+// that is not configured, or a kind a tenant may not use, dead-letters
+// with reason "unsupported".
+func TestManyTenants(t *testing.T) {
+	f := newTenantsFixture(t)
+	var names []string
+	for i := range manyTenants {
+		name := fmt.Sprintf("tenant-%02d", i)
+		names = append(names, name)
+		f.addTenant(t, i, name, "road", roadScope)
+	}
+	f.addTenant(t, manyTenants, "air-only", "air", "toll:movement/air")
+	f.write(t)
+	f.start(t)
+	results := f.collect(t)
+
+	const each = 3
+	var keys []string
+	for _, name := range names {
+		for n := range each {
+			keys = append(keys, name+"/"+f.publish(t, contract.KindRoad, name, n))
+		}
+	}
+	for k, r := range results.wait(t, keys...) {
+		if r.Status != contract.StatusAccepted {
+			t.Errorf("%s: %s (%s %v)", k, r.Status, r.Note, r.Errors)
+		}
+	}
+	st := f.sim.Stats()
+	for _, name := range names {
+		if g := st.Grants(clientID(name), roadScope); g != 1 {
+			t.Errorf("tenant %s: %d grants signed as %s for %s, want 1", name, g, clientID(name), roadScope)
+		}
+	}
+
+	// Not configured, and a kind the tenant may not use.
+	unknown := "nobody/" + f.publish(t, contract.KindRoad, "nobody", 0)
+	notAllowed := "air-only/" + f.publish(t, contract.KindRoad, "air-only", 0)
+	for k, r := range results.wait(t, unknown, notAllowed) {
+		if r.Status != contract.StatusDeadLettered {
+			t.Errorf("%s: %s, want dead-lettered", k, r.Status)
+		}
+	}
+	for _, subject := range []string{contract.DLQSubject(contract.KindRoad, "nobody"), contract.DLQSubject(contract.KindRoad, "air-only")} {
+		if reason := f.dlqReason(t, subject); reason != "unsupported" {
+			t.Errorf("%s: reason %q, want unsupported", subject, reason)
+		}
+	}
+
+	// A tenant added at run time.
+	f.addTenant(t, manyTenants+1, "newcomer", "road", roadScope)
+	f.write(t)
+	deadline := time.Now().Add(30 * time.Second)
+	var r contract.Result
+	for n := 0; ; n++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("the added tenant's messages are still refused: %s %s", r.Status, r.Note)
+		}
+		// Until the reload, its messages dead-letter: publish anew until
+		// one is accepted.
+		key := "newcomer/" + f.publish(t, contract.KindRoad, "newcomer", n)
+		r = results.wait(t, key)[key]
+		if r.Status == contract.StatusAccepted {
+			break
+		}
+	}
+	if g := f.sim.Stats().Grants(clientID("newcomer"), roadScope); g != 1 {
+		t.Errorf("newcomer: %d grants, want 1", g)
+	}
+}
+
+// probeHandler is a handler whose probe answers err.
+type probeHandler struct{ err error }
+
+func (p probeHandler) Handle(context.Context, handlers.Request) (handlers.Outcome, error) {
+	return handlers.Outcome{Status: contract.StatusAccepted}, nil
+}
+
+func (p probeHandler) Probe(context.Context) error { return p.err }
+
+// The kind's pause is shared: it lifts when any tenant's probe passes, and
+// while none does the error names every tenant.
+func TestByTenantProbe(t *testing.T) {
+	refused := errors.New("scope not granted")
+	table := func(errs ...error) *atomic.Pointer[tenantTable] {
+		tab := &tenantTable{byName: map[string]*tenant{}}
+		for i, err := range errs {
+			name := fmt.Sprintf("t%d", i)
+			tab.names = append(tab.names, name)
+			tab.byName[name] = &tenant{handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: probeHandler{err}}}
+		}
+		var p atomic.Pointer[tenantTable]
+		p.Store(tab)
+		return &p
+	}
+	tests := []struct {
+		name string
+		errs []error
+		want string // "" for success
+	}{
+		{"all pass", []error{nil, nil}, ""},
+		{"one passes", []error{refused, nil}, ""},
+		{"none passes", []error{refused, refused}, "tenant t0: scope not granted\ntenant t1: scope not granted"},
+		{"no tenant", nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := (&byTenant{kind: contract.KindRoad, table: table(tc.errs...)}).Probe(t.Context())
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Probe() = %v, want success", err)
+			case tc.want != "" && (err == nil || err.Error() != tc.want || !errors.Is(err, refused)):
+				t.Errorf("Probe() = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A tenant's cap holds its messages beyond the cap until one finishes; a
+// message whose context ends while waiting is handed back (transient).
+func TestByTenantConcurrencyCap(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 2)
+	blocking := handlerFunc(func(ctx context.Context, _ handlers.Request) (handlers.Outcome, error) {
+		started <- struct{}{}
+		<-release
+		return handlers.Outcome{Status: contract.StatusAccepted}, nil
+	})
+	tab := &tenantTable{names: []string{"acme"}, byName: map[string]*tenant{"acme": {
+		handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: blocking},
+		slots:    make(chan struct{}, 1),
+	}}}
+	var p atomic.Pointer[tenantTable]
+	p.Store(tab)
+	b := &byTenant{kind: contract.KindRoad, table: &p}
+	req := handlers.Request{Tenant: "acme", Kind: contract.KindRoad}
+	first := make(chan error, 1)
+	go func() {
+		_, err := b.Handle(t.Context(), req)
+		first <- err
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err := b.Handle(ctx, req)
+	if failure.Classify(err) != failure.Transient || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("second message while the slot is taken: %v (%v), want transient", err, failure.Classify(err))
+	}
+	if len(started) != 0 {
+		t.Error("the second message ran past the cap")
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Errorf("first message: %v", err)
+	}
+}
+
+// handlerFunc adapts a function to handlers.Handler.
+type handlerFunc func(ctx context.Context, req handlers.Request) (handlers.Outcome, error)
+
+func (f handlerFunc) Handle(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+	return f(ctx, req)
+}
+
+// Reloading rebuilds only the tenants whose entry or key changed, keeps
+// the others' services (and tokens), and leaves everything in place when
+// the new file does not validate.
+func TestTenancyReload(t *testing.T) {
+	f := newTenantsFixture(t)
+	f.addTenant(t, 0, "acme", "road", roadScope)
+	f.write(t)
+	vars := map[string]string{
+		"DIGITOLL_ENV": "test", "DIGITOLL_TENANTS_FILE": f.file, "DIGITOLL_NATS_URL": "nats://127.0.0.1:1",
+		"DIGITOLL_MASKINPORTEN_ISSUER": f.sim.Issuer(), "DIGITOLL_TOLL_BASE_URL": f.sim.TollBaseURL(),
+	}
+	cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ty, err := newTenancy(cfg, f.js, HTTPClient(cfg.Worker), nil, Telemetry{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acme := ty.table.Load().byName["acme"]
+	if changed, err := ty.Reload(); changed || err != nil {
+		t.Fatalf("unchanged file: Reload() = %v, %v", changed, err)
+	}
+
+	// A broken file: reported once, the tenants stay.
+	good := f.lines
+	f.lines = append(f.lines, "  - name: Bad_Name\n")
+	f.write(t)
+	if _, err := ty.Reload(); err == nil || !strings.Contains(err.Error(), "Bad_Name") {
+		t.Errorf("broken file: Reload() error %v", err)
+	}
+	if _, err := ty.Reload(); err != nil {
+		t.Errorf("the same broken file reported again: %v", err)
+	}
+	if ty.table.Load().byName["acme"] != acme {
+		t.Fatal("a broken file replaced the tenants")
+	}
+
+	// A tenant added: acme's services are kept.
+	f.lines = good
+	f.addTenant(t, 1, "beta", "road", roadScope)
+	f.write(t)
+	if changed, err := ty.Reload(); !changed || err != nil {
+		t.Fatalf("tenant added: Reload() = %v, %v", changed, err)
+	}
+	tab := ty.table.Load()
+	if tab.byName["acme"] != acme || tab.byName["beta"] == nil {
+		t.Fatalf("after adding beta: acme kept %v, beta present %v", tab.byName["acme"] == acme, tab.byName["beta"] != nil)
+	}
+	beta := tab.byName["beta"]
+
+	// acme's key replaced in place: acme is rebuilt, beta kept.
+	if err := os.Remove(acme.cfg.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := simulator.WriteDemoKey(filepath.Dir(acme.cfg.KeyFile), clientID("acme")); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := ty.Reload(); !changed || err != nil {
+		t.Fatalf("key replaced: Reload() = %v, %v", changed, err)
+	}
+	tab = ty.table.Load()
+	if tab.byName["acme"] == acme || tab.byName["beta"] != beta {
+		t.Errorf("after acme's new key: acme rebuilt %v, beta kept %v", tab.byName["acme"] != acme, tab.byName["beta"] == beta)
+	}
+}
