@@ -157,26 +157,36 @@ func usageError(env *environment, fs *flag.FlagSet, msg string) error {
 	return errUsage
 }
 
+// filteredDLQ finishes a subcommand that takes only flags: it reads them
+// (environment, then arguments), builds the filter and connects to NATS.
+func filteredDLQ(env *environment, fs *flag.FlagSet, ff filterFlags, nf natsFlags, args []string) (dlq.Filter, *natsConn, error) {
+	if err := applyEnv(env, fs); err != nil {
+		return dlq.Filter{}, nil, err
+	}
+	rest, err := parseArgs(env, fs, args)
+	if err != nil {
+		return dlq.Filter{}, nil, err
+	}
+	if len(rest) > 0 {
+		return dlq.Filter{}, nil, usageError(env, fs, fmt.Sprintf("unexpected argument %q", rest[0]))
+	}
+	f, err := ff.filter(time.Now())
+	if err != nil {
+		return dlq.Filter{}, nil, usageError(env, fs, err.Error())
+	}
+	conn, err := nf.connect("digitoll-dlq")
+	if err != nil {
+		return dlq.Filter{}, nil, err
+	}
+	return f, conn, nil
+}
+
 func runDLQList(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "dlq list", "[flags]\n\nLists the dead letters, oldest first, without removing any.")
 	ff := addFilterFlags(fs)
 	asJSON := fs.Bool("json", false, "print each entry as one JSON line, with its headers and body")
 	nf := addNATSFlags(fs)
-	if err := applyEnv(env, fs); err != nil {
-		return err
-	}
-	rest, err := parseArgs(env, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return usageError(env, fs, fmt.Sprintf("unexpected argument %q", rest[0]))
-	}
-	f, err := ff.filter(time.Now())
-	if err != nil {
-		return usageError(env, fs, err.Error())
-	}
-	conn, err := nf.connect("digitoll-dlq")
+	f, conn, err := filteredDLQ(env, fs, ff, nf, args)
 	if err != nil {
 		return err
 	}
@@ -323,21 +333,7 @@ func runDLQPurge(ctx context.Context, env *environment, args []string) error {
 	ff := addFilterFlags(fs)
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	nf := addNATSFlags(fs)
-	if err := applyEnv(env, fs); err != nil {
-		return err
-	}
-	rest, err := parseArgs(env, fs, args)
-	if err != nil {
-		return err
-	}
-	if len(rest) > 0 {
-		return usageError(env, fs, fmt.Sprintf("unexpected argument %q", rest[0]))
-	}
-	f, err := ff.filter(time.Now())
-	if err != nil {
-		return usageError(env, fs, err.Error())
-	}
-	conn, err := nf.connect("digitoll-dlq")
+	f, conn, err := filteredDLQ(env, fs, ff, nf, args)
 	if err != nil {
 		return err
 	}
