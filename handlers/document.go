@@ -160,6 +160,9 @@ func (h *Document) upload(ctx context.Context, req Request, doc *contract.Docume
 	op := func() error {
 		attempt++
 		if req.Journal != nil {
+			if err := tokenFirst(ctx, h.Toll, toll.DocumentV2()); err != nil {
+				return err
+			}
 			if err := req.Journal.Sending(ctx); err != nil {
 				return backoff.Permanent(fmt.Errorf("journal before sending: %w", err))
 			}

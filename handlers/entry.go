@@ -126,6 +126,9 @@ func (e *Entry) present(ctx context.Context, req Request, p toll.Presentation, l
 	op := func() error {
 		attempt++
 		if req.Journal != nil {
+			if err := tokenFirst(ctx, e.Toll, toll.PresentationV1()); err != nil {
+				return err
+			}
 			if err := req.Journal.Sending(ctx); err != nil {
 				return backoff.Permanent(fmt.Errorf("journal before sending: %w", err))
 			}

@@ -152,6 +152,9 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 	op := func() error {
 		attempt++
 		if req.Journal != nil {
+			if err := tokenFirst(ctx, m.Toll, m.API); err != nil {
+				return err
+			}
 			if err := req.Journal.Sending(ctx); err != nil {
 				return backoff.Permanent(fmt.Errorf("journal before sending: %w", err))
 			}
