@@ -91,7 +91,7 @@ func NewTollClient(cfg *config.Config, hc *http.Client, logger *slog.Logger) (*t
 
 // tollClient is NewTollClient with the signer loaded; it also returns the
 // token cache, whose counters the metrics read.
-func tollClient(cfg *config.Config, hc *http.Client, signer *auth.Signer, logger *slog.Logger) (*toll.Client, *auth.Cache) {
+func tollClient(cfg *config.Config, hc *http.Client, signer auth.GrantSigner, logger *slog.Logger) (*toll.Client, *auth.Cache) {
 	tokens := auth.NewCache(auth.CacheConfig{
 		Maskinporten: &auth.Maskinporten{
 			TokenURL:  cfg.Maskinporten.TokenURL,
@@ -122,7 +122,8 @@ func NewTelemetry(ctx context.Context, cfg *config.Config) (tel Telemetry, shutd
 	if err != nil {
 		return Telemetry{}, nil, fmt.Errorf("DIGITOLL_OTLP_ENDPOINT: %w", err)
 	}
-	return Telemetry{Metrics: telemetry.NewMetrics(), Tracer: tp}, shutdown, nil
+	m := telemetry.NewMetrics(telemetry.WithTenantLabelLimit(cfg.Metrics.TenantLabels))
+	return Telemetry{Metrics: m, Tracer: tp}, shutdown, nil
 }
 
 // handlersObserver is tel's metrics as handlers see them; nil without
@@ -186,20 +187,31 @@ func NewHandlers(cfg *config.Config, js jetstream.JetStream, client *toll.Client
 // NewWorker returns a worker for cfg that carries out each kind with its
 // handler in hs.
 func NewWorker(cfg *config.Config, js jetstream.JetStream, hs map[contract.Kind]handlers.Handler, tel Telemetry, logger *slog.Logger) (*worker.Worker, error) {
+	return newWorker(cfg, js, hs, nil, tel, logger)
+}
+
+// newWorker is NewWorker serving the tenants of tenants, each through
+// lanes of its own, or with tenants nil one consumer per kind.
+func newWorker(cfg *config.Config, js jetstream.JetStream, hs map[contract.Kind]handlers.Handler, tenants worker.TenantSource, tel Telemetry, logger *slog.Logger) (*worker.Worker, error) {
 	return worker.New(js, worker.Config{
-		Handlers:        hs,
-		Concurrency:     cfg.Worker.Concurrency,
-		KindConcurrency: cfg.Limits.KindConcurrency,
-		AckWait:         cfg.Worker.AckWait,
-		MessageDeadline: cfg.Worker.MessageDeadline,
-		ShutdownGrace:   cfg.Worker.ShutdownGrace,
-		OutageThreshold: cfg.Worker.OutageThreshold,
-		ProbeInterval:   cfg.Worker.ProbeInterval,
-		PauseFor:        max(worker.DefaultPauseFor, 2*cfg.Worker.ProbeInterval),
-		SendLease:       cfg.Worker.SendLease,
-		Logger:          logger,
-		Observer:        tel.workerObserver(),
-		TracerProvider:  tel.Tracer,
+		Handlers:          hs,
+		Tenants:           tenants,
+		Concurrency:       cfg.Worker.Concurrency,
+		KindConcurrency:   cfg.Limits.KindConcurrency,
+		TenantConcurrency: cfg.Limits.TenantConcurrency,
+		AckWait:           cfg.Worker.AckWait,
+		MessageDeadline:   cfg.Worker.MessageDeadline,
+		ShutdownGrace:     cfg.Worker.ShutdownGrace,
+		OutageThreshold:   cfg.Worker.OutageThreshold,
+		// A message refused for the configuration waits in its paused
+		// consumer; it comes back when the probe may have resumed it.
+		ConfigRetryDelay: cfg.Worker.ProbeInterval,
+		ProbeInterval:    cfg.Worker.ProbeInterval,
+		PauseFor:         max(worker.DefaultPauseFor, 2*cfg.Worker.ProbeInterval),
+		SendLease:        cfg.Worker.SendLease,
+		Logger:           logger,
+		Observer:         tel.workerObserver(),
+		TracerProvider:   tel.Tracer,
 	})
 }
 
@@ -284,6 +296,9 @@ func newServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream
 	if err := watch(tel.Metrics, cfg, js, signer, tokens); err != nil {
 		return nil, err
 	}
+	if err := watchLanes(tel.Metrics, w, js, cfg.Tenant.Name); err != nil {
+		return nil, err
+	}
 	s := &Services{Toll: client, Handlers: hs, Worker: w, Telemetry: tel}
 	if cfg.RoutingEnabled() {
 		kv, err := routing.EnsureBucket(ctx, js, cfg.NATS.Replicas)
@@ -311,29 +326,57 @@ func newTenantServices(cfg *config.Config, js jetstream.JetStream, hc *http.Clie
 		return nil, err
 	}
 	hs := ty.handlers()
-	w, err := NewWorker(cfg, js, hs, tel, logger)
+	w, err := newWorker(cfg, js, hs, ty, tel, logger)
 	if err != nil {
 		return nil, err
 	}
-	if m := tel.Metrics; m != nil {
-		consumers := map[string]string{}
-		for _, k := range ty.kinds {
-			consumers[string(k)] = worker.ConsumerName(k)
-		}
-		if err := m.WatchConsumers(js, contract.StreamSubmit, consumers); err != nil {
-			return nil, err
-		}
+	// The lanes' consumers come and go with the tenants; the backlog and
+	// pause metrics of watchLanes stand in for the per-kind consumers'.
+	if err := watchLanes(tel.Metrics, w, js, ""); err != nil {
+		return nil, err
 	}
 	return &Services{Handlers: hs, Worker: w, Telemetry: tel, tenants: ty}, nil
 }
 
+// watchLanes registers the metrics of each kind and tenant read at scrape
+// time: whether it is paused and its backlog in the submit stream. single
+// is the tenant of a worker with one consumer per kind, whose pauses are
+// per kind and name no tenant; "" with a tenants file.
+func watchLanes(m *telemetry.Metrics, w *worker.Worker, js jetstream.JetStream, single string) error {
+	if m == nil {
+		return nil
+	}
+	if err := m.WatchPauses(func() []telemetry.LanePause { return lanePauses(w.Status(), single) }); err != nil {
+		return err
+	}
+	return m.WatchBacklog(js, contract.StreamSubmit)
+}
+
+// lanePauses turns the worker's status into the pause metrics' lanes; a
+// lane without a tenant is single's.
+func lanePauses(st []worker.KindStatus, single string) []telemetry.LanePause {
+	out := make([]telemetry.LanePause, len(st))
+	for i, s := range st {
+		tenant := s.Tenant
+		if tenant == "" {
+			tenant = single
+		}
+		out[i] = telemetry.LanePause{Kind: string(s.Kind), Tenant: tenant, Paused: s.Paused, Reason: s.Reason}
+	}
+	return out
+}
+
 // watch registers the metrics read at scrape time: the tenant's tokens,
 // its business certificate's expiry (x5c mode) and the backlog of each
-// enabled kind's consumer.
+// enabled kind's consumer; and it makes the tenant the one the message
+// metrics label by name.
 func watch(m *telemetry.Metrics, cfg *config.Config, js jetstream.JetStream, signer *auth.Signer, tokens *auth.Cache) error {
 	if m == nil {
 		return nil
 	}
+	// The one tenant is labelled by name; any other named on a subject
+	// is "unconfigured".
+	m.SetTenants([]string{cfg.Tenant.Name})
 	if err := m.WatchTokens(cfg.Tenant.Name, tokens); err != nil {
 		return err
 	}

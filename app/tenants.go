@@ -23,6 +23,7 @@ import (
 	"github.com/digitoll/digitoll-worker/handlers"
 	"github.com/digitoll/digitoll-worker/routing"
 	"github.com/digitoll/digitoll-worker/toll"
+	"github.com/digitoll/digitoll-worker/worker"
 )
 
 // Many tenants: with DIGITOLL_TENANTS_FILE every tenant gets its own
@@ -34,8 +35,10 @@ import (
 // with, so a tenant removed or re-keyed finishes its in-flight work with
 // its old credentials; its messages that arrive after the swap are
 // dead-lettered with reason "unsupported" (replay them once the tenant is
-// back). Pausing stays per kind: a tenant whose scope is not granted
-// pauses the kind for every tenant until a probe succeeds (see Probe).
+// back). The worker consumes each tenant's kinds through lanes of their
+// own (see worker.Config.Tenants): tenants are served in turn, each with a
+// cap of messages in progress, and a tenant whose scope is not granted is
+// paused alone until its probe succeeds (see ProbeTenant).
 
 // DefaultTenantsReload is how often the tenants file, and the keys it
 // names, are checked for changes.
@@ -47,13 +50,11 @@ type tenant struct {
 	// files digests the key, certificate and password files, so that a
 	// key replaced in place rebuilds the tenant.
 	files  [sha256.Size]byte
-	signer *auth.Signer
+	signer *auth.KeyRing
 	client *toll.Client
 	tokens *auth.Cache
 	// handlers are the tenant's, for its enabled kinds.
 	handlers map[contract.Kind]handlers.Handler
-	// slots caps the tenant's messages in progress; nil means no cap.
-	slots chan struct{}
 }
 
 // tenantTable is one version of the tenants; never modified once stored.
@@ -82,14 +83,6 @@ func (b *byTenant) Handle(ctx context.Context, req handlers.Request) (handlers.O
 	if h == nil {
 		return handlers.Outcome{}, failure.WithReason(fmt.Errorf("tenant %q may not use kind %s (its kinds: %v)", req.Tenant, b.kind, t.cfg.Kinds), failure.Permanent, "unsupported")
 	}
-	if t.slots != nil {
-		select {
-		case t.slots <- struct{}{}:
-			defer func() { <-t.slots }()
-		case <-ctx.Done():
-			return handlers.Outcome{}, failure.Mark(fmt.Errorf("waiting for one of tenant %q's %d slots: %w", req.Tenant, cap(t.slots), ctx.Err()), failure.Transient)
-		}
-	}
 	return h.Handle(ctx, req)
 }
 
@@ -98,11 +91,26 @@ type prober interface {
 	Probe(ctx context.Context) error
 }
 
-// Probe probes the kind for every tenant that uses it. The pause is per
-// kind, so the kind resumes as soon as one tenant's probe succeeds: one
-// tenant whose scope is not granted must not hold every other tenant's
-// messages; its own messages pause the kind again. While none succeeds
-// (Toll or Maskinporten down) the errors of all are returned.
+// ProbeTenant checks whether tenant's part of the kind works again: its
+// token for the kind's scope and Toll's test-auth. A tenant not
+// configured, or no longer allowed the kind, has nothing to probe: its
+// lane resumes, and dead-letters what it holds.
+func (b *byTenant) ProbeTenant(ctx context.Context, tenant string) error {
+	t := b.table.Load().byName[tenant]
+	if t == nil {
+		return nil
+	}
+	if p, ok := t.handlers[b.kind].(prober); ok {
+		return p.Probe(ctx)
+	}
+	return nil
+}
+
+// Probe probes the kind for every tenant that uses it, for a pause of the
+// whole kind: it passes as soon as one tenant's probe does. While none
+// does (Toll or Maskinporten down) the errors of all are returned. The
+// worker pauses and probes one tenant at a time (ProbeTenant); Probe
+// serves callers without a tenant.
 func (b *byTenant) Probe(ctx context.Context) error {
 	tab := b.table.Load()
 	var errs []error
@@ -123,6 +131,17 @@ func (b *byTenant) Probe(ctx context.Context) error {
 		return nil
 	}
 	return errors.Join(errs...)
+}
+
+// Tenants lists the tenants of the current table for the worker's lanes.
+func (ty *tenancy) Tenants() []worker.Tenant {
+	tab := ty.table.Load()
+	out := make([]worker.Tenant, 0, len(tab.names))
+	for _, name := range tab.names {
+		c := tab.byName[name].cfg
+		out = append(out, worker.Tenant{Name: name, Kinds: c.Kinds, Concurrency: c.Concurrency})
+	}
+	return out
 }
 
 // tenancy builds, reloads and serves the tenants of a tenants file.
@@ -150,12 +169,18 @@ type tenancy struct {
 	// watched are the tenants whose token metrics are registered; a
 	// collector reads the tenant's current cache through the table.
 	watched map[string]bool
+	// changed receives a value when a reload swapped the table.
+	changed chan struct{}
 }
+
+// TenantsChanged tells the worker that the tenants changed, so that its
+// lanes follow the file at once.
+func (ty *tenancy) TenantsChanged() <-chan struct{} { return ty.changed }
 
 // newTenancy loads the tenants file of cfg and builds every tenant.
 func newTenancy(cfg *config.Config, js jetstream.JetStream, hc *http.Client, limiter toll.Limiter, tel Telemetry, logger *slog.Logger) (*tenancy, error) {
 	ty := &tenancy{cfg: cfg, js: js, hc: hc, limiter: limiter, tel: tel, logger: logger,
-		reload: DefaultTenantsReload, watched: map[string]bool{}}
+		reload: DefaultTenantsReload, watched: map[string]bool{}, changed: make(chan struct{}, 1)}
 	ty.fingerprint = config.Fingerprint(cfg.TenantsFile)
 	ts, err := config.LoadTenants(cfg.TenantsFile)
 	if err != nil {
@@ -173,6 +198,7 @@ func newTenancy(cfg *config.Config, js jetstream.JetStream, hc *http.Client, lim
 		}
 	}
 	ty.table.Store(tab)
+	ty.labelTenants(tab)
 	if err := ty.watchTokens(tab); err != nil {
 		return nil, err
 	}
@@ -211,9 +237,10 @@ func (ty *tenancy) build(ts []config.Tenant, old *tenantTable) (*tenantTable, er
 	return tab, nil
 }
 
-// newTenant builds the signer, token cache, Toll client and handlers of c.
+// newTenant builds the key ring, token cache, Toll client and handlers of
+// c.
 func (ty *tenancy) newTenant(c config.Tenant, files [sha256.Size]byte) (*tenant, error) {
-	signer, err := LoadSigner(c)
+	signer, err := LoadKeyRing(c)
 	if err != nil {
 		return nil, err
 	}
@@ -226,11 +253,7 @@ func (ty *tenancy) newTenant(c config.Tenant, files [sha256.Size]byte) (*tenant,
 	if err != nil {
 		return nil, err
 	}
-	t := &tenant{cfg: c, files: files, signer: signer, client: client, tokens: tokens, handlers: hs}
-	if c.Concurrency > 0 {
-		t.slots = make(chan struct{}, c.Concurrency)
-	}
-	return t, nil
+	return &tenant{cfg: c, files: files, signer: signer, client: client, tokens: tokens, handlers: hs}, nil
 }
 
 // fileDigest digests the files c reads.
@@ -280,7 +303,12 @@ func (ty *tenancy) Reload() (changed bool, err error) {
 		return false, err
 	}
 	ty.table.Store(tab)
+	ty.labelTenants(tab)
 	ty.fingerprint = fp
+	select {
+	case ty.changed <- struct{}{}:
+	default: // the worker has yet to take the last change
+	}
 	added, removed := 0, 0
 	for _, name := range tab.names {
 		if old.byName[name] == nil {
@@ -294,6 +322,14 @@ func (ty *tenancy) Reload() (changed bool, err error) {
 	}
 	ty.logger.Info("tenants file reloaded", "tenants", len(tab.names), "added", added, "removed", removed)
 	return true, nil
+}
+
+// labelTenants gives the metrics the tenants of tab, the only ones
+// labelled by name: a subject's last token comes from the wire.
+func (ty *tenancy) labelTenants(tab *tenantTable) {
+	if m := ty.tel.Metrics; m != nil {
+		m.SetTenants(tab.names)
+	}
 }
 
 // watchTokens registers the token metrics of tab's tenants not yet

@@ -21,15 +21,14 @@ import (
 	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
-	"github.com/digitoll/digitoll-worker/failure"
 	"github.com/digitoll/digitoll-worker/handlers"
 	"github.com/digitoll/digitoll-worker/samples"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
 
-// manyTenants is how many tenants TestManyTenants serves; the 50
-// pass too, at the cost of a key generation each.
-const manyTenants = 10
+// manyTenants is how many tenants TestManyTenants serves, each with a key
+// of its own.
+const manyTenants = 50
 
 const roadScope = "toll:movement/road/v2"
 
@@ -101,8 +100,9 @@ func (f *tenantsFixture) write(t *testing.T) {
 	}
 }
 
-// start runs the services of the tenants file until the test ends.
-func (f *tenantsFixture) start(t *testing.T) *Services {
+// start runs the services of the tenants file until the test ends; extra
+// are settings (name, value, name, value…) on top of the fixture's.
+func (f *tenantsFixture) start(t *testing.T, extra ...string) *Services {
 	t.Helper()
 	vars := map[string]string{
 		"DIGITOLL_ENV":                    "test",
@@ -114,6 +114,9 @@ func (f *tenantsFixture) start(t *testing.T) *Services {
 		"DIGITOLL_NATS_URL":               "nats://127.0.0.1:1",
 		"DIGITOLL_CONCURRENCY":            "32",
 		"DIGITOLL_ROUTING":                "off",
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		vars[extra[i]] = extra[i+1]
 	}
 	cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
 	if err != nil {
@@ -376,52 +379,6 @@ func TestByTenantProbe(t *testing.T) {
 			}
 		})
 	}
-}
-
-// A tenant's cap holds its messages beyond the cap until one finishes; a
-// message whose context ends while waiting is handed back (transient).
-func TestByTenantConcurrencyCap(t *testing.T) {
-	release := make(chan struct{})
-	started := make(chan struct{}, 2)
-	blocking := handlerFunc(func(ctx context.Context, _ handlers.Request) (handlers.Outcome, error) {
-		started <- struct{}{}
-		<-release
-		return handlers.Outcome{Status: contract.StatusAccepted}, nil
-	})
-	tab := &tenantTable{names: []string{"acme"}, byName: map[string]*tenant{"acme": {
-		handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: blocking},
-		slots:    make(chan struct{}, 1),
-	}}}
-	var p atomic.Pointer[tenantTable]
-	p.Store(tab)
-	b := &byTenant{kind: contract.KindRoad, table: &p}
-	req := handlers.Request{Tenant: "acme", Kind: contract.KindRoad}
-	first := make(chan error, 1)
-	go func() {
-		_, err := b.Handle(t.Context(), req)
-		first <- err
-	}()
-	<-started
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
-	defer cancel()
-	_, err := b.Handle(ctx, req)
-	if failure.Classify(err) != failure.Transient || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("second message while the slot is taken: %v (%v), want transient", err, failure.Classify(err))
-	}
-	if len(started) != 0 {
-		t.Error("the second message ran past the cap")
-	}
-	close(release)
-	if err := <-first; err != nil {
-		t.Errorf("first message: %v", err)
-	}
-}
-
-// handlerFunc adapts a function to handlers.Handler.
-type handlerFunc func(ctx context.Context, req handlers.Request) (handlers.Outcome, error)
-
-func (f handlerFunc) Handle(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
-	return f(ctx, req)
 }
 
 // Reloading rebuilds only the tenants whose entry or key changed, keeps

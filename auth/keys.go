@@ -124,6 +124,16 @@ func (s *Signer) NotAfter() (notAfter time.Time, ok bool) {
 	return s.chain[0].NotAfter, true
 }
 
+// ID names the key the way Maskinporten finds it, for operators: the kid
+// in kid mode, the leaf certificate's subject in x5c mode. It is never
+// secret.
+func (s *Signer) ID() string {
+	if len(s.chain) > 0 {
+		return s.chain[0].Subject.String()
+	}
+	return s.kid
+}
+
 // String describes the Signer without its key, so that printing one by
 // accident (%v, %+v) leaks nothing.
 func (s *Signer) String() string {

@@ -14,6 +14,14 @@ import (
 // grantTypeJWTBearer is the RFC 7523 grant type Maskinporten expects.
 const grantTypeJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
+// GrantSigner signs the Maskinporten grants of one integration (see
+// Signer.Grant for the contract). *Signer signs with its one key; *KeyRing
+// with the key in force at now, which is how a key is rotated without a
+// restart. Implementations must be safe for concurrent use.
+type GrantSigner interface {
+	Grant(clientID, audience string, scopes []string, now time.Time) (string, error)
+}
+
 // Maskinporten fetches Maskinporten access tokens for one integration
 // (client id) in one environment. It signs a new grant for every request,
 // so a retry after a failure is always a fresh grant. It caches nothing;
@@ -27,8 +35,9 @@ type Maskinporten struct {
 	Issuer string
 	// ClientID is the integration id, the grant's iss.
 	ClientID string
-	// Signer signs the grants.
-	Signer *Signer
+	// Signer signs the grants: a *Signer, or a *KeyRing choosing one of
+	// several keys at each grant.
+	Signer GrantSigner
 	// HTTP sends the requests; nil means a client with a 30 s timeout.
 	// Redirects are never followed, whatever the client says.
 	HTTP *http.Client
@@ -85,13 +94,28 @@ func (m *Maskinporten) check() error {
 	if m.ClientID == "" {
 		missing = append(missing, "ClientID")
 	}
-	if m.Signer == nil {
+	if signerMissing(m.Signer) {
 		missing = append(missing, "Signer")
 	}
 	if len(missing) > 0 {
 		return failure.Mark(fmt.Errorf("auth: maskinporten client: missing %s", strings.Join(missing, ", ")), failure.Config)
 	}
 	return nil
+}
+
+// signerMissing tells whether s is unset, including a nil *Signer or
+// *KeyRing stored in the interface, which would otherwise panic at the
+// first grant instead of being reported as configuration.
+func signerMissing(s GrantSigner) bool {
+	switch s := s.(type) {
+	case nil:
+		return true
+	case *Signer:
+		return s == nil
+	case *KeyRing:
+		return s == nil
+	}
+	return false
 }
 
 func (m *Maskinporten) now() time.Time {

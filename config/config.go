@@ -52,6 +52,17 @@ type Config struct {
 	Sim Sim
 	// Tracing says where spans are exported.
 	Tracing Tracing
+	// Metrics shapes the Prometheus metrics.
+	Metrics Metrics
+}
+
+// Metrics shapes the Prometheus metrics served at /metrics.
+type Metrics struct {
+	// TenantLabels is how many configured tenants the message metrics
+	// label by name; the rest share the label "other", tenants not
+	// configured "unconfigured". 0 drops the tenant: every series is
+	// labelled "all". It bounds the series whatever publishers send.
+	TenantLabels int
 }
 
 // Tracing configures the export of OpenTelemetry traces.
@@ -83,6 +94,10 @@ type Limits struct {
 	// KindConcurrency caps the messages of one kind in progress at once,
 	// within Worker.Concurrency; kinds not named share the whole pool.
 	KindConcurrency map[contract.Kind]int
+	// TenantConcurrency caps each tenant's messages in progress at once
+	// when its entry in the tenants file sets none; 0 is half of
+	// Worker.Concurrency. Only with a tenants file.
+	TenantConcurrency int
 }
 
 // Routing configures the poller of Toll's routing feed.
@@ -147,6 +162,10 @@ type Tenant struct {
 	// read from P12PasswordFile.
 	P12File         string
 	P12PasswordFile string
+	// Keys, set only from a tenants file, replace the single key above
+	// (whose fields are then empty) with several, for rotating the
+	// integration's key; SigningKeys returns either form.
+	Keys []TenantKey
 	// Foreign businesses use the toll:eu/ scopes.
 	Foreign bool
 	Kinds   []contract.Kind

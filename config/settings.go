@@ -168,6 +168,10 @@ func Settings() []Setting {
 		{Env: "DIGITOLL_CONCURRENCY", Flag: "concurrency", Default: "64", Usage: "messages processed at once",
 			set: setInt(func(c *Config) *int { return &c.Worker.Concurrency }, 1, 10000),
 			get: getInt(func(c *Config) *int { return &c.Worker.Concurrency })},
+		{Env: "DIGITOLL_TENANT_CONCURRENCY", Flag: "tenant-concurrency", Default: "0",
+			Usage: "with a tenants file, messages of one tenant processed at once unless its entry sets concurrency (0: half of DIGITOLL_CONCURRENCY)",
+			set:   setInt(func(c *Config) *int { return &c.Limits.TenantConcurrency }, 0, 10000),
+			get:   getInt(func(c *Config) *int { return &c.Limits.TenantConcurrency })},
 		{Env: "DIGITOLL_KIND_CONCURRENCY", Flag: "kind-concurrency", Default: "document=8",
 			Usage: "messages of one kind processed at once, within DIGITOLL_CONCURRENCY: kind=n pairs like road=32,air=16, or none",
 			set:   setKindConcurrency,
@@ -251,6 +255,10 @@ func Settings() []Setting {
 				}
 				return c.HTTPAddr
 			}},
+		{Env: "DIGITOLL_METRICS_TENANT_LABELS", Flag: "metrics-tenant-labels", Default: "200",
+			Usage: "configured tenants labelled by name on the message metrics; later ones are labelled other, tenants not configured unconfigured (0: no tenant label, all)",
+			set:   setInt(func(c *Config) *int { return &c.Metrics.TenantLabels }, 0, 10000),
+			get:   getInt(func(c *Config) *int { return &c.Metrics.TenantLabels })},
 		{Env: "DIGITOLL_LOG_LEVEL", Flag: "log-level", Default: "info", Usage: "debug, info, warn or error",
 			set: func(c *Config, v string) error {
 				if err := c.Log.Level.UnmarshalText([]byte(v)); err != nil {

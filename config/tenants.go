@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -28,6 +30,18 @@ import (
 //	    kinds: [road, entry]
 //	    concurrency: 8             # optional: at most 8 of its messages in progress
 //
+// A tenant rotating its key lists its keys instead of the single-key fields,
+// each with the same fields and an optional notBefore (RFC 3339): a grant is
+// signed with the key of the latest notBefore that has passed (see
+// auth.KeyRing), so the new key takes over at its notBefore without a reload:
+//
+//	    keys:
+//	      - keyFile: keys/acme-2025.key.pem
+//	        keyId: acme-2025
+//	      - keyFile: keys/acme-2026.key.pem
+//	        keyId: acme-2026
+//	        notBefore: 2026-03-01T06:00:00+01:00
+//
 // Without the file the worker serves the single tenant "default" configured
 // by the DIGITOLL_CLIENT_ID, DIGITOLL_KEY_FILE, … settings.
 
@@ -38,17 +52,46 @@ type tenantsFile struct {
 
 // fileTenant is one tenant as written in the file.
 type fileTenant struct {
-	Name               string   `yaml:"name"`
-	OrganisationNumber string   `yaml:"organisationNumber"`
-	ClientID           string   `yaml:"clientId"`
-	KeyFile            string   `yaml:"keyFile"`
-	KeyID              string   `yaml:"keyId"`
-	CertFile           string   `yaml:"certFile"`
-	P12File            string   `yaml:"p12File"`
-	P12PasswordFile    string   `yaml:"p12PasswordFile"`
-	Foreign            bool     `yaml:"foreign"`
-	Kinds              []string `yaml:"kinds"`
-	Concurrency        int      `yaml:"concurrency"`
+	Name               string    `yaml:"name"`
+	OrganisationNumber string    `yaml:"organisationNumber"`
+	ClientID           string    `yaml:"clientId"`
+	KeyFile            string    `yaml:"keyFile"`
+	KeyID              string    `yaml:"keyId"`
+	CertFile           string    `yaml:"certFile"`
+	P12File            string    `yaml:"p12File"`
+	P12PasswordFile    string    `yaml:"p12PasswordFile"`
+	Foreign            bool      `yaml:"foreign"`
+	Kinds              []string  `yaml:"kinds"`
+	Concurrency        int       `yaml:"concurrency"`
+	Keys               []fileKey `yaml:"keys"`
+}
+
+// fileKey is one entry of a tenant's keys list as written in the file.
+type fileKey struct {
+	KeyFile         string `yaml:"keyFile"`
+	KeyID           string `yaml:"keyId"`
+	CertFile        string `yaml:"certFile"`
+	P12File         string `yaml:"p12File"`
+	P12PasswordFile string `yaml:"p12PasswordFile"`
+	// NotBefore is a string rather than a time.Time so that a wrong one
+	// is reported with the format to use, not the YAML decoder's words.
+	NotBefore string `yaml:"notBefore"`
+}
+
+// TenantKey is one of a tenant's signing keys (see Tenant.Keys): the
+// fields of a single key, and from when it may sign.
+type TenantKey struct {
+	// KeyFile, KeyID, CertFile, P12File and P12PasswordFile are as the
+	// Tenant fields of the same names.
+	KeyFile         string
+	KeyID           string
+	CertFile        string
+	P12File         string
+	P12PasswordFile string
+	// NotBefore is when the key may start signing grants, in UTC; zero
+	// means from the start. Of the keys whose NotBefore has passed, the
+	// latest one signs.
+	NotBefore time.Time
 }
 
 // fileFields names, for each setting of the environment's tenant, the
@@ -135,6 +178,9 @@ func (ft fileTenant) tenant(dir string) (Tenant, error) {
 	if ft.Concurrency < 0 {
 		return Tenant{}, fmt.Errorf("concurrency: %d is negative", ft.Concurrency)
 	}
+	if err := ft.checkKeyFields(); err != nil {
+		return Tenant{}, err
+	}
 	t := Tenant{
 		Name:            ft.Name,
 		OrgNumber:       ft.OrganisationNumber,
@@ -156,10 +202,110 @@ func (ft fileTenant) tenant(dir string) (Tenant, error) {
 			t.Kinds = append(t.Kinds, k)
 		}
 	}
-	err := t.validate(func(env, format string, args ...any) error {
-		return fmt.Errorf("%s: %s", fileFields[env], fmt.Sprintf(format, args...))
-	})
-	return t, err
+	if len(ft.Keys) == 0 {
+		err := t.validate(func(env, format string, args ...any) error {
+			return fmt.Errorf("%s: %s", fileFields[env], fmt.Sprintf(format, args...))
+		})
+		return t, err
+	}
+	for i, fk := range ft.Keys {
+		k, err := fk.key(dir)
+		if err != nil {
+			return Tenant{}, fmt.Errorf("keys[%d].%w", i, err)
+		}
+		if k.KeyID != "" {
+			if j := slices.IndexFunc(t.Keys, func(o TenantKey) bool { return o.KeyID == k.KeyID }); j >= 0 {
+				return Tenant{}, fmt.Errorf("keys[%d].keyId: %q is keys[%d]'s too: each key has its own kid", i, k.KeyID, j)
+			}
+		}
+		// The tenant with this key alone goes through the checks of a
+		// single key, so that both forms are held to the same rules;
+		// the fields of the key are named with their place in the list.
+		err = t.WithKey(k).validate(func(env, format string, args ...any) error {
+			field := fileFields[env]
+			if slices.Contains(keyEnvs, env) {
+				field = fmt.Sprintf("keys[%d].%s", i, field)
+			}
+			return fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...))
+		})
+		if err != nil {
+			return Tenant{}, err
+		}
+		t.Keys = append(t.Keys, k)
+	}
+	return t, nil
+}
+
+// keyEnvs are the settings of the environment's tenant that describe its
+// key: in the tenants file, each entry of keys has their fields.
+var keyEnvs = []string{"DIGITOLL_KEY_FILE", "DIGITOLL_KEY_ID", "DIGITOLL_CERT_FILE", "DIGITOLL_P12_FILE", "DIGITOLL_P12_PASSWORD_FILE"}
+
+// checkKeyFields requires a tenant to have either the single-key fields or
+// a keys list, so that a forgotten field cannot leave a key unused.
+func (ft fileTenant) checkKeyFields() error {
+	var single []string
+	for _, f := range []struct{ name, value string }{
+		{"keyFile", ft.KeyFile}, {"keyId", ft.KeyID}, {"certFile", ft.CertFile},
+		{"p12File", ft.P12File}, {"p12PasswordFile", ft.P12PasswordFile},
+	} {
+		if f.value != "" {
+			single = append(single, f.name)
+		}
+	}
+	switch {
+	case ft.Keys != nil && len(ft.Keys) == 0:
+		return errors.New("keys: lists no key")
+	case len(ft.Keys) > 0 && len(single) > 0:
+		return fmt.Errorf("keys: excludes %s at the tenant's level: move the key into an entry of keys", strings.Join(single, ", "))
+	case len(ft.Keys) == 0 && ft.KeyFile == "" && ft.P12File == "":
+		return errors.New("keyFile: is required (or p12File, or keys: a list of keys, for rotation): the integration's private key")
+	}
+	return nil
+}
+
+// key checks fk's notBefore and turns fk into a TenantKey. Errors start
+// with the field's name, for the caller to put the entry's place before.
+func (fk fileKey) key(dir string) (TenantKey, error) {
+	k := TenantKey{
+		KeyFile:         resolve(dir, fk.KeyFile),
+		KeyID:           fk.KeyID,
+		CertFile:        resolve(dir, fk.CertFile),
+		P12File:         resolve(dir, fk.P12File),
+		P12PasswordFile: resolve(dir, fk.P12PasswordFile),
+	}
+	if fk.KeyFile == "" && fk.P12File == "" {
+		return TenantKey{}, errors.New("keyFile: is required (or p12File): the key's private key")
+	}
+	if fk.NotBefore != "" {
+		nb, err := time.Parse(time.RFC3339, fk.NotBefore)
+		if err != nil {
+			return TenantKey{}, fmt.Errorf("notBefore: %q is not an RFC 3339 time such as 2026-03-01T06:00:00+01:00", fk.NotBefore)
+		}
+		// In UTC, so that two readings of the same file compare equal
+		// (a parsed offset makes a new *time.Location each time).
+		k.NotBefore = nb.UTC()
+	}
+	return k, nil
+}
+
+// SigningKeys returns t's signing keys: Keys, or else the one key of t's
+// single-key fields (with no NotBefore).
+func (t Tenant) SigningKeys() []TenantKey {
+	if len(t.Keys) > 0 {
+		return slices.Clone(t.Keys)
+	}
+	return []TenantKey{{KeyFile: t.KeyFile, KeyID: t.KeyID, CertFile: t.CertFile,
+		P12File: t.P12File, P12PasswordFile: t.P12PasswordFile}}
+}
+
+// WithKey returns t with k as its single key and no Keys, so that what
+// handles one key (loading a signer, checking key files) serves each key
+// of a list.
+func (t Tenant) WithKey(k TenantKey) Tenant {
+	t.KeyFile, t.KeyID, t.CertFile = k.KeyFile, k.KeyID, k.CertFile
+	t.P12File, t.P12PasswordFile = k.P12File, k.P12PasswordFile
+	t.Keys = nil
+	return t
 }
 
 // resolve makes a relative path relative to dir; empty stays empty.
@@ -170,13 +316,15 @@ func resolve(dir, path string) string {
 	return filepath.Join(dir, path)
 }
 
-// Files lists the files t reads (key, certificate, PKCS#12, password),
-// for watching them for changes.
+// Files lists the files t reads (key, certificate, PKCS#12, password) of
+// every key, for watching them for changes.
 func (t Tenant) Files() []string {
 	var out []string
-	for _, f := range []string{t.KeyFile, t.CertFile, t.P12File, t.P12PasswordFile} {
-		if f != "" {
-			out = append(out, f)
+	for _, k := range t.SigningKeys() {
+		for _, f := range []string{k.KeyFile, k.CertFile, k.P12File, k.P12PasswordFile} {
+			if f != "" {
+				out = append(out, f)
+			}
 		}
 	}
 	return out

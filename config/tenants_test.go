@@ -4,8 +4,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
@@ -147,5 +150,126 @@ func TestFingerprint(t *testing.T) {
 	}
 	if c := config.Fingerprint(file); c == b {
 		t.Error("editing the file left the fingerprint unchanged")
+	}
+}
+
+// A tenant rotating its key lists several under keys: each entry is
+// checked like a single key, named by its place in the list; the list
+// excludes the single-key fields.
+func TestParseTenantKeys(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"old.pem", "new.pem", "new.cert.pem", "next.p12", "next.pw"} {
+		writeFile(t, dir, f)
+	}
+	head := "tenants:\n  - name: acme\n    organisationNumber: \"912345678\"\n    clientId: c\n    kinds: [road]\n"
+	const rotation = `    keys:
+      - keyFile: old.pem
+        keyId: acme-2025
+      - keyFile: new.pem
+        certFile: /abs/new.cert.pem
+        notBefore: 2026-03-01T06:00:00+01:00
+      - p12File: next.p12
+        p12PasswordFile: next.pw
+        notBefore: 2027-01-01T00:00:00Z
+`
+	abs := filepath.Join(dir, "new.cert.pem")
+	ts, err := config.ParseTenants([]byte(head+strings.Replace(rotation, "/abs/new.cert.pem", abs, 1)), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ts[0]
+	want := []config.TenantKey{
+		{KeyFile: filepath.Join(dir, "old.pem"), KeyID: "acme-2025"},
+		{KeyFile: filepath.Join(dir, "new.pem"), CertFile: abs, NotBefore: time.Date(2026, 3, 1, 5, 0, 0, 0, time.UTC)},
+		{P12File: filepath.Join(dir, "next.p12"), P12PasswordFile: filepath.Join(dir, "next.pw"), NotBefore: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	if !reflect.DeepEqual(got.Keys, want) {
+		t.Errorf("Keys = %+v\nwant %+v", got.Keys, want)
+	}
+	if got.KeyFile != "" || got.KeyID != "" || got.CertFile != "" || got.P12File != "" {
+		t.Errorf("single-key fields set with a keys list: %+v", got)
+	}
+	if !reflect.DeepEqual(got.SigningKeys(), want) {
+		t.Errorf("SigningKeys() = %+v", got.SigningKeys())
+	}
+	wantFiles := []string{filepath.Join(dir, "old.pem"), filepath.Join(dir, "new.pem"), abs, filepath.Join(dir, "next.p12"), filepath.Join(dir, "next.pw")}
+	if !slices.Equal(got.Files(), wantFiles) {
+		t.Errorf("Files() = %v, want %v", got.Files(), wantFiles)
+	}
+	// Two readings of the same file are equal, so that a reload keeps the
+	// tenant (and its cached tokens) when another tenant changed.
+	again, err := config.ParseTenants([]byte(head+strings.Replace(rotation, "/abs/new.cert.pem", abs, 1)), dir)
+	if err != nil || !reflect.DeepEqual(again, ts) {
+		t.Errorf("a second reading differs: %+v, %v", again, err)
+	}
+	// WithKey gives the tenant one key of the list as its single key.
+	one := got.WithKey(got.Keys[1])
+	if one.KeyFile != want[1].KeyFile || one.CertFile != abs || one.Keys != nil || one.Name != "acme" || one.ClientID != "c" {
+		t.Errorf("WithKey = %+v", one)
+	}
+	// A single-key tenant's SigningKeys is its one key.
+	single := config.Tenant{KeyFile: "k.pem", KeyID: "k"}
+	if sk := single.SigningKeys(); len(sk) != 1 || sk[0].KeyFile != "k.pem" || sk[0].KeyID != "k" || !sk[0].NotBefore.IsZero() {
+		t.Errorf("single SigningKeys() = %+v", sk)
+	}
+	if !slices.Equal(single.Files(), []string{"k.pem"}) {
+		t.Errorf("single Files() = %v", single.Files())
+	}
+
+	bad := []struct {
+		name, fields, want string
+	}{
+		{"keys and keyFile", "    keyFile: old.pem\n    keyId: k\n    keys:\n      - keyFile: new.pem\n        keyId: n\n",
+			`tenant "acme": keys: excludes keyFile, keyId at the tenant's level`},
+		{"keys and p12File", "    p12File: next.p12\n    keys:\n      - keyFile: new.pem\n        keyId: n\n",
+			`tenant "acme": keys: excludes p12File`},
+		{"neither", "", `tenant "acme": keyFile: is required (or p12File, or keys:`},
+		{"empty list", "    keys: []\n", `tenant "acme": keys: lists no key`},
+		{"bad notBefore", "    keys:\n      - keyFile: old.pem\n        keyId: o\n      - keyFile: new.pem\n        keyId: n\n        notBefore: 2026-03-01\n",
+			`tenant "acme": keys[1].notBefore: "2026-03-01" is not an RFC 3339 time`},
+		{"entry without kid or cert", "    keys:\n      - keyFile: old.pem\n        keyId: o\n      - keyFile: new.pem\n",
+			`tenant "acme": keys[1].keyId: set exactly one`},
+		{"entry without key", "    keys:\n      - keyId: o\n", `tenant "acme": keys[0].keyFile: is required (or p12File)`},
+		{"entry key missing", "    keys:\n      - keyFile: nope.pem\n        keyId: o\n", `tenant "acme": keys[0].keyFile: cannot read`},
+		{"entry p12 and key", "    keys:\n      - p12File: next.p12\n        keyFile: old.pem\n", `tenant "acme": keys[0].p12File: excludes`},
+		{"entry password missing", "    keys:\n      - p12File: next.p12\n        p12PasswordFile: nope.pw\n", `tenant "acme": keys[0].p12PasswordFile: cannot read`},
+		{"kid twice", "    keys:\n      - keyFile: old.pem\n        keyId: k\n      - keyFile: new.pem\n        keyId: k\n",
+			`tenant "acme": keys[1].keyId: "k" is keys[0]'s too`},
+		{"unknown entry field", "    keys:\n      - keyFile: old.pem\n        keyId: k\n        notAfter: 2027-01-01T00:00:00Z\n", "field notAfter not found"},
+		{"tenant fields still checked", "    concurrency: -2\n    keys:\n      - keyFile: old.pem\n        keyId: k\n", `tenant "acme": concurrency: -2 is negative`},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.ParseTenants([]byte(head+tc.fields), dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+	// The client id and the kinds are the tenant's, named without a key.
+	noClient := strings.Replace(head, "clientId: c", "clientId: \"\"", 1) + "    keys:\n      - keyFile: old.pem\n        keyId: k\n"
+	if _, err := config.ParseTenants([]byte(noClient), dir); err == nil || !strings.Contains(err.Error(), `tenant "acme": clientId: is required`) {
+		t.Errorf("no client id: %v", err)
+	}
+}
+
+// Replacing any key of a list changes the fingerprint, so that the
+// worker rebuilds the tenant.
+func TestFingerprintSeesEveryKey(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "old.pem")
+	next := writeFile(t, dir, "new.pem")
+	file := filepath.Join(dir, "tenants.yaml")
+	content := "tenants:\n  - name: acme\n    organisationNumber: \"912345678\"\n    clientId: c\n    kinds: [road]\n" +
+		"    keys:\n      - keyFile: old.pem\n        keyId: o\n      - keyFile: new.pem\n        keyId: n\n        notBefore: 2026-03-01T00:00:00Z\n"
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := config.Fingerprint(file)
+	if err := os.WriteFile(next, []byte("y"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if config.Fingerprint(file) == a {
+		t.Error("replacing the second key left the fingerprint unchanged")
 	}
 }

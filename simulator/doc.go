@@ -12,9 +12,10 @@
 // grant_type urn:ietf:params:oauth:grant-type:jwt-bearer and a JWT grant
 // in assertion, checked like Maskinporten does:
 //   - alg RS256, RS384 or RS512; exactly one of kid and x5c in the header;
-//   - the client is found by iss; kid must be its KeyID and the grant
-//     verify with its PublicKey, or the x5c leaf (standard base64 DER) must
-//     equal its Certificate, be valid now and verify the grant;
+//   - the client is found by iss; kid must be its KeyID or one of its
+//     MoreKeys and the grant verify with that key, or the x5c leaf
+//     (standard base64 DER) must equal its Certificate, be valid now and
+//     verify the grant;
 //   - exactly the claims aud, iss, scope, iat, exp, jti; aud = Issuer()
 //     (with the trailing slash); exp-iat at most 120 s; iat and exp
 //     within 10 s of the clock; a jti is refused while a grant carrying it

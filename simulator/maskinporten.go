@@ -202,10 +202,12 @@ func (s *Server) grantKey(t *jwt.Token, claims jwt.MapClaims) (*rsa.PublicKey, *
 		return nil, &oauthError{status: http.StatusUnauthorized, Code: "invalid_client", Description: "Unknown client " + iss + "."}
 	}
 	if hasKid {
-		if k, _ := kid.(string); k == "" || k != c.KeyID || c.PublicKey == nil {
+		k, _ := kid.(string)
+		pub := c.key(k)
+		if pub == nil {
 			return nil, invalidGrant("The kid is not registered on the client.")
 		}
-		return c.PublicKey, nil
+		return pub, nil
 	}
 	chain, _ := x5c.([]any)
 	if len(chain) == 0 {

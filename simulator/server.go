@@ -77,6 +77,10 @@ type Client struct {
 	KeyID string
 	// PublicKey verifies grants that carry KeyID as `kid`.
 	PublicKey *rsa.PublicKey
+	// MoreKeys are further keys registered on the integration besides
+	// KeyID's: Maskinporten keeps several at once so that a customer can
+	// rotate its key, and a grant naming any of them verifies with it.
+	MoreKeys []RegisteredKey
 	// Certificate is the business certificate for grants that carry
 	// `x5c`: the leaf certificate in x5c must equal it (it is pinned) and
 	// its key verifies the grant. Nil means x5c grants are refused.
@@ -86,9 +90,34 @@ type Client struct {
 	Scopes []string
 }
 
+// RegisteredKey is a public key registered on an integration under a kid.
+type RegisteredKey struct {
+	// KeyID is the kid grants name the key by.
+	KeyID string
+	// PublicKey verifies those grants.
+	PublicKey *rsa.PublicKey
+}
+
 func (c Client) clone() Client {
 	c.Scopes = slices.Clone(c.Scopes)
+	c.MoreKeys = slices.Clone(c.MoreKeys)
 	return c
+}
+
+// key returns the public key registered under kid, or nil.
+func (c Client) key(kid string) *rsa.PublicKey {
+	if kid == "" {
+		return nil
+	}
+	if kid == c.KeyID {
+		return c.PublicKey
+	}
+	for _, k := range c.MoreKeys {
+		if k.KeyID == kid {
+			return k.PublicKey
+		}
+	}
+	return nil
 }
 
 // Faults are injected into the simulator at run time to test how clients

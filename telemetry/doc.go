@@ -10,7 +10,9 @@
 // registered with Watch* methods. Every label value comes from a fixed
 // set (kinds, operations, outcomes, reasons, path templates, status
 // codes, scopes, feeds), never from message contents, so the number of
-// series stays bounded whatever upstream sends.
+// series stays bounded whatever upstream sends. The one value taken from
+// the wire, a submission subject's tenant, is labelled only when it is
+// among a limited number of configured tenants (see SetTenants).
 //
 // Traces follow a submission from the producer's traceparent through the
 // worker's span, the validation polling and each HTTP call to Toll and

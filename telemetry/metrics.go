@@ -34,10 +34,12 @@ var (
 // is safe for concurrent use. Create it with NewMetrics.
 type Metrics struct {
 	reg *prometheus.Registry
+	// tenants labels the message metrics by tenant (see SetTenants).
+	tenants *tenantLabels
 
 	messages        *prometheus.CounterVec
 	messageDuration *prometheus.HistogramVec
-	inFlight        *prometheus.GaugeVec
+	inFlight        *inFlight
 	retries         *prometheus.CounterVec
 	deadLetters     *prometheus.CounterVec
 	callRetries     *prometheus.CounterVec
@@ -50,30 +52,33 @@ type Metrics struct {
 
 // NewMetrics returns metrics in a new registry that also holds the Go
 // runtime and process collectors.
-func NewMetrics() *Metrics {
+func NewMetrics(opts ...Option) *Metrics {
+	tenants := &tenantLabels{limit: DefaultTenantLabelLimit}
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:     prometheus.NewRegistry(),
+		tenants: tenants,
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "messages_total",
 			Help: "Deliveries of submissions by how they ended: accepted, rejected, dead-lettered, retried (handed back for later), duplicate (result already recorded) or superseded (left to a later delivery).",
-		}, []string{"kind", "operation", "outcome"}),
+		}, []string{"kind", "tenant", "operation", "outcome"}),
+		// No tenant label on the histogram: each label value costs a
+		// series per bucket (15 here), so tenants × kinds × outcomes ×
+		// buckets would dwarf every other metric; per-tenant rates are
+		// in messages_total.
 		messageDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "message_duration_seconds",
 			Help:    "Time from taking a delivery to its ack, nak or hand-over.",
 			Buckets: messageBuckets,
 		}, []string{"kind", "outcome"}),
-		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "messages_in_flight",
-			Help: "Deliveries being worked on now.",
-		}, []string{"kind"}),
+		inFlight: newInFlight(tenants.label),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "message_retries_total",
-			Help: "Deliveries handed back for a later attempt, by cause: transient, configuration, after (waiting for an earlier submission), shutdown.",
-		}, []string{"kind", "cause"}),
+			Help: "Deliveries handed back for a later attempt, by cause: transient, configuration, after (waiting for an earlier submission), shutdown, lease.",
+		}, []string{"kind", "tenant", "cause"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "dead_letters_total",
 			Help: "Messages published to the DLQ, by reason.",
-		}, []string{"kind", "reason"}),
+		}, []string{"kind", "tenant", "reason"}),
 		callRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "toll_call_retries_total",
 			Help: "Toll calls repeated within one delivery after a transient failure.",
@@ -97,6 +102,9 @@ func NewMetrics() *Metrics {
 			Help: "Failed polls of Toll's routing feeds.",
 		}, []string{"tenant", "feed"}),
 		routingLag: newRoutingLag(time.Now),
+	}
+	for _, o := range opts {
+		o(m)
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -127,27 +135,28 @@ func label(v string) string {
 	return v
 }
 
-// MessageStarted counts a delivery as in flight (worker.Observer).
-func (m *Metrics) MessageStarted(kind contract.Kind) {
-	m.inFlight.WithLabelValues(string(kind)).Inc()
+// MessageStarted counts a delivery of tenant's as in flight
+// (worker.Observer).
+func (m *Metrics) MessageStarted(kind contract.Kind, tenant string) {
+	m.inFlight.started(kind, tenant)
 }
 
-// MessageDone counts a finished delivery by kind, operation and outcome
-// and how long it took (worker.Observer).
-func (m *Metrics) MessageDone(kind contract.Kind, op contract.Operation, outcome string, d time.Duration) {
-	m.inFlight.WithLabelValues(string(kind)).Dec()
-	m.messages.WithLabelValues(string(kind), label(string(op)), label(outcome)).Inc()
+// MessageDone counts a finished delivery by kind, tenant, operation and
+// outcome and how long it took (worker.Observer).
+func (m *Metrics) MessageDone(kind contract.Kind, tenant string, op contract.Operation, outcome string, d time.Duration) {
+	m.inFlight.done(kind, tenant)
+	m.messages.WithLabelValues(string(kind), m.tenants.label(tenant), label(string(op)), label(outcome)).Inc()
 	m.messageDuration.WithLabelValues(string(kind), label(outcome)).Observe(d.Seconds())
 }
 
 // Retried counts a delivery handed back for later (worker.Observer).
-func (m *Metrics) Retried(kind contract.Kind, cause string) {
-	m.retries.WithLabelValues(string(kind), label(cause)).Inc()
+func (m *Metrics) Retried(kind contract.Kind, tenant string, cause string) {
+	m.retries.WithLabelValues(string(kind), m.tenants.label(tenant), label(cause)).Inc()
 }
 
 // DeadLettered counts a message published to the DLQ (worker.Observer).
-func (m *Metrics) DeadLettered(kind contract.Kind, reason string) {
-	m.deadLetters.WithLabelValues(string(kind), label(reason)).Inc()
+func (m *Metrics) DeadLettered(kind contract.Kind, tenant string, reason string) {
+	m.deadLetters.WithLabelValues(string(kind), m.tenants.label(tenant), label(reason)).Inc()
 }
 
 // CallRetried counts a Toll call repeated within a delivery
@@ -231,5 +240,82 @@ func (r *routingLag) Collect(ch chan<- prometheus.Metric) {
 	now := r.now()
 	for k, t := range r.last {
 		ch <- prometheus.MustNewConstMetric(r.desc, prometheus.GaugeValue, now.Sub(t).Seconds(), k[0], k[1])
+	}
+}
+
+// inFlight reports the deliveries being worked on by kind and tenant
+// label. It counts by the raw tenant and labels at scrape time, so that a
+// delivery started before SetTenants changed its tenant's label and
+// finished after it does not leave one label one too high and the other
+// one too low. Lanes are forgotten when their count returns to zero, so
+// memory is bounded by the deliveries in flight whatever tenants are
+// sent; a (kind, label) pair once reported stays, at 0, like any gauge.
+type inFlight struct {
+	desc  *prometheus.Desc
+	label func(tenant string) string
+
+	mu    sync.Mutex
+	lanes map[lane]int
+	// known are the (kind, label) pairs reported so far, bounded by the
+	// kinds times the tenant labels.
+	known map[lane]struct{}
+}
+
+// lane is a kind and a tenant, raw or as labelled.
+type lane struct{ kind, tenant string }
+
+func newInFlight(label func(string) string) *inFlight {
+	return &inFlight{
+		desc: prometheus.NewDesc(namespace+"_messages_in_flight",
+			"Deliveries being worked on now.", []string{"kind", "tenant"}, nil),
+		label: label,
+		lanes: map[lane]int{},
+		known: map[lane]struct{}{},
+	}
+}
+
+func (f *inFlight) started(kind contract.Kind, tenant string) {
+	// Labelled now too, so that a delivery shorter than the scrape
+	// interval still makes its pair known (reported at 0).
+	l := lane{string(kind), f.label(tenant)}
+	f.mu.Lock()
+	f.lanes[lane{string(kind), tenant}]++
+	if _, ok := f.known[l]; !ok {
+		f.known[l] = struct{}{}
+	}
+	f.mu.Unlock()
+}
+
+// done ends a delivery; one without a matching started changes nothing,
+// rather than drive the gauge below zero.
+func (f *inFlight) done(kind contract.Kind, tenant string) {
+	k := lane{string(kind), tenant}
+	f.mu.Lock()
+	if n := f.lanes[k]; n > 1 {
+		f.lanes[k] = n - 1
+	} else {
+		delete(f.lanes, k)
+	}
+	f.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (f *inFlight) Describe(ch chan<- *prometheus.Desc) { ch <- f.desc }
+
+// Collect implements prometheus.Collector.
+func (f *inFlight) Collect(ch chan<- prometheus.Metric) {
+	f.mu.Lock()
+	sums := make(map[lane]float64, len(f.known))
+	for l := range f.known {
+		sums[l] = 0
+	}
+	for k, n := range f.lanes {
+		l := lane{k.kind, f.label(k.tenant)}
+		sums[l] += float64(n)
+		f.known[l] = struct{}{}
+	}
+	f.mu.Unlock()
+	for l, n := range sums {
+		ch <- prometheus.MustNewConstMetric(f.desc, prometheus.GaugeValue, n, l.kind, l.tenant)
 	}
 }

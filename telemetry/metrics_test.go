@@ -31,13 +31,13 @@ func scrape(t *testing.T, m *Metrics) promtest.Series {
 func TestObserverMetrics(t *testing.T) {
 	m := NewMetrics()
 	road, air := contract.KindRoad, contract.KindAir
-	m.MessageStarted(road)
-	m.MessageStarted(road)
-	m.MessageStarted(air)
-	m.MessageDone(road, contract.OpCreate, "accepted", 2*time.Second)
-	m.MessageDone(road, "", "dead-lettered", time.Millisecond)
-	m.Retried(air, "configuration")
-	m.DeadLettered(road, "malformed")
+	m.MessageStarted(road, "acme")
+	m.MessageStarted(road, "")
+	m.MessageStarted(air, "acme")
+	m.MessageDone(road, "acme", contract.OpCreate, "accepted", 2*time.Second)
+	m.MessageDone(road, "", "", "dead-lettered", time.Millisecond)
+	m.Retried(air, "acme", "configuration")
+	m.DeadLettered(road, "", "malformed")
 	m.CallRetried(road)
 	m.CallRetried(road)
 	m.ValidationWaited(road, "success", 1500*time.Millisecond)
@@ -47,18 +47,19 @@ func TestObserverMetrics(t *testing.T) {
 
 	s := scrape(t, m)
 	for key, want := range map[string]float64{
-		promtest.Key("digitoll_messages_in_flight", "kind", "road"):                                              0,
-		promtest.Key("digitoll_messages_in_flight", "kind", "air"):                                               1,
-		promtest.Key("digitoll_messages_total", "kind", "road", "operation", "create", "outcome", "accepted"):    1,
-		promtest.Key("digitoll_messages_total", "kind", "road", "operation", "none", "outcome", "dead-lettered"): 1,
-		promtest.Key("digitoll_message_duration_seconds_sum", "kind", "road", "outcome", "accepted"):             2,
-		promtest.Key("digitoll_message_retries_total", "kind", "air", "cause", "configuration"):                  1,
-		promtest.Key("digitoll_dead_letters_total", "kind", "road", "reason", "malformed"):                       1,
-		promtest.Key("digitoll_toll_call_retries_total", "kind", "road"):                                         2,
-		promtest.Key("digitoll_validation_wait_seconds_count", "kind", "road", "verdict", "success"):             1,
-		promtest.Key("digitoll_validation_wait_seconds_sum", "kind", "road", "verdict", "success"):               1.5,
-		promtest.Key("digitoll_routing_signals_total", "tenant", "default", "feed", "transport"):                 5,
-		promtest.Key("digitoll_routing_poll_failures_total", "tenant", "default", "feed", "house-consignment"):   1,
+		promtest.Key("digitoll_messages_in_flight", "kind", "road", "tenant", "acme"):                                                      0,
+		promtest.Key("digitoll_messages_in_flight", "kind", "road", "tenant", "unconfigured"):                                              0,
+		promtest.Key("digitoll_messages_in_flight", "kind", "air", "tenant", "acme"):                                                       1,
+		promtest.Key("digitoll_messages_total", "kind", "road", "tenant", "acme", "operation", "create", "outcome", "accepted"):            1,
+		promtest.Key("digitoll_messages_total", "kind", "road", "tenant", "unconfigured", "operation", "none", "outcome", "dead-lettered"): 1,
+		promtest.Key("digitoll_message_duration_seconds_sum", "kind", "road", "outcome", "accepted"):                                       2,
+		promtest.Key("digitoll_message_retries_total", "kind", "air", "tenant", "acme", "cause", "configuration"):                          1,
+		promtest.Key("digitoll_dead_letters_total", "kind", "road", "tenant", "unconfigured", "reason", "malformed"):                       1,
+		promtest.Key("digitoll_toll_call_retries_total", "kind", "road"):                                                                   2,
+		promtest.Key("digitoll_validation_wait_seconds_count", "kind", "road", "verdict", "success"):                                       1,
+		promtest.Key("digitoll_validation_wait_seconds_sum", "kind", "road", "verdict", "success"):                                         1.5,
+		promtest.Key("digitoll_routing_signals_total", "tenant", "default", "feed", "transport"):                                           5,
+		promtest.Key("digitoll_routing_poll_failures_total", "tenant", "default", "feed", "house-consignment"):                             1,
 	} {
 		if got, ok := s[key]; !ok || got != want {
 			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)

@@ -28,6 +28,7 @@ const (
 	DefaultPauseFor         = time.Minute
 	DefaultOutageThreshold  = 10
 	DefaultSendLease        = time.Minute
+	DefaultLaneSync         = 3 * time.Second
 
 	// minAckWait keeps the heartbeat (every AckWait/3) well above the
 	// round trip of an InProgress on a loaded server.
@@ -50,6 +51,21 @@ type Config struct {
 	// burst of road declarations) cannot take every slot. Kinds not named
 	// share the whole pool; caps of kinds without a handler are ignored.
 	KindConcurrency map[contract.Kind]int
+	// Tenants, when set, makes the worker serve many tenants fairly:
+	// each tenant's submissions of each kind come through a consumer of
+	// their own (a lane), tenants waiting for a slot are served in turn,
+	// each has a cap of messages in progress, and a tenant whose
+	// configuration is refused is paused alone. Nil: one consumer per
+	// kind serves every tenant. See lanes.go.
+	Tenants TenantSource
+	// TenantConcurrency caps the messages in progress of each tenant
+	// without a cap of its own; default half of Concurrency (at least 1),
+	// so that one tenant's flood leaves room for the others even before
+	// they have a message waiting. Used only with Tenants.
+	TenantConcurrency int
+	// LaneSync is how often the lanes are matched again with Tenants and
+	// with the subjects holding messages; default 3 s.
+	LaneSync time.Duration
 	// AckWait is how long the server waits for an ack or heartbeat
 	// before redelivering; default 60 s, at least 1 s. The worker sends a
 	// heartbeat every AckWait/3 while a message is in progress, so it
@@ -117,6 +133,12 @@ func (c Config) withDefaults() Config {
 	if c.AckWait == 0 {
 		c.AckWait = DefaultAckWait
 	}
+	if c.TenantConcurrency == 0 {
+		c.TenantConcurrency = max(1, c.Concurrency/2)
+	}
+	if c.LaneSync == 0 {
+		c.LaneSync = DefaultLaneSync
+	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = max(DefaultMaxAckPending, c.Concurrency)
 	}
@@ -182,6 +204,10 @@ func (c Config) validate() error {
 	switch {
 	case c.Concurrency < 1:
 		return bad("Concurrency %d is below 1", c.Concurrency)
+	case c.TenantConcurrency < 0:
+		return bad("TenantConcurrency %d is negative", c.TenantConcurrency)
+	case c.LaneSync < 0:
+		return bad("LaneSync %s is negative", c.LaneSync)
 	case c.AckWait < minAckWait:
 		return bad("AckWait %s is below %s", c.AckWait, minAckWait)
 	case c.MaxAckPending < c.Concurrency:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,10 +30,12 @@ const minHeartbeat = 10 * time.Millisecond
 
 // job is one delivery of one message, from Next to its ack, nak or hand-over.
 type job struct {
-	w   *Worker
-	r   *run
-	msg jetstream.Msg
-	hb  *heartbeat
+	w *Worker
+	r *run
+	// lane is the consumer the message came from.
+	lane lane
+	msg  jetstream.Msg
+	hb   *heartbeat
 	// ctx carries the delivery's span; it ends with the handlers (see
 	// run.handlerCtx).
 	ctx  context.Context
@@ -72,18 +75,18 @@ func (j *job) withMRN(mrn string) {
 // process carries one delivery through. Every path ends in exactly one of
 // ack, nak or leaving the message to another delivery, with the heartbeat
 // stopped first.
-func (w *Worker) process(r *run, kind contract.Kind, msg jetstream.Msg, ackWait time.Duration) {
-	if ackWait <= 0 {
-		ackWait = w.cfg.AckWait
-	}
+func (w *Worker) process(r *run, l lane, msg jetstream.Msg, hb *heartbeat) {
+	kind := l.kind
+	// The subject's tenant, for metrics from the start; the lane's is
+	// the same, or "" when one consumer serves every tenant.
+	tenant := subjectTenant(msg.Subject())
 	start := time.Now()
-	w.obs.MessageStarted(kind)
-	j := &job{w: w, r: r, msg: msg, log: w.log.With("kind", kind), d: delivered{kind: kind, subject: msg.Subject()}}
+	w.obs.MessageStarted(kind, tenant)
+	j := &job{w: w, r: r, lane: l, msg: msg, hb: hb, log: w.log.With("kind", kind), d: delivered{kind: kind, subject: msg.Subject()}}
 	j.ctx, j.span = w.startSpan(r.handlerCtx, kind, msg)
 	if sc := j.span.SpanContext(); sc.IsValid() {
 		j.log = j.log.With(logTraceID, sc.TraceID().String(), logSpanID, sc.SpanID().String())
 	}
-	j.hb = startHeartbeat(msg, max(ackWait/3, minHeartbeat))
 	defer func() {
 		if n, err := j.hb.stop(); n > 0 {
 			j.log.Debug("heartbeats failed; the message may have been redelivered meanwhile", "failures", n, "error", err)
@@ -94,7 +97,7 @@ func (w *Worker) process(r *run, kind contract.Kind, msg jetstream.Msg, ackWait 
 		}
 		j.span.SetAttributes(attribute.String("digitoll.outcome", j.outcome))
 		j.span.End()
-		w.obs.MessageDone(kind, op, j.outcome, time.Since(start))
+		w.obs.MessageDone(kind, tenant, op, j.outcome, time.Since(start))
 	}()
 	j.run()
 }
@@ -234,12 +237,12 @@ func (j *job) run() {
 	}
 	if herr != nil {
 		if j.r.handlerCtx.Err() == nil {
-			j.w.failed(j.r, j.d.kind, herr)
+			j.w.failed(j.r, j.lane, herr)
 		}
 		j.fail(herr, deadline)
 		return
 	}
-	j.w.succeeded(j.d.kind)
+	j.w.succeeded(j.lane)
 	j.complete(out)
 }
 
@@ -380,7 +383,7 @@ func (j *job) deadLetter(reason string, cause error) {
 	}
 	j.log.Warn("dead-lettered", "reason", reason, "error", errText)
 	j.span.SetStatus(codes.Error, "dead-lettered: "+reason+": "+errText)
-	j.w.obs.DeadLettered(j.d.kind, reason)
+	j.w.obs.DeadLettered(j.d.kind, subjectTenant(j.d.subject), reason)
 	j.ack()
 	j.outcome = OutcomeDeadLettered
 }
@@ -404,7 +407,7 @@ func (j *job) nak(delay time.Duration, cause string) {
 		j.log.Warn("nak failed; the message is redelivered after AckWait", "error", err)
 	}
 	j.outcome = OutcomeRetried
-	j.w.obs.Retried(j.d.kind, cause)
+	j.w.obs.Retried(j.d.kind, subjectTenant(j.d.subject), cause)
 }
 
 // leave stops working on a message that a later delivery owns, without
@@ -414,6 +417,16 @@ func (j *job) leave() {
 	j.hb.stop()
 	j.log.Info("a later delivery of this message owns the submission; leaving it to that one")
 	j.outcome = OutcomeSuperseded
+}
+
+// subjectTenant is the last token of a submission subject, the tenant for
+// metrics; "" when the subject has no tenant token. The Observer bounds
+// the label values it makes of it.
+func subjectTenant(subject string) string {
+	if i := strings.LastIndexByte(subject, '.'); i >= 0 && strings.Count(subject, ".") == 3 {
+		return subject[i+1:]
+	}
+	return ""
 }
 
 // opCtx bounds one NATS operation after the handler; it keeps the span

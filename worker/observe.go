@@ -17,19 +17,21 @@ import (
 // Observer is told how each delivery goes, for metrics (*telemetry.Metrics
 // implements it). Calls are made on the message path, concurrently: they
 // must be quick and safe for concurrent use. Every label value passed is
-// from a fixed set: kinds, operations, the Outcome* and Cause* constants
-// and dead-letter reasons.
+// from a fixed set (kinds, operations, the Outcome* and Cause* constants
+// and dead-letter reasons) except tenant: the submission subject's last
+// token, as published, which an Observer must bound before using it as a
+// label ("" when the subject has none).
 type Observer interface {
 	// MessageStarted is called when a delivery is taken up.
-	MessageStarted(kind contract.Kind)
+	MessageStarted(kind contract.Kind, tenant string)
 	// MessageDone is called once for each MessageStarted, with the
 	// operation ("" when the message did not parse), the Outcome* and
 	// the time since MessageStarted.
-	MessageDone(kind contract.Kind, op contract.Operation, outcome string, d time.Duration)
+	MessageDone(kind contract.Kind, tenant string, op contract.Operation, outcome string, d time.Duration)
 	// Retried is called when a delivery is handed back, with its Cause*.
-	Retried(kind contract.Kind, cause string)
+	Retried(kind contract.Kind, tenant string, cause string)
 	// DeadLettered is called when a message is stored in the DLQ.
-	DeadLettered(kind contract.Kind, reason string)
+	DeadLettered(kind contract.Kind, tenant string, reason string)
 }
 
 // How a delivery ended, as passed to Observer.MessageDone.
@@ -77,10 +79,10 @@ const (
 // nopObserver is the Observer of a Config without one.
 type nopObserver struct{}
 
-func (nopObserver) MessageStarted(contract.Kind)                                         {}
-func (nopObserver) MessageDone(contract.Kind, contract.Operation, string, time.Duration) {}
-func (nopObserver) Retried(contract.Kind, string)                                        {}
-func (nopObserver) DeadLettered(contract.Kind, string)                                   {}
+func (nopObserver) MessageStarted(contract.Kind, string)                                         {}
+func (nopObserver) MessageDone(contract.Kind, string, contract.Operation, string, time.Duration) {}
+func (nopObserver) Retried(contract.Kind, string, string)                                        {}
+func (nopObserver) DeadLettered(contract.Kind, string, string)                                   {}
 
 // headerCarrier adapts NATS headers to OpenTelemetry's carrier of W3C
 // trace context (traceparent, tracestate). NATS header names are

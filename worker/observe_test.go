@@ -35,29 +35,29 @@ type fakeObserver struct {
 	events   []string
 }
 
-func (o *fakeObserver) MessageStarted(contract.Kind) {
+func (o *fakeObserver) MessageStarted(contract.Kind, string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.inFlight++
 }
 
-func (o *fakeObserver) MessageDone(kind contract.Kind, op contract.Operation, outcome string, d time.Duration) {
+func (o *fakeObserver) MessageDone(kind contract.Kind, tenant string, op contract.Operation, outcome string, d time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.inFlight--
-	o.events = append(o.events, fmt.Sprintf("done %s %s %s", kind, op, outcome))
+	o.events = append(o.events, fmt.Sprintf("done %s/%s %s %s", kind, tenant, op, outcome))
 }
 
-func (o *fakeObserver) Retried(kind contract.Kind, cause string) {
+func (o *fakeObserver) Retried(kind contract.Kind, tenant, cause string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.events = append(o.events, fmt.Sprintf("retried %s %s", kind, cause))
+	o.events = append(o.events, fmt.Sprintf("retried %s/%s %s", kind, tenant, cause))
 }
 
-func (o *fakeObserver) DeadLettered(kind contract.Kind, reason string) {
+func (o *fakeObserver) DeadLettered(kind contract.Kind, tenant, reason string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.events = append(o.events, fmt.Sprintf("dead-lettered %s %s", kind, reason))
+	o.events = append(o.events, fmt.Sprintf("dead-lettered %s/%s %s", kind, tenant, reason))
 }
 
 func (o *fakeObserver) snapshot() (int, []string) {
@@ -99,15 +99,15 @@ func TestObserverHearsHowEachDeliveryEnds(t *testing.T) {
 	submit(t, e.js, roadSubject, "", []byte("{not json"), nil)
 	collect(t, e.js, contract.StreamResults, roadResults, 4, 20*time.Second)
 	want := []string{
-		"dead-lettered road malformed",
-		"dead-lettered road permanent-http",
-		"done road  dead-lettered",
-		"done road create accepted",
-		"done road create accepted",
-		"done road create dead-lettered",
-		"done road create rejected",
-		"done road create retried",
-		"retried road transient",
+		"dead-lettered road/default malformed",
+		"dead-lettered road/default permanent-http",
+		"done road/default  dead-lettered",
+		"done road/default create accepted",
+		"done road/default create accepted",
+		"done road/default create dead-lettered",
+		"done road/default create rejected",
+		"done road/default create retried",
+		"retried road/default transient",
 	}
 	eventually(t, 10*time.Second, "every delivery to be reported", func() bool {
 		n, got := obs.snapshot()

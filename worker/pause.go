@@ -25,6 +25,14 @@ type Prober interface {
 	Probe(ctx context.Context) error
 }
 
+// TenantProber is implemented by handlers serving many tenants that can
+// check one tenant's part of their kind: its token for the kind's scope
+// and Toll's test-auth. A tenant's paused lane is resumed when its probe
+// succeeds; the other tenants never wait for it.
+type TenantProber interface {
+	ProbeTenant(ctx context.Context, tenant string) error
+}
+
 // Pausing: a fault of the worker's configuration (scope not granted, key
 // unknown) or an outage of Toll or Maskinporten is not the message's
 // fault, and retrying message after message only burns deliveries and
@@ -37,10 +45,14 @@ const (
 	pauseOutage = "outage"
 )
 
-// KindStatus is the health of one kind, for readiness.
+// KindStatus is the health of one kind, or of one tenant's submissions of
+// a kind when the worker serves many tenants.
 type KindStatus struct {
 	Kind contract.Kind
-	// Paused is true while the kind's consumer is paused.
+	// Tenant is the tenant whose submissions of Kind this is about; ""
+	// for a worker whose kind has one consumer for every tenant.
+	Tenant string
+	// Paused is true while the consumer is paused.
 	Paused bool
 	// Reason is "configuration" or "outage" while paused.
 	Reason string
@@ -50,7 +62,7 @@ type KindStatus struct {
 	Error string
 }
 
-// gate tracks one kind's pause state and its run of transient failures.
+// gate tracks one lane's pause state and its run of transient failures.
 type gate struct {
 	mu       sync.Mutex
 	paused   bool
@@ -58,51 +70,84 @@ type gate struct {
 	since    time.Time
 	errText  string
 	failures int // transient failures in a row
-	// restart tells the kind's pull loop to pull anew after a resume.
+	// restart tells the lane's pull loop to pull anew after a resume.
 	restart chan struct{}
 }
 
-// gates holds the gate of every configured kind; the map is fixed at New.
-type gates map[contract.Kind]*gate
+// gates holds the gate of every lane being consumed.
+type gates struct {
+	mu sync.Mutex
+	m  map[lane]*gate
+}
 
-func newGates(kinds []contract.Kind) gates {
-	g := make(gates, len(kinds))
-	for _, k := range kinds {
-		g[k] = &gate{restart: make(chan struct{}, 1)}
+func newGates() *gates { return &gates{m: map[lane]*gate{}} }
+
+// get returns l's gate, making it on first use.
+func (gs *gates) get(l lane) *gate {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	g := gs.m[l]
+	if g == nil {
+		g = &gate{restart: make(chan struct{}, 1)}
+		gs.m[l] = g
 	}
 	return g
 }
 
-// Status reports each kind's health, sorted by kind.
+// drop forgets l's gate once its lane has stopped.
+func (gs *gates) drop(l lane) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	delete(gs.m, l)
+}
+
+// Status reports the health of every kind being consumed (and, serving
+// many tenants, of every tenant's submissions of each kind), sorted by
+// kind and tenant.
 func (w *Worker) Status() []KindStatus {
-	out := make([]KindStatus, 0, len(w.gates))
-	for k, g := range w.gates {
+	w.gates.mu.Lock()
+	out := make([]KindStatus, 0, len(w.gates.m))
+	for l, g := range w.gates.m {
 		g.mu.Lock()
-		out = append(out, KindStatus{Kind: k, Paused: g.paused, Reason: g.reason, Since: g.since, Error: g.errText})
+		out = append(out, KindStatus{Kind: l.kind, Tenant: l.tenant, Paused: g.paused, Reason: g.reason, Since: g.since, Error: g.errText})
 		g.mu.Unlock()
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Kind < out[j].Kind })
+	w.gates.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].Tenant < out[j].Tenant
+	})
 	return out
 }
 
-// succeeded clears the run of transient failures of kind.
-func (w *Worker) succeeded(kind contract.Kind) {
-	g := w.gates[kind]
+// succeeded clears the run of transient failures of l.
+func (w *Worker) succeeded(l lane) {
+	g := w.gates.get(l)
 	g.mu.Lock()
 	g.failures = 0
 	g.mu.Unlock()
 }
 
-// failed notes a failed attempt of kind and pauses the kind when the
-// failure says the kind cannot work: a configuration fault at once, a
-// transient one after OutageThreshold in a row.
-func (w *Worker) failed(r *run, kind contract.Kind, err error) {
+// failed notes a failed attempt of l and pauses the lane when the failure
+// says it cannot work: a configuration fault at once, a transient one
+// after OutageThreshold in a row. Serving many tenants, the lane is one
+// tenant's submissions of one kind: a tenant whose scope is not granted
+// is paused on its own.
+func (w *Worker) failed(r *run, l lane, err error) {
 	if errors.Is(err, errSuperseded) || errors.Is(err, handlers.ErrPending) {
-		// Neither says anything about the kind's health: another
+		// Neither says anything about the lane's health: another
 		// worker took the message, or Toll is still validating.
 		return
 	}
-	g := w.gates[kind]
+	ctx, consuming := r.laneCtx(l)
+	if !consuming {
+		// The lane was stopped (its tenant removed) while the message
+		// was in progress: there is nothing to pause.
+		return
+	}
+	g := w.gates.get(l)
 	reason := ""
 	g.mu.Lock()
 	switch failure.Classify(err) {
@@ -122,66 +167,80 @@ func (w *Worker) failed(r *run, kind contract.Kind, err error) {
 	if !start {
 		return
 	}
-	log := w.log.With("kind", kind, "reason", reason)
+	log := w.log.With("kind", l.kind, "reason", reason)
+	what := string(l.kind)
+	if l.tenant != "" {
+		log = log.With("tenant", l.tenant)
+		what = "tenant " + l.tenant + "'s " + what
+	}
 	switch reason {
 	case pauseConfig:
-		log.Error("pausing "+string(kind)+": "+configRemedy, "error", err)
+		log.Error("pausing "+what+": "+configRemedy, "error", err)
 	default:
-		log.Warn("pausing "+string(kind)+": its dependency seems down; messages are kept and the kind resumes when a probe succeeds",
+		log.Warn("pausing "+what+": its dependency seems down; messages are kept and resume when a probe succeeds",
 			"failuresInARow", w.cfg.OutageThreshold, "error", err)
 	}
-	r.probers.Go(func() { w.probe(r, kind, log) })
+	r.probers.Go(func() { w.probe(ctx, l, log) })
 }
 
-// probe keeps kind paused on the server and probes it every ProbeInterval
-// until the probe succeeds or the worker stops. It is the only goroutine
-// that ends a pause.
-func (w *Worker) probe(r *run, kind contract.Kind, log *slog.Logger) {
-	ctx := r.pullCtx
-	prober, _ := w.cfg.Handlers[kind].(Prober)
+// probe keeps l paused on the server and probes it every ProbeInterval
+// until the probe succeeds or ctx (the lane's) ends. It is the only
+// goroutine that ends a pause.
+func (w *Worker) probe(ctx context.Context, l lane, log *slog.Logger) {
 	for {
-		w.pauseConsumer(ctx, kind, log)
+		w.pauseConsumer(ctx, l, log)
 		if !sleepCtx(ctx, w.cfg.ProbeInterval) {
 			return
 		}
-		var err error
-		if prober != nil {
-			pctx, cancel := context.WithTimeout(ctx, finishTimeout)
-			err = prober.Probe(pctx)
-			cancel()
-		}
+		pctx, cancel := context.WithTimeout(ctx, finishTimeout)
+		err := w.probeOnce(pctx, l)
+		cancel()
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			log.Debug("probe failed; the kind stays paused", "error", err)
+			log.Debug("probe failed; the lane stays paused", "error", err)
 			continue
 		}
-		w.resume(ctx, kind, log)
+		w.resume(ctx, l, log)
 		return
 	}
 }
 
-// pauseConsumer pauses kind's consumer until PauseFor from now, so that a
-// process that dies while holding the pause frees the kind by itself.
-func (w *Worker) pauseConsumer(ctx context.Context, kind contract.Kind, log *slog.Logger) {
+// probeOnce asks l's handler whether l works again: for one tenant's lane
+// with the tenant's probe if the handler has one. A handler without a
+// probe passes, and is paused again by its next failure.
+func (w *Worker) probeOnce(ctx context.Context, l lane) error {
+	h := w.cfg.Handlers[l.kind]
+	if tp, ok := h.(TenantProber); ok && l.tenant != "" {
+		return tp.ProbeTenant(ctx, l.tenant)
+	}
+	if p, ok := h.(Prober); ok {
+		return p.Probe(ctx)
+	}
+	return nil
+}
+
+// pauseConsumer pauses l's consumer until PauseFor from now, so that a
+// process that dies while holding the pause frees the lane by itself.
+func (w *Worker) pauseConsumer(ctx context.Context, l lane, log *slog.Logger) {
 	cctx, cancel := context.WithTimeout(ctx, finishTimeout)
 	defer cancel()
 	until := time.Now().Add(w.cfg.PauseFor)
-	if _, err := w.js.PauseConsumer(cctx, contract.StreamSubmit, ConsumerName(kind), until); err != nil && ctx.Err() == nil {
+	if _, err := w.js.PauseConsumer(cctx, contract.StreamSubmit, l.consumer(), until); err != nil && ctx.Err() == nil {
 		// The local gate still holds; messages that arrive fail the
 		// same way and are handed back.
 		log.Warn("pausing the consumer on the server failed", "error", err)
 	}
 }
 
-func (w *Worker) resume(ctx context.Context, kind contract.Kind, log *slog.Logger) {
+func (w *Worker) resume(ctx context.Context, l lane, log *slog.Logger) {
 	cctx, cancel := context.WithTimeout(ctx, finishTimeout)
 	defer cancel()
-	if _, err := w.js.ResumeConsumer(cctx, contract.StreamSubmit, ConsumerName(kind)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if _, err := w.js.ResumeConsumer(cctx, contract.StreamSubmit, l.consumer()); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		log.Warn("resuming the consumer on the server failed; it resumes when its pause lapses", "error", err)
 	}
-	g := w.gates[kind]
+	g := w.gates.get(l)
 	g.mu.Lock()
 	since := g.since
 	g.paused, g.reason, g.since, g.errText, g.failures = false, "", time.Time{}, "", 0
@@ -190,5 +249,44 @@ func (w *Worker) resume(ctx context.Context, kind contract.Kind, log *slog.Logge
 	case g.restart <- struct{}{}:
 	default: // a restart is already pending
 	}
-	log.Info(fmt.Sprintf("resumed %s: the probe succeeded", kind), "pausedFor", time.Since(since).Round(time.Second))
+	log.Info("resumed "+l.String()+": the probe succeeded", "pausedFor", time.Since(since).Round(time.Second))
+}
+
+// Kinds lists the kinds the worker consumes, sorted.
+func (w *Worker) Kinds() []contract.Kind {
+	out := make([]contract.Kind, 0, len(w.cfg.Handlers))
+	for k := range w.cfg.Handlers {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// KindHealth reports an error while kind cannot work: its consumer is
+// paused or, serving many tenants, every tenant's lane of it is (Toll or
+// Maskinporten down). One tenant's paused lane leaves the kind healthy:
+// the other tenants are served; Status tells which tenant waits.
+func (w *Worker) KindHealth(kind contract.Kind) error {
+	var paused *KindStatus
+	lanes := 0
+	for _, s := range w.Status() {
+		if s.Kind != kind {
+			continue
+		}
+		lanes++
+		if !s.Paused {
+			return nil
+		}
+		if paused == nil {
+			paused = &s
+		}
+	}
+	if paused == nil {
+		return nil
+	}
+	what := "paused"
+	if lanes > 1 || paused.Tenant != "" {
+		what = fmt.Sprintf("paused for all %d tenants", lanes)
+	}
+	return fmt.Errorf("%s since %s (%s): %s", what, paused.Since.UTC().Format(time.RFC3339), paused.Reason, paused.Error)
 }

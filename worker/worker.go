@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,7 +61,7 @@ type Worker struct {
 	obs     Observer
 	tracer  trace.Tracer
 	policy  policy
-	gates   gates
+	gates   *gates
 	running atomic.Bool
 }
 
@@ -80,10 +81,6 @@ func New(js jetstream.JetStream, cfg Config) (*Worker, error) {
 		hs[k] = h
 	}
 	cfg.Handlers = hs
-	kinds := make([]contract.Kind, 0, len(hs))
-	for k := range hs {
-		kinds = append(kinds, k)
-	}
 	return &Worker{
 		js:     js,
 		cfg:    cfg,
@@ -91,19 +88,19 @@ func New(js jetstream.JetStream, cfg Config) (*Worker, error) {
 		obs:    cfg.Observer,
 		tracer: cfg.TracerProvider.Tracer(tracerName),
 		policy: policy{retryDelay: cfg.RetryDelay, configRetryDelay: cfg.ConfigRetryDelay},
-		gates:  newGates(kinds),
+		gates:  newGates(),
 	}, nil
 }
 
 // ConsumerName is the durable consumer of a kind: digitoll-<kind>.
 func ConsumerName(kind contract.Kind) string { return "digitoll-" + string(kind) }
 
-// consumerConfig is the durable pull consumer of one kind.
-func (w *Worker) consumerConfig(kind contract.Kind) jetstream.ConsumerConfig {
-	return jetstream.ConsumerConfig{
-		Durable:       ConsumerName(kind),
-		Description:   "digitoll-worker: " + string(kind) + " submissions",
-		FilterSubject: contract.SubmitFilter(kind),
+// consumerConfig is the durable pull consumer of one lane.
+func (w *Worker) consumerConfig(l lane) jetstream.ConsumerConfig {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       l.consumer(),
+		Description:   "digitoll-worker: " + l.String() + " submissions",
+		FilterSubject: l.filter(),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       w.cfg.AckWait,
 		// Unlimited: when MaxDeliver runs out the server stops
@@ -115,6 +112,10 @@ func (w *Worker) consumerConfig(kind contract.Kind) jetstream.ConsumerConfig {
 		MaxAckPending: w.cfg.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
+	if l.tenant != "" {
+		cfg.InactiveThreshold = laneInactivity
+	}
+	return cfg
 }
 
 // bufferSize is how many messages the client library fetches ahead per
@@ -128,19 +129,17 @@ func bufferSize(concurrency int) int {
 
 // run is the state of one Run call.
 type run struct {
-	kv jetstream.KeyValue
-	// slots holds one token per message in progress.
-	slots chan struct{}
-	// kindSlots holds one token per message in progress of each kind
-	// with a cap of its own (see acquire).
-	kindSlots map[contract.Kind]chan struct{}
+	kv    jetstream.KeyValue
+	slots *slots
+	lanes lanes
 	// handlerCtx is cancelled when the shutdown grace runs out.
 	handlerCtx context.Context
 	// inflight counts message goroutines.
 	inflight sync.WaitGroup
-	// pullCtx ends when the worker stops pulling; probers stop with it.
+	// pullCtx ends when the worker stops pulling; lanes and probers stop
+	// with it.
 	pullCtx context.Context
-	// probers counts the goroutines probing paused kinds.
+	// probers counts the goroutines probing paused lanes.
 	probers sync.WaitGroup
 }
 
@@ -155,43 +154,81 @@ func (w *Worker) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	defer w.running.Store(false)
+	if err := w.run(ctx); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
 
+// run is Run once it is known to be the only one; an error it returns
+// after ctx is done is only the stop, which Run does not report.
+func (w *Worker) run(ctx context.Context) error {
 	kv, err := w.js.KeyValue(ctx, StateBucket)
 	if err != nil {
 		return fmt.Errorf("open state bucket %s (EnsureStreams creates it): %w", StateBucket, err)
 	}
-	kinds := make([]contract.Kind, 0, len(w.cfg.Handlers))
-	for k := range w.cfg.Handlers {
-		kinds = append(kinds, k)
+	if err := w.dropConsumers(ctx); err != nil {
+		return fmt.Errorf("remove the consumers of the other consuming mode: %w", err)
 	}
-	slices.Sort(kinds)
-	consumers := make([]jetstream.Consumer, len(kinds))
-	for i, k := range kinds {
-		if consumers[i], err = w.js.CreateOrUpdateConsumer(ctx, contract.StreamSubmit, w.consumerConfig(k)); err != nil {
-			return fmt.Errorf("create or update consumer %s: %w", ConsumerName(k), err)
-		}
-	}
-
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	pullCtx, stopPulling := context.WithCancel(ctx)
 	defer stopPulling()
-	r := &run{kv: kv, slots: make(chan struct{}, w.cfg.Concurrency), kindSlots: w.kindSlots(), handlerCtx: handlerCtx, pullCtx: pullCtx}
+	r := &run{kv: kv, slots: w.newSlots(), handlerCtx: handlerCtx, pullCtx: pullCtx}
+	r.lanes.running = map[lane]*laneRun{}
+	r.lanes.stop = stopPulling
 	defer r.probers.Wait()
-	var loops sync.WaitGroup
-	fatal := make(chan error, len(kinds))
-	for i, k := range kinds {
-		loops.Go(func() {
-			if err := w.pull(pullCtx, r, k, consumers[i]); err != nil {
-				fatal <- err
-				stopPulling()
+
+	// The lanes to start with: each kind's, or every configured tenant's
+	// and every subject's with messages waiting. Their consumers are made
+	// now, so that a worker that cannot make them does not start.
+	known := map[string]bool{}
+	var start []lane
+	if w.cfg.Tenants == nil {
+		for k := range w.cfg.Handlers {
+			start = append(start, lane{kind: k})
+		}
+	} else {
+		want := w.wantedLanes(r, known)
+		waiting, err := w.waitingLanes(ctx)
+		if err != nil {
+			return fmt.Errorf("read the subjects of stream %s: %w", contract.StreamSubmit, err)
+		}
+		for l, n := range waiting {
+			if n > 0 {
+				want[l] = true
 			}
-		})
+		}
+		for l := range want {
+			start = append(start, l)
+		}
 	}
-	w.log.Info("worker started", "kinds", kinds, "concurrency", w.cfg.Concurrency, "ackWait", w.cfg.AckWait)
+	slices.SortFunc(start, func(a, b lane) int { return strings.Compare(a.consumer(), b.consumer()) })
+	consumers := make([]jetstream.Consumer, len(start))
+	for i, l := range start {
+		if consumers[i], err = w.js.CreateOrUpdateConsumer(ctx, contract.StreamSubmit, w.consumerConfig(l)); err != nil {
+			return fmt.Errorf("create or update consumer %s: %w", l.consumer(), err)
+		}
+	}
+	for i, l := range start {
+		w.startLane(r, l, consumers[i])
+	}
+	var manager sync.WaitGroup
+	if w.cfg.Tenants != nil {
+		w.log.Info("worker started", "lanes", len(start), "tenants", len(known), "concurrency", w.cfg.Concurrency,
+			"tenantConcurrency", w.cfg.TenantConcurrency, "ackWait", w.cfg.AckWait)
+		manager.Go(func() { w.runLanes(pullCtx, r, known) })
+	} else {
+		kinds := make([]contract.Kind, 0, len(start))
+		for _, l := range start {
+			kinds = append(kinds, l.kind)
+		}
+		w.log.Info("worker started", "kinds", kinds, "concurrency", w.cfg.Concurrency, "ackWait", w.cfg.AckWait)
+	}
 
 	<-pullCtx.Done()
-	loops.Wait()
+	manager.Wait()
+	r.lanes.loops.Wait()
 	w.log.Info("worker stopping", "grace", w.cfg.ShutdownGrace)
 
 	finished := make(chan struct{})
@@ -208,27 +245,51 @@ func (w *Worker) Run(ctx context.Context) error {
 		cancelHandlers()
 		<-finished
 	}
-	close(fatal)
-	var errs []error
-	for err := range fatal {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
+	r.lanes.mu.Lock()
+	err = errors.Join(r.lanes.errs...)
+	r.lanes.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	w.log.Info("worker stopped")
 	return nil
 }
 
-// pull feeds one kind's messages to the shared pool until ctx is done. A
-// slot is taken before Next, so the pool, not the library's buffer, decides
-// how many messages are in progress. It returns an error only when the
-// connection is closed, which no retry can mend.
-func (w *Worker) pull(ctx context.Context, r *run, kind contract.Kind, cons jetstream.Consumer) error {
-	log := w.log.With("kind", kind, "consumer", ConsumerName(kind))
+// pull feeds one lane's messages to the pools until ctx is done, making
+// the lane's consumer first when cons is nil. It returns an error only when
+// the connection is closed, which no retry can mend.
+func (w *Worker) pull(ctx context.Context, r *run, l lane, cons jetstream.Consumer) error {
+	log := w.log.With("kind", l.kind, "consumer", l.consumer())
+	if l.tenant != "" {
+		log = log.With("tenant", l.tenant)
+	}
+	restart := w.gates.get(l).restart
+	buffer := w.concurrencyOf(l.kind)
+	if c := r.slots.tenantCap(l.tenant); c != nil {
+		buffer = min(buffer, cap(c))
+	}
 	wait := repullMin
+	var err error
 	for ctx.Err() == nil {
-		it, err := cons.Messages(jetstream.PullMaxMessages(bufferSize(w.concurrencyOf(kind))))
+		if cons == nil {
+			cctx, cancel := context.WithTimeout(ctx, finishTimeout)
+			cons, err = w.js.CreateOrUpdateConsumer(cctx, contract.StreamSubmit, w.consumerConfig(l))
+			cancel()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
+					return fmt.Errorf("create consumer %s: %w", l.consumer(), err)
+				}
+				if ctx.Err() == nil {
+					log.Warn("creating the consumer failed", "error", err, "retryIn", wait)
+				}
+				if !sleepCtx(ctx, wait) {
+					return nil
+				}
+				wait = min(2*wait, repullMax)
+				continue
+			}
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(bufferSize(buffer)))
 		if err == nil {
 			ackWait := cons.CachedInfo().Config.AckWait
 			// A resumed consumer does not answer pull requests made while
@@ -237,12 +298,12 @@ func (w *Worker) pull(ctx context.Context, r *run, kind contract.Kind, cons jets
 			iterCtx, cancelIter := context.WithCancel(ctx)
 			go func() {
 				select {
-				case <-w.gates[kind].restart:
+				case <-restart:
 					cancelIter()
 				case <-iterCtx.Done():
 				}
 			}()
-			err = w.consume(iterCtx, r, kind, it, ackWait)
+			err = w.consume(iterCtx, r, l, it, ackWait)
 			cancelIter()
 			w.drain(it, log)
 			if ctx.Err() != nil {
@@ -255,55 +316,52 @@ func (w *Worker) pull(ctx context.Context, r *run, kind contract.Kind, cons jets
 			wait = repullMin
 		}
 		if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
-			return fmt.Errorf("consume %s: %w", kind, err)
+			return fmt.Errorf("consume %s: %w", l.consumer(), err)
 		}
 		log.Warn("consuming stopped; re-creating the consumer", "error", err, "retryIn", wait)
 		if !sleepCtx(ctx, wait) {
 			return nil
 		}
 		wait = min(2*wait, repullMax)
-		cctx, cancel := context.WithTimeout(ctx, finishTimeout)
-		c, cerr := w.js.CreateOrUpdateConsumer(cctx, contract.StreamSubmit, w.consumerConfig(kind))
-		cancel()
-		if cerr != nil {
-			if errors.Is(cerr, jetstream.ErrConnectionClosed) || errors.Is(cerr, nats.ErrConnectionClosed) {
-				return fmt.Errorf("re-create consumer %s: %w", ConsumerName(kind), cerr)
-			}
-			log.Warn("re-creating the consumer failed", "error", cerr)
-			continue
-		}
-		cons = c
+		cons = nil
 	}
 	return nil
 }
 
 // consume runs messages from it until ctx is done (nil) or the iterator
-// fails (the error).
-func (w *Worker) consume(ctx context.Context, r *run, kind contract.Kind, it jetstream.MessagesContext, ackWait time.Duration) error {
+// fails (the error). Each message is taken first and then waits for its
+// slots with a heartbeat, so that an idle lane holds no slot: a worker
+// serving hundreds of tenants has hundreds of lanes waiting for messages.
+func (w *Worker) consume(ctx context.Context, r *run, l lane, it jetstream.MessagesContext, ackWait time.Duration) error {
+	if ackWait <= 0 {
+		ackWait = w.cfg.AckWait
+	}
 	for {
-		if !r.acquire(ctx, kind) {
-			return nil
-		}
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			r.release(kind)
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		if ctx.Err() != nil {
-			// Shutdown began while the message arrived: it is not
-			// started, only handed back.
-			r.release(kind)
+		hb := startHeartbeat(msg, max(ackWait/3, minHeartbeat))
+		release, ok := r.slots.acquire(ctx, l)
+		if ok && ctx.Err() != nil {
+			release()
+			ok = false
+		}
+		if !ok {
+			// Stopping, or the lane was stopped, while the message
+			// waited: it is not started, only handed back.
+			hb.stop()
 			if err := msg.NakWithDelay(shutdownNakDelay); err != nil {
-				w.log.Debug("returning a message at shutdown failed; it is redelivered after AckWait", "kind", kind, "error", err)
+				w.log.Debug("returning a message at shutdown failed; it is redelivered after AckWait", "consumer", l.consumer(), "error", err)
 			}
 			return nil
 		}
 		r.inflight.Go(func() {
-			defer r.release(kind)
-			w.process(r, kind, msg, ackWait)
+			defer release()
+			w.process(r, l, msg, hb)
 		})
 	}
 }

@@ -93,21 +93,22 @@ func TestMetricsAfterARun(t *testing.T) {
 	var text string
 	waitFor(t, 10*time.Second, "the last delivery to finish", func() bool {
 		s, text = promtest.Scrape(t, metricsURL)
-		return s.Sum("digitoll_messages_total") == accepted+3 && s[promtest.Key("digitoll_messages_in_flight", "kind", "road")] == 0
+		return s.Sum("digitoll_messages_total") == accepted+3 && s[promtest.Key("digitoll_messages_in_flight", "kind", "road", "tenant", "default")] == 0
 	})
 	const road = "road"
 	scope := toll.Scope(false, toll.RoadV2().ScopeBase)
 	for key, want := range map[string]float64{
-		promtest.Key("digitoll_messages_total", "kind", road, "operation", "create", "outcome", "accepted"):    accepted,
-		promtest.Key("digitoll_messages_total", "kind", road, "operation", "create", "outcome", "rejected"):    2,
-		promtest.Key("digitoll_messages_total", "kind", road, "operation", "none", "outcome", "dead-lettered"): 1,
-		promtest.Key("digitoll_dead_letters_total", "kind", road, "reason", "malformed"):                       1,
-		promtest.Key("digitoll_validation_wait_seconds_count", "kind", road, "verdict", "success"):             accepted,
-		promtest.Key("digitoll_validation_wait_seconds_count", "kind", road, "verdict", "failure"):             1,
-		promtest.Key("digitoll_token_fetches_total", "tenant", "default", "scope", scope):                      1,
-		promtest.Key("digitoll_token_fetch_failures_total", "tenant", "default", "scope", scope):               0,
-		promtest.Key("digitoll_consumer_pending_messages", "kind", road):                                       0,
-		promtest.Key("digitoll_consumer_paused", "kind", road):                                                 0,
+		promtest.Key("digitoll_messages_total", "kind", road, "tenant", "default", "operation", "create", "outcome", "accepted"):    accepted,
+		promtest.Key("digitoll_messages_total", "kind", road, "tenant", "default", "operation", "create", "outcome", "rejected"):    2,
+		promtest.Key("digitoll_messages_total", "kind", road, "tenant", "default", "operation", "none", "outcome", "dead-lettered"): 1,
+		promtest.Key("digitoll_dead_letters_total", "kind", road, "tenant", "default", "reason", "malformed"):                       1,
+		promtest.Key("digitoll_tenant_paused", "kind", road, "tenant", "default", "reason", "none"):                                 0,
+		promtest.Key("digitoll_validation_wait_seconds_count", "kind", road, "verdict", "success"):                                  accepted,
+		promtest.Key("digitoll_validation_wait_seconds_count", "kind", road, "verdict", "failure"):                                  1,
+		promtest.Key("digitoll_token_fetches_total", "tenant", "default", "scope", scope):                                           1,
+		promtest.Key("digitoll_token_fetch_failures_total", "tenant", "default", "scope", scope):                                    0,
+		promtest.Key("digitoll_consumer_pending_messages", "kind", road):                                                            0,
+		promtest.Key("digitoll_consumer_paused", "kind", road):                                                                      0,
 		promtest.Key("digitoll_http_request_duration_seconds_count",
 			"method", "POST", "endpoint", "/toll/api/movement/road/v2/house-consignment", "code", "202"): accepted + 1,
 		promtest.Key("digitoll_http_request_duration_seconds_count",

@@ -10,17 +10,22 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/digitoll/digitoll-worker/app"
+	"github.com/digitoll/digitoll-worker/auth"
 	"github.com/digitoll/digitoll-worker/config"
 )
 
 const tenantsSynopsis = `list [flags] | check NAME [flags]
 
 list prints the tenants the worker serves: those of DIGITOLL_TENANTS_FILE,
-or the single tenant "default" of the environment. check NAME checks one
-tenant's key and, for each of its kinds, obtains a token for the kind's
+or the single tenant "default" of the environment, then each tenant's keys
+(kid or certificate subject, notBefore, the certificate's notAfter) and
+which key signs now. check NAME checks each of one tenant's keys and, for
+each key and each of the tenant's kinds, obtains a token for the kind's
 scope and calls Toll's test-auth where the API has one, printing a verdict
-per scope. Every flag can also be set by the environment variable named in
-its description.`
+per scope: a key waiting for its notBefore is checked too, so that a
+rotation is tested before it happens. Every flag can also be set by the
+environment variable named in its description.`
 
 func runTenants(ctx context.Context, env *environment, args []string) error {
 	if len(args) > 0 {
@@ -72,34 +77,103 @@ func runTenantsList(env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
+	now := time.Now()
+	rings := make([]*auth.KeyRing, len(ts))
+	ringErrs := make([]error, len(ts))
+	for i, t := range ts {
+		rings[i], ringErrs[i] = app.LoadKeyRing(t)
+	}
 	tw := tabwriter.NewWriter(env.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tORGANISATION\tCLIENT ID\tMODE\tSCOPES\tKINDS\tCONCURRENCY")
-	for _, t := range ts {
+	for i, t := range ts {
 		scopes := "toll:"
 		if t.Foreign {
 			scopes = "toll:eu/"
 		}
 		kinds := make([]string, len(t.Kinds))
-		for i, k := range t.Kinds {
-			kinds[i] = string(k)
+		for j, k := range t.Kinds {
+			kinds[j] = string(k)
 		}
 		concurrency := "-"
 		if t.Concurrency > 0 {
 			concurrency = fmt.Sprint(t.Concurrency)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, orDefault(t.OrgNumber, "-"), t.ClientID, signingMode(t),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, orDefault(t.OrgNumber, "-"), t.ClientID, signingMode(t, rings[i], now),
 			scopes, strings.Join(kinds, ","), concurrency)
+	}
+	fmt.Fprintln(tw, "\nTENANT\tKEY\tNOT BEFORE\tNOT AFTER\tSTATE")
+	for i, t := range ts {
+		if ringErrs[i] != nil {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tcannot load: %v\n", t.Name, ringErrs[i])
+			continue
+		}
+		states := keyStates(rings[i], now)
+		for j, k := range rings[i].Keys() {
+			notAfter := "-"
+			if na, ok := k.Signer.NotAfter(); ok {
+				notAfter = formatTime(na)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, keyName(k.Signer), formatTime(k.NotBefore), notAfter, states[j])
+		}
 	}
 	return tw.Flush()
 }
 
-// signingMode names how t's grants are signed: kid names a key registered
-// on the integration, x5c carries the business certificate.
-func signingMode(t config.Tenant) string {
-	if t.KeyID != "" {
-		return "kid " + t.KeyID
+// signingMode names how t's grants are signed now: kid names a key
+// registered on the integration, x5c carries the business certificate.
+// With a keys list it is the mode of the key in use, "-" when none may
+// sign or the keys do not load (the keys table says why).
+func signingMode(t config.Tenant, ring *auth.KeyRing, now time.Time) string {
+	if len(t.Keys) == 0 {
+		if t.KeyID != "" {
+			return "kid " + t.KeyID
+		}
+		return "x5c"
+	}
+	if ring == nil {
+		return "-"
+	}
+	i, err := ring.InUse(now)
+	if err != nil {
+		return "-"
+	}
+	s := ring.Keys()[i].Signer
+	if s.Mode() == auth.ModeKID {
+		return "kid " + s.ID()
 	}
 	return "x5c"
+}
+
+// keyName names a key as the operator knows it: its kid, or its
+// certificate's subject.
+func keyName(s *auth.Signer) string { return s.Mode().String() + " " + s.ID() }
+
+// formatTime is t in UTC, RFC 3339, or "-" for the zero time.
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// keyStates says of each key of ring at now: "in use" for the one that
+// signs, "standby" for one that may sign but is outranked (an older key
+// kept while the rotation settles), or why it may not sign.
+func keyStates(ring *auth.KeyRing, now time.Time) []string {
+	keys := ring.Keys()
+	inUse, _ := ring.InUse(now)
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		switch err := k.Eligible(now); {
+		case i == inUse:
+			out[i] = "in use"
+		case err != nil:
+			out[i] = err.Error()
+		default:
+			out[i] = "standby"
+		}
+	}
+	return out
 }
 
 func runTenantsCheck(ctx context.Context, env *environment, name string, args []string) error {
@@ -115,10 +189,53 @@ func runTenantsCheck(ctx context.Context, env *environment, name string, args []
 		}
 		return fmt.Errorf("no tenant %q (tenants: %s)", name, strings.Join(names, ", "))
 	}
-	cfg.Tenant = ts[i]
-	fmt.Fprintf(env.stdout, "Tenant %s (client id %s, %s):\n", name, cfg.Tenant.ClientID, signingMode(cfg.Tenant))
+	t := ts[i]
 	c := &checker{w: env.stdout, now: time.Now()}
-	signer := c.tenant(cfg)
-	c.online(ctx, cfg, signer)
+	keys := t.SigningKeys()
+	if len(t.Keys) == 0 {
+		fmt.Fprintf(env.stdout, "Tenant %s (client id %s, %s):\n", name, t.ClientID, signingMode(t, nil, c.now))
+	} else {
+		fmt.Fprintf(env.stdout, "Tenant %s (client id %s, %d keys):\n", name, t.ClientID, len(keys))
+	}
+	// Every key gets the checks of a single key and a token per scope,
+	// the keys not yet in force too: a new key is proven registered on
+	// the integration before it starts signing.
+	var loaded []auth.RingKey
+	var places []int
+	for j, k := range keys {
+		if len(keys) > 1 {
+			fmt.Fprintf(env.stdout, "Key %d of %d (not before %s):\n", j+1, len(keys), formatTime(k.NotBefore))
+		}
+		kcfg := *cfg
+		kcfg.Tenant = t.WithKey(k)
+		signer := c.tenant(&kcfg)
+		c.online(ctx, &kcfg, signer)
+		if signer != nil {
+			loaded = append(loaded, auth.RingKey{Signer: signer, NotBefore: k.NotBefore})
+			places = append(places, j+1)
+		}
+	}
+	if len(loaded) == 0 {
+		c.skip("key in use", "skipped: no key loads")
+		return c.result()
+	}
+	ring, err := auth.NewKeyRing(t.Name, loaded)
+	if err != nil {
+		c.fail("key in use", "%v", err)
+		return c.result()
+	}
+	if _, err := ring.InUse(c.now); err != nil {
+		c.fail("key in use", "%v", err)
+	}
+	if len(keys) > 1 {
+		fmt.Fprintln(env.stdout, "Keys:")
+	}
+	for j, state := range keyStates(ring, c.now) {
+		if state == "in use" {
+			c.ok("key in use", "key %d: %s", places[j], loaded[j])
+		} else {
+			c.skip(fmt.Sprintf("key %d", places[j]), "%s: %s", keyName(loaded[j].Signer), state)
+		}
+	}
 	return c.result()
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/digitoll/digitoll-worker/simulator"
 )
@@ -60,7 +61,8 @@ func TestTenantsCommand(t *testing.T) {
 	if code := run(context.Background(), env, []string{"tenants", "list"}); code != 0 {
 		t.Fatalf("list: exit %d\n%s%s", code, out, errOut)
 	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	tenants, keys, _ := strings.Cut(strings.TrimSpace(out.String()), "\n\n")
+	lines := strings.Split(tenants, "\n")
 	if len(lines) != 3 {
 		t.Fatalf("list printed %d lines, want a header and 2 tenants:\n%s", len(lines), out)
 	}
@@ -70,6 +72,18 @@ func TestTenantsCommand(t *testing.T) {
 	} {
 		if got := strings.Fields(lines[i+1]); strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("line %d = %q, want fields %v", i+1, lines[i+1], want)
+		}
+	}
+	// Then each tenant's key: kid, or certificate subject and expiry.
+	lines = strings.Split(keys, "\n")
+	notAfter := beta.Certificate.NotAfter.UTC().Format(time.RFC3339)
+	for i, want := range []string{
+		"TENANT KEY NOT BEFORE NOT AFTER STATE",
+		"acme kid " + acme.KeyID + " - - in use",
+		"beta x5c " + beta.Certificate.Subject.String() + " - " + notAfter + " in use",
+	} {
+		if i >= len(lines) || strings.Join(strings.Fields(lines[i]), " ") != want {
+			t.Errorf("keys table line %d: want %q in\n%s", i, want, keys)
 		}
 	}
 
@@ -109,5 +123,97 @@ func TestTenantsCommand(t *testing.T) {
 	env, out, errOut = testEnv(vars)
 	if code := run(context.Background(), env, []string{"tenants"}); code != 2 || !strings.Contains(errOut.String(), "Usage: digitoll tenants") {
 		t.Errorf("no subcommand: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// A tenant rotating its key lists both: `tenants list` shows which signs
+// now and when the other takes over; `tenants check` gets a token with
+// each, so a new key not yet registered on the integration is found
+// before its notBefore.
+func TestTenantsKeys(t *testing.T) {
+	dir := t.TempDir()
+	old, err := simulator.WriteDemoKey(filepath.Join(dir, "old"), "acme-client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := simulator.WriteDemoKey(filepath.Join(dir, "new"), "acme-client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, err := simulator.Start(simulator.Config{}, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	sim.AddClient(old.Client("toll:movement/road/v2")) // the new key is not registered yet
+	switchAt := time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second)
+	file := filepath.Join(dir, "tenants.yaml")
+	content := fmt.Sprintf(`tenants:
+  - name: acme
+    organisationNumber: "912345678"
+    clientId: acme-client
+    kinds: [road]
+    keys:
+      - keyFile: %s
+        keyId: %s
+      - keyFile: %s
+        keyId: %s
+        notBefore: %s
+`, old.KeyFile, old.KeyID, next.KeyFile, next.KeyID, switchAt.Format(time.RFC3339))
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{
+		"DIGITOLL_ENV": "sim", "DIGITOLL_SIM_URL": sim.URL(), "DIGITOLL_SIM_DIR": dir,
+		"DIGITOLL_NATS_DIR": t.TempDir(), "DIGITOLL_TENANTS_FILE": file,
+	}
+
+	env, out, errOut := testEnv(vars)
+	if code := run(context.Background(), env, []string{"tenants", "list"}); code != 0 {
+		t.Fatalf("list: exit %d\n%s%s", code, out, errOut)
+	}
+	tenants, keys, _ := strings.Cut(strings.TrimSpace(out.String()), "\n\n")
+	if !strings.Contains(strings.Join(strings.Fields(tenants), " "), "acme-client kid "+old.KeyID+" toll:") {
+		t.Errorf("list: the tenant's mode is not the key in use:\n%s", tenants)
+	}
+	for _, want := range []string{
+		"acme kid " + old.KeyID + " - - in use",
+		"acme kid " + next.KeyID + " " + switchAt.Format(time.RFC3339) + " - not before " + switchAt.Format(time.RFC3339),
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(keys), " "), want) {
+			t.Errorf("list: keys table lacks %q:\n%s", want, keys)
+		}
+	}
+
+	// The new key is not registered: check fails on it, not on the old.
+	env, out, errOut = testEnv(vars)
+	if code := run(context.Background(), env, []string{"tenants", "check", "acme"}); code != 1 {
+		t.Fatalf("check before registering: exit %d, want 1\n%s%s", code, out, errOut)
+	}
+	first, second, ok := strings.Cut(out.String(), "Key 2 of 2 (not before "+switchAt.Format(time.RFC3339)+"):")
+	if !ok || !strings.Contains(first, "Key 1 of 2 (not before -):") || !strings.Contains(first, "✓ road") ||
+		!strings.Contains(second, "✗ road") || !strings.Contains(second, "kid is not registered") {
+		t.Errorf("check before registering: want road passing with key 1 and failing with key 2:\n%s", out)
+	}
+	for _, want := range []string{
+		`✓ key in use         key 1: kid "` + old.KeyID + `"`,
+		"Keys:\n",
+		"- key 2              kid " + next.KeyID + ": not before " + switchAt.Format(time.RFC3339),
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check: output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// Registered, both keys pass.
+	c := old.Client("toll:movement/road/v2")
+	c.MoreKeys = []simulator.RegisteredKey{{KeyID: next.KeyID, PublicKey: &next.Key.PublicKey}}
+	sim.AddClient(c)
+	env, out, errOut = testEnv(vars)
+	if code := run(context.Background(), env, []string{"tenants", "check", "acme"}); code != 0 {
+		t.Fatalf("check after registering: exit %d\n%s%s", code, out, errOut)
+	}
+	if n := strings.Count(out.String(), "✓ road"); n != 2 {
+		t.Errorf("check after registering: %d road verdicts passed, want one per key:\n%s", n, out)
 	}
 }

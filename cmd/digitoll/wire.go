@@ -153,15 +153,9 @@ func readinessChecks(conn *natsConn, w *worker.Worker) []ops.NamedCheck {
 			return nil
 		}},
 	}
-	for _, st := range w.Status() {
-		kind := st.Kind
+	for _, kind := range w.Kinds() {
 		checks = append(checks, ops.NamedCheck{Name: string(kind), Check: func(context.Context) error {
-			for _, s := range w.Status() {
-				if s.Kind == kind && s.Paused {
-					return fmt.Errorf("paused since %s (%s): %s", s.Since.UTC().Format(time.RFC3339), s.Reason, s.Error)
-				}
-			}
-			return nil
+			return w.KindHealth(kind)
 		}})
 	}
 	return checks

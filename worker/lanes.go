@@ -1,0 +1,329 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/digitoll/digitoll-worker/contract"
+)
+
+// Lanes: a worker serving many tenants (Config.Tenants) consumes each
+// tenant's submissions of each kind through a durable consumer of their
+// own, a lane, rather than one consumer per kind. A consumer delivers in
+// stream order, so with one per kind a tenant that publishes ten thousand
+// messages puts every other tenant behind them; with lanes each tenant's
+// backlog waits only for its own turn (see fairPool), and a tenant whose
+// scope is not granted pauses only its own lane on the server, in every
+// process sharing it.
+//
+// The lanes are those of the configured tenants and kinds, and also one
+// for every subject of the submit stream that holds messages but belongs
+// to no configured lane (a tenant not configured, removed, or using a kind
+// it may not): the handler dead-letters those, so that nothing sits in the
+// stream without an answer. Such a lane stops once its subject is empty.
+// The tenants and the stream are looked at again every LaneSync.
+//
+// The submit stream is a work queue, whose consumers may not overlap: the
+// worker deletes the other mode's consumers when it starts (the messages
+// stay in the stream), so every process sharing the streams must run in
+// the same mode.
+
+// Tenant is one tenant as a worker serving many schedules it.
+type Tenant struct {
+	// Name is the tenant's subject token.
+	Name string
+	// Kinds are the kinds the tenant may submit; kinds the worker has no
+	// handler for are not consumed.
+	Kinds []contract.Kind
+	// Concurrency caps the tenant's messages in progress in this
+	// process, across kinds; 0 takes Config.TenantConcurrency.
+	Concurrency int
+}
+
+// TenantSource lists the tenants a worker serves. It is asked again every
+// Config.LaneSync, so tenants added or removed take effect without a
+// restart; it must be quick and safe for concurrent use.
+type TenantSource interface {
+	Tenants() []Tenant
+}
+
+// TenantNotifier is implemented by a TenantSource that can tell when its
+// tenants changed, so that the lanes follow at once instead of at the
+// next LaneSync. The channel receives a value after each change.
+type TenantNotifier interface {
+	TenantsChanged() <-chan struct{}
+}
+
+// lane is what one durable consumer delivers: one tenant's submissions of
+// one kind, or with tenant "" every tenant's submissions of the kind.
+type lane struct {
+	kind   contract.Kind
+	tenant string
+}
+
+// consumer is the lane's durable consumer name.
+func (l lane) consumer() string {
+	if l.tenant == "" {
+		return ConsumerName(l.kind)
+	}
+	return LaneConsumerName(l.kind, l.tenant)
+}
+
+// filter is the lane's subject filter.
+func (l lane) filter() string {
+	if l.tenant == "" {
+		return contract.SubmitFilter(l.kind)
+	}
+	return contract.SubmitSubject(l.kind, l.tenant)
+}
+
+func (l lane) String() string {
+	if l.tenant == "" {
+		return string(l.kind)
+	}
+	return "tenant " + l.tenant + "'s " + string(l.kind)
+}
+
+// LaneConsumerName is the durable consumer of tenant's submissions of kind
+// when the worker serves many tenants: digitoll-<kind>-<tenant>. A subject
+// token that is not a valid tenant name (it may hold characters a consumer
+// name cannot) is named by its digest after '_', which no tenant name
+// holds.
+func LaneConsumerName(kind contract.Kind, tenant string) string {
+	if contract.ValidTenant(tenant) {
+		return ConsumerName(kind) + "-" + tenant
+	}
+	sum := sha256.Sum256([]byte(tenant))
+	return ConsumerName(kind) + "_" + hex.EncodeToString(sum[:8])
+}
+
+// laneInactivity is how long the server keeps a lane's consumer that no
+// process pulls from: a removed tenant's consumer goes away by itself. On
+// a work-queue stream a consumer made again later still gets every
+// message left, so nothing is lost when it does.
+const laneInactivity = time.Hour
+
+// laneRun is a lane being consumed.
+type laneRun struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// lanes are the lanes of one Run.
+type lanes struct {
+	mu      sync.Mutex
+	running map[lane]*laneRun
+	// loops counts the lanes' pull loops.
+	loops sync.WaitGroup
+	// errs collects the pull loops' fatal errors.
+	errs []error
+	// stop ends pulling when a pull loop fails.
+	stop context.CancelFunc
+}
+
+// laneCtx is the context of l's pull loop, and false when l is not being
+// consumed (its tenant was removed while one of its messages was in
+// progress).
+func (r *run) laneCtx(l lane) (context.Context, bool) {
+	r.lanes.mu.Lock()
+	defer r.lanes.mu.Unlock()
+	if lr := r.lanes.running[l]; lr != nil {
+		return lr.ctx, true
+	}
+	return nil, false
+}
+
+// startLane runs l's pull loop on cons (nil: the loop creates the
+// consumer) until the lane is stopped or pulling ends.
+func (w *Worker) startLane(r *run, l lane, cons jetstream.Consumer) {
+	ctx, cancel := context.WithCancel(r.pullCtx)
+	lr := &laneRun{ctx: ctx, cancel: cancel}
+	r.lanes.mu.Lock()
+	r.lanes.running[l] = lr
+	r.lanes.mu.Unlock()
+	w.gates.get(l)
+	r.lanes.loops.Go(func() {
+		defer cancel()
+		if err := w.pull(ctx, r, l, cons); err != nil {
+			r.lanes.mu.Lock()
+			r.lanes.errs = append(r.lanes.errs, err)
+			r.lanes.mu.Unlock()
+			r.lanes.stop()
+		}
+	})
+}
+
+// stopLane stops pulling l; its messages in progress finish.
+func (w *Worker) stopLane(r *run, l lane) {
+	r.lanes.mu.Lock()
+	lr := r.lanes.running[l]
+	delete(r.lanes.running, l)
+	r.lanes.mu.Unlock()
+	if lr != nil {
+		lr.cancel()
+	}
+	w.gates.drop(l)
+}
+
+// wantedLanes are the lanes of the configured tenants, with their caps
+// set in r's slots.
+func (w *Worker) wantedLanes(r *run, known map[string]bool) map[lane]bool {
+	want := map[lane]bool{}
+	seen := map[string]bool{}
+	for _, t := range w.cfg.Tenants.Tenants() {
+		seen[t.Name] = true
+		n := t.Concurrency
+		if n <= 0 {
+			n = w.cfg.TenantConcurrency
+		}
+		r.slots.setTenantCap(t.Name, n)
+		for _, k := range t.Kinds {
+			if _, ok := w.cfg.Handlers[k]; ok {
+				want[lane{kind: k, tenant: t.Name}] = true
+			}
+		}
+	}
+	for name := range known {
+		if !seen[name] {
+			r.slots.setTenantCap(name, 0)
+			delete(known, name)
+		}
+	}
+	for name := range seen {
+		known[name] = true
+	}
+	return want
+}
+
+// waitingLanes lists the lanes whose subjects hold messages, from the
+// submit stream's per-subject counts (a work queue holds exactly the
+// messages not yet acknowledged). Subjects that no lane can consume (not
+// digitoll.submit.<kind>.<token>, or a kind without a handler) are left
+// out.
+func (w *Worker) waitingLanes(ctx context.Context) (map[lane]uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
+	defer cancel()
+	s, err := w.js.Stream(ctx, contract.StreamSubmit)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(contract.SubjectsSubmit))
+	if err != nil {
+		return nil, err
+	}
+	out := map[lane]uint64{}
+	for subject, n := range info.State.Subjects {
+		parts := strings.Split(subject, ".")
+		if len(parts) != 4 || n == 0 {
+			continue
+		}
+		kind, err := contract.ParseKind(parts[2])
+		if err != nil {
+			continue
+		}
+		if _, ok := w.cfg.Handlers[kind]; ok {
+			out[lane{kind: kind, tenant: parts[3]}] = n
+		}
+	}
+	return out, nil
+}
+
+// syncLanes starts the lanes now wanted and stops the others: the
+// configured tenants' lanes, and a lane for every subject with messages
+// but no configured lane. While the stream cannot be read, every lane
+// running goes on.
+func (w *Worker) syncLanes(ctx context.Context, r *run, known map[string]bool) {
+	configured := w.wantedLanes(r, known)
+	waiting, err := w.waitingLanes(ctx)
+	if err != nil && ctx.Err() == nil {
+		w.log.Warn("cannot read the submit stream's subjects; lanes of tenants not configured are kept until it can be read", "error", err)
+	}
+	r.lanes.mu.Lock()
+	var stop []lane
+	for l := range r.lanes.running {
+		if !configured[l] && err == nil && waiting[l] == 0 {
+			stop = append(stop, l)
+		}
+	}
+	var start []lane
+	for l := range configured {
+		if r.lanes.running[l] == nil {
+			start = append(start, l)
+		}
+	}
+	for l, n := range waiting {
+		if n > 0 && !configured[l] && r.lanes.running[l] == nil {
+			start = append(start, l)
+		}
+	}
+	r.lanes.mu.Unlock()
+	for _, l := range stop {
+		w.log.Info("stopped consuming "+l.String(), "consumer", l.consumer())
+		w.stopLane(r, l)
+	}
+	for _, l := range start {
+		if !configured[l] {
+			w.log.Info("consuming "+l.String()+" to answer what its subject holds: the tenant is not configured for it", "consumer", l.consumer(), "messages", waiting[l])
+		}
+		w.startLane(r, l, nil)
+	}
+}
+
+// runLanes keeps the lanes in step with the tenants and the stream every
+// LaneSync until ctx is done.
+func (w *Worker) runLanes(ctx context.Context, r *run, known map[string]bool) {
+	t := time.NewTicker(w.cfg.LaneSync)
+	defer t.Stop()
+	var changed <-chan struct{}
+	if n, ok := w.cfg.Tenants.(TenantNotifier); ok {
+		changed = n.TenantsChanged()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-changed:
+		}
+		w.syncLanes(ctx, r, known)
+	}
+}
+
+// dropConsumers deletes the consumers of the submit stream that the other
+// mode would use for the kinds of this worker: with tenants, each kind's
+// shared consumer; without, every lane consumer. A work-queue stream
+// refuses overlapping consumers, and deleting one loses no message.
+func (w *Worker) dropConsumers(ctx context.Context) error {
+	s, err := w.js.Stream(ctx, contract.StreamSubmit)
+	if err != nil {
+		return err
+	}
+	names := s.ConsumerNames(ctx)
+	var drop []string
+	for name := range names.Name() {
+		for k := range w.cfg.Handlers {
+			shared := ConsumerName(k)
+			isLane := strings.HasPrefix(name, shared+"-") || strings.HasPrefix(name, shared+"_")
+			if (w.cfg.Tenants != nil && name == shared) || (w.cfg.Tenants == nil && isLane) {
+				drop = append(drop, name)
+			}
+		}
+	}
+	if err := names.Err(); err != nil {
+		return err
+	}
+	for _, name := range drop {
+		if err := s.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+		w.log.Info("deleted a consumer of the other consuming mode; its messages stay in the stream for this mode's consumers", "consumer", name)
+	}
+	return nil
+}

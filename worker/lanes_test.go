@@ -1,0 +1,204 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/handlers"
+)
+
+// tenantList is a TenantSource whose tenants a test can change.
+type tenantList struct {
+	mu      sync.Mutex
+	tenants []Tenant
+}
+
+func (l *tenantList) Tenants() []Tenant {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Tenant(nil), l.tenants...)
+}
+
+func roadTenant(name string, concurrency int) Tenant {
+	return Tenant{Name: name, Kinds: []contract.Kind{contract.KindRoad}, Concurrency: concurrency}
+}
+
+// consumerNames lists the consumers of the submit stream.
+func consumerNames(t *testing.T, js jetstream.JetStream) map[string]bool {
+	t.Helper()
+	s, err := js.Stream(testCtx(t), contract.StreamSubmit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := s.ConsumerNames(testCtx(t))
+	out := map[string]bool{}
+	for n := range names.Name() {
+		out[n] = true
+	}
+	if err := names.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Each tenant has a cap of messages in progress, and a tenant at its cap
+// waits without holding a slot of the shared pool: the other tenant's
+// messages fill the rest of it.
+func TestLanesCapEachTenant(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	release := make(chan struct{})
+	gauges := map[string]*gauge{"flood": {}, "calm": {}}
+	h := &fakeHandler{behaviour: func(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+		g := gauges[req.Tenant]
+		g.enter()
+		defer g.leave()
+		select {
+		case <-release:
+			return accept(ctx, req)
+		case <-ctx.Done():
+			return handlers.Outcome{}, ctx.Err()
+		}
+	}}
+	startWorker(t, e.js, Config{
+		Handlers:    map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+		Tenants:     &tenantList{tenants: []Tenant{roadTenant("flood", 3), roadTenant("calm", 0)}},
+		Concurrency: 5,
+		// calm's cap: 5/2.
+	})
+	for i := range 10 {
+		submit(t, e.js, contract.SubmitSubject(contract.KindRoad, "flood"), "", roadBody("f"+strconv.Itoa(i)), nil)
+	}
+	for i := range 4 {
+		submit(t, e.js, contract.SubmitSubject(contract.KindRoad, "calm"), "", roadBody("c"+strconv.Itoa(i)), nil)
+	}
+	eventually(t, 30*time.Second, "3 of flood's and 2 of calm's messages in flight", func() bool {
+		f, _ := gauges["flood"].read()
+		c, _ := gauges["calm"].read()
+		return f == 3 && c == 2
+	})
+	close(release)
+	collect(t, e.js, contract.StreamResults, "digitoll.result.>", 14, 30*time.Second)
+	if _, most := gauges["flood"].read(); most != 3 {
+		t.Errorf("at most %d of flood's messages were in flight at once, want its cap 3", most)
+	}
+	if _, most := gauges["calm"].read(); most != 2 {
+		t.Errorf("at most %d of calm's messages were in flight at once, want the default cap 2 (half of 5)", most)
+	}
+}
+
+// A subject with messages but no configured lane (a tenant not
+// configured, or a token that is no tenant name) still gets a lane, so
+// that its messages are answered, here dead-lettered; the lane stops once
+// the subject is empty.
+func TestLanesAnswerUnconfiguredSubjects(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// What the tenants' dispatcher does with a tenant it does not know.
+	h := &fakeHandler{behaviour: func(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+		if req.Tenant != "known" {
+			return handlers.Outcome{}, failure.WithReason(fmt.Errorf("tenant %q is not configured", req.Tenant), failure.Permanent, "unsupported")
+		}
+		return accept(ctx, req)
+	}}
+	w, err := New(e.js, Config{
+		Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+		Tenants:  &tenantList{tenants: []Tenant{roadTenant("known", 0)}},
+		LaneSync: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	eventually(t, 30*time.Second, "known's lane", func() bool { return len(w.Status()) == 1 })
+
+	submit(t, e.js, contract.SubmitSubject(contract.KindRoad, "known"), "", roadBody("k1"), nil)
+	submit(t, e.js, contract.SubmitSubject(contract.KindRoad, "ghost"), "", roadBody("g1"), nil)
+	submit(t, e.js, "digitoll.submit.road.Not_A_Tenant", "", roadBody("n1"), nil)
+	collect(t, e.js, contract.StreamResults, "digitoll.result.road.known", 1, 30*time.Second)
+	reasons := map[string]string{}
+	for _, m := range collect(t, e.js, contract.StreamDLQ, "digitoll.dlq.>", 2, 30*time.Second) {
+		reasons[m.Subject()] = m.Headers().Get(contract.HeaderDLQReason)
+	}
+	want := map[string]string{
+		contract.DLQSubject(contract.KindRoad, "ghost"):                "unsupported",
+		contract.DLQSubject(contract.KindRoad, contract.InvalidTenant): "malformed",
+	}
+	for subject, reason := range want {
+		if reasons[subject] != reason {
+			t.Errorf("dead letter on %s: reason %q, want %q (all: %v)", subject, reasons[subject], reason, reasons)
+		}
+	}
+	eventually(t, 30*time.Second, "the lanes of the emptied subjects to stop", func() bool {
+		st := w.Status()
+		return len(st) == 1 && st[0].Tenant == "known"
+	})
+}
+
+// The two consuming modes cannot share a work-queue stream: each deletes
+// the other's consumers when it starts, and the messages published
+// meanwhile are consumed by the new mode.
+func TestLanesAndKindConsumersTakeOver(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := &fakeHandler{behaviour: accept}
+	handlers := map[contract.Kind]handlers.Handler{contract.KindRoad: h}
+	tenants := &tenantList{tenants: []Tenant{roadTenant("acme", 0)}}
+	subject := contract.SubmitSubject(contract.KindRoad, "acme")
+
+	steps := []struct {
+		name         string
+		tenants      TenantSource
+		want, absent string
+	}{
+		{"one consumer per kind", nil, ConsumerName(contract.KindRoad), LaneConsumerName(contract.KindRoad, "acme")},
+		{"lanes", tenants, LaneConsumerName(contract.KindRoad, "acme"), ConsumerName(contract.KindRoad)},
+		{"one consumer per kind again", nil, ConsumerName(contract.KindRoad), LaneConsumerName(contract.KindRoad, "acme")},
+	}
+	for i, step := range steps {
+		id := "m" + strconv.Itoa(i)
+		submit(t, e.js, subject, "", roadBody(id), nil)
+		r := runWorker(t, e.js, Config{Handlers: handlers, Tenants: step.tenants})
+		eventually(t, 30*time.Second, step.name+": "+id+" handled", func() bool { return h.callsOf(id) == 1 })
+		names := consumerNames(t, e.js)
+		if !names[step.want] || names[step.absent] {
+			t.Errorf("%s: consumers %v, want %s and not %s", step.name, names, step.want, step.absent)
+		}
+		if err := r.stop(); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+	}
+	if n := h.totalCalls(); n != len(steps) {
+		t.Errorf("%d handler calls, want %d: one per message", n, len(steps))
+	}
+}
+
+// A worker serving tenants with no tenant and nothing waiting runs idle
+// and stops cleanly.
+func TestLanesWithoutTenants(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := runWorker(t, e.js, Config{
+		Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: &fakeHandler{behaviour: accept}},
+		Tenants:  &tenantList{},
+	})
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
