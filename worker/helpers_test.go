@@ -103,6 +103,7 @@ func accept(_ context.Context, req handlers.Request) (handlers.Outcome, error) {
 
 // running is a worker whose Run goes on in a goroutine.
 type running struct {
+	w      *Worker
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -135,7 +136,7 @@ func runWorker(t *testing.T, js jetstream.JetStream, cfg Config) *running {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1)}
+	r := &running{w: w, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- w.Run(ctx) }()
 	t.Cleanup(func() { _ = r.stop() })
 	return r

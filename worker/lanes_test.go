@@ -109,23 +109,11 @@ func TestLanesAnswerUnconfiguredSubjects(t *testing.T) {
 		}
 		return accept(ctx, req)
 	}}
-	w, err := New(e.js, Config{
+	w := runWorker(t, e.js, Config{
 		Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h},
 		Tenants:  &tenantList{tenants: []Tenant{roadTenant("known", 0)}},
 		LaneSync: 50 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	}).w
 	eventually(t, 30*time.Second, "known's lane", func() bool { return len(w.Status()) == 1 })
 
 	submit(t, e.js, contract.SubmitSubject(contract.KindRoad, "known"), "", roadBody("k1"), nil)
