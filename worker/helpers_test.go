@@ -26,7 +26,7 @@ type env struct {
 	kv  jetstream.KeyValue
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	srv, err := broker.Start(broker.Options{Dir: t.TempDir(), Port: broker.RandomPort})
 	if err != nil {
@@ -53,7 +53,7 @@ func newEnv(t *testing.T) *env {
 	return &env{srv: srv, js: js, kv: kv}
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx

@@ -204,11 +204,9 @@ func (w *Worker) run(ctx context.Context) error {
 		}
 	}
 	slices.SortFunc(start, func(a, b lane) int { return strings.Compare(a.consumer(), b.consumer()) })
-	consumers := make([]jetstream.Consumer, len(start))
-	for i, l := range start {
-		if consumers[i], err = w.js.CreateOrUpdateConsumer(ctx, contract.StreamSubmit, w.consumerConfig(l)); err != nil {
-			return fmt.Errorf("create or update consumer %s: %w", l.consumer(), err)
-		}
+	consumers, err := w.createConsumers(ctx, start)
+	if err != nil {
+		return err
 	}
 	for i, l := range start {
 		w.startLane(r, l, consumers[i])
@@ -253,6 +251,42 @@ func (w *Worker) run(ctx context.Context) error {
 	}
 	w.log.Info("worker stopped")
 	return nil
+}
+
+// createAtOnce bounds the consumers made at once at start: hundreds of
+// tenants' lanes are made in seconds, not one round trip after another.
+const createAtOnce = 16
+
+// createConsumers makes or updates the consumers of lanes, a few at once,
+// and returns them in the same order; the first error ends it.
+func (w *Worker) createConsumers(ctx context.Context, lanes []lane) ([]jetstream.Consumer, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make([]jetstream.Consumer, len(lanes))
+	errs := make([]error, len(lanes))
+	sem := make(chan struct{}, createAtOnce)
+	var wg sync.WaitGroup
+	for i, l := range lanes {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			var err error
+			if out[i], err = w.js.CreateOrUpdateConsumer(ctx, contract.StreamSubmit, w.consumerConfig(l)); err != nil {
+				errs[i] = fmt.Errorf("create or update consumer %s: %w", l.consumer(), err)
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // pull feeds one lane's messages to the pools until ctx is done, making
