@@ -92,6 +92,9 @@ func NewTollClient(cfg *config.Config, hc *http.Client, logger *slog.Logger) (*t
 // tollClient is NewTollClient with the signer loaded; it also returns the
 // token cache, whose counters the metrics read.
 func tollClient(cfg *config.Config, hc *http.Client, signer auth.GrantSigner, logger *slog.Logger) (*toll.Client, *auth.Cache) {
+	// Every line of the client and its token cache names the tenant
+	// whose credentials it uses.
+	logger = logger.With("tenant", cfg.Tenant.Name)
 	tokens := auth.NewCache(auth.CacheConfig{
 		Maskinporten: &auth.Maskinporten{
 			TokenURL:  cfg.Maskinporten.TokenURL,
@@ -102,7 +105,7 @@ func tollClient(cfg *config.Config, hc *http.Client, signer auth.GrantSigner, lo
 			Endpoints: endpoints(cfg, hc, logger),
 		},
 		Exchanger: &auth.Exchanger{URL: strings.TrimRight(cfg.TollBaseURL, "/") + "/access/external/oauth/token", HTTP: hc},
-		Logger:    logger.With("tenant", cfg.Tenant.Name),
+		Logger:    logger,
 	})
 	return &toll.Client{BaseURL: cfg.TollBaseURL, HTTP: hc, Tokens: tokens, Foreign: cfg.Tenant.Foreign, Logger: logger}, tokens
 }

@@ -246,10 +246,10 @@ func (ty *tenancy) newTenant(c config.Tenant, files [sha256.Size]byte) (*tenant,
 	}
 	cfg := *ty.cfg
 	cfg.Tenant = c
-	logger := ty.logger.With("tenant", c.Name)
-	client, tokens := tollClient(&cfg, ty.hc, signer, logger)
+	client, tokens := tollClient(&cfg, ty.hc, signer, ty.logger)
 	client.Limiter = ty.limiter
-	hs, err := NewHandlers(&cfg, ty.js, client, ty.tel, logger)
+	// The handlers name each message's tenant themselves.
+	hs, err := NewHandlers(&cfg, ty.js, client, ty.tel, ty.logger)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,8 @@ const roadScope = "toll:movement/road/v2"
 // tenantsFixture is the simulator, an embedded NATS server and a tenants
 // file whose tenants each have their own key, registered in the simulator.
 type tenantsFixture struct {
+	// logs holds the services' log, as text lines.
+	logs lockedBuffer
 	dir  string
 	file string
 	sim  *simulator.Server
@@ -128,7 +131,7 @@ func (f *tenantsFixture) start(t *testing.T, extra ...string) *Services {
 	if err := EnsureStreams(t.Context(), f.js, cfg.NATS); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := newServices(t.Context(), cfg, f.js, Telemetry{}, slog.New(slog.DiscardHandler))
+	svc, err := newServices(t.Context(), cfg, f.js, Telemetry{}, slog.New(slog.NewTextHandler(&f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +151,25 @@ func (f *tenantsFixture) start(t *testing.T, extra ...string) *Services {
 		}
 	})
 	return svc
+}
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the lines written so far.
+func (b *lockedBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
 }
 
 // house is the sample road house consignment made unique by tenant and n.
@@ -331,6 +353,26 @@ func TestManyTenants(t *testing.T) {
 	}
 	if g := f.sim.Stats().Grants(clientID("newcomer"), roadScope); g != 1 {
 		t.Errorf("newcomer: %d grants, want 1", g)
+	}
+
+	// Every line about a tenant's message, token or Toll call names the
+	// tenant, once.
+	named := 0
+	for _, line := range f.logs.lines() {
+		if n := strings.Count(line, " tenant="); n > 1 {
+			t.Errorf("a log line names its tenant %d times: %s", n, line)
+		}
+		for _, msg := range []string{`msg="toll call"`, `msg="toll token fetched"`, `msg="result published"`, `msg="sending declaration"`} {
+			if strings.Contains(line, msg) {
+				named++
+				if !strings.Contains(line, " tenant=tenant-") && !strings.Contains(line, " tenant=newcomer") {
+					t.Errorf("a log line about a tenant's work does not name it: %s", line)
+				}
+			}
+		}
+	}
+	if named == 0 {
+		t.Error("no log line about the tenants' work")
 	}
 }
 
