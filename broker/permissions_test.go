@@ -37,20 +37,6 @@ const waitLimit = 15 * time.Second
 // The example tenants of tenantsConf.
 var tenants = []string{"acme", "beta"}
 
-// tenantConsumer is one of the durable consumers an operator makes for
-// each tenant, as the comments of tenantsConf say with the nats CLI.
-type tenantConsumer struct {
-	stream string
-	name   func(tenant string) string
-	filter func(tenant string) string
-}
-
-var tenantConsumers = []tenantConsumer{
-	{contract.StreamResults, func(t string) string { return "results-" + t }, func(t string) string { return "digitoll.result.*." + t }},
-	{contract.StreamRouting, func(t string) string { return "routing-" + t }, func(t string) string { return "digitoll.routing.*." + t }},
-	{contract.StreamDLQ, func(t string) string { return "dlq-" + t }, func(t string) string { return "digitoll.dlq.*." + t }},
-}
-
 // permServer is a nats-server started from tenantsConf.
 type permServer struct {
 	url       string
@@ -250,18 +236,12 @@ func TestTenantPermissions(t *testing.T) {
 	if _, err := routing.EnsureBucket(ctx, wk.js, 1); err != nil {
 		t.Fatalf("worker: routing bucket: %v", err)
 	}
-	// The operator makes each tenant's consumers.
+	// The operator makes each tenant's consumers (digitoll tenants
+	// provision).
 	op := ps.connect(t, "operator", "")
 	for _, tenant := range tenants {
-		for _, tc := range tenantConsumers {
-			if _, err := op.js.CreateOrUpdateConsumer(ctx, tc.stream, jetstream.ConsumerConfig{
-				Durable:       tc.name(tenant),
-				FilterSubject: tc.filter(tenant),
-				AckPolicy:     jetstream.AckExplicitPolicy,
-				DeliverPolicy: jetstream.DeliverAllPolicy,
-			}); err != nil {
-				t.Fatalf("operator: create consumer %s on %s: %v", tc.name(tenant), tc.stream, err)
-			}
+		if _, err := worker.EnsureTenantReaders(ctx, op.js, tenant); err != nil {
+			t.Fatalf("operator: %v", err)
 		}
 	}
 	h := &testHandler{seen: map[string]bool{}}
@@ -303,9 +283,9 @@ func TestTenantPermissions(t *testing.T) {
 				"routing-" + tenant: {contract.RoutingSubject(contract.FeedTransport, tenant)},
 				"dlq-" + tenant:     {tenant + "-2-refused permanent-http"},
 			}
-			for _, tc := range tenantConsumers {
-				name := tc.name(tenant)
-				got := readConsumer(ctx, t, conns[tenant].js, tc.stream, name, tenant, len(want[name]))
+			for _, r := range worker.TenantReaders(tenant) {
+				name := r.Name
+				got := readConsumer(ctx, t, conns[tenant].js, r.Stream, name, tenant, len(want[name]))
 				if !slices.Equal(got, want[name]) {
 					t.Errorf("%s read %q from %s, want %q", tenant, got, name, want[name])
 				}

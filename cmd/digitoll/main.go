@@ -42,7 +42,7 @@ func commands() []command {
 		{"results", "follow results as they arrive", runResults},
 		{"status", "show what Toll holds under a transport or master MRN, and its entry", runStatus},
 		{"dlq", "list, show, replay and purge dead letters", runDLQ},
-		{"tenants", "list the tenants served, or check one: a token and test-auth per scope", runTenants},
+		{"tenants", "list the tenants served, check one (a token and test-auth per scope), or provision their reader consumers", runTenants},
 		{"config", "check the configuration: settings, key and certificate, endpoints, NATS (--online: tokens)", runConfig},
 		{"healthcheck", "exit 0 when the worker's /readyz answers 200 (the container's health check)", runHealthcheck},
 		{"bench", "measure the worker against NATS and the simulator; prints one table", runBench},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -13,9 +14,10 @@ import (
 	"github.com/digitoll/digitoll-worker/app"
 	"github.com/digitoll/digitoll-worker/auth"
 	"github.com/digitoll/digitoll-worker/config"
+	"github.com/digitoll/digitoll-worker/worker"
 )
 
-const tenantsSynopsis = `list [flags] | check NAME [flags]
+const tenantsSynopsis = `list [flags] | check NAME [flags] | provision [NAME...] [flags]
 
 list prints the tenants the worker serves: those of DIGITOLL_TENANTS_FILE,
 or the single tenant "default" of the environment, then each tenant's keys
@@ -24,8 +26,12 @@ which key signs now. check NAME checks each of one tenant's keys and, for
 each key and each of the tenant's kinds, obtains a token for the kind's
 scope and calls Toll's test-auth where the API has one, printing a verdict
 per scope: a key waiting for its notBefore is checked too, so that a
-rotation is tested before it happens. Every flag can also be set by the
-environment variable named in its description.`
+rotation is tested before it happens. provision creates, on the configured
+NATS server, the durable consumers each named tenant (default: every
+tenant) reads its results, routing signals and dead letters from
+(results-NAME, routing-NAME, dlq-NAME; see deploy/nats-tenants.conf).
+Every flag can also be set by the environment variable named in its
+description.`
 
 func runTenants(ctx context.Context, env *environment, args []string) error {
 	if len(args) > 0 {
@@ -36,6 +42,8 @@ func runTenants(ctx context.Context, env *environment, args []string) error {
 			if len(args) > 1 && !strings.HasPrefix(args[1], "-") {
 				return runTenantsCheck(ctx, env, args[1], args[2:])
 			}
+		case "provision":
+			return runTenantsProvision(ctx, env, args[1:])
 		}
 	}
 	help := len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help")
@@ -53,8 +61,8 @@ func runTenants(ctx context.Context, env *environment, args []string) error {
 
 // loadTenants parses the settings in args and returns the tenants they
 // configure, validated.
-func loadTenants(env *environment, name string, args []string) (*config.Config, []config.Tenant, error) {
-	fs := newFlagSet(env, "tenants "+name, tenantsSynopsis)
+func loadTenants(env *environment, args []string) (*config.Config, []config.Tenant, error) {
+	fs := newFlagSet(env, "tenants", tenantsSynopsis)
 	prepareHelp(env, fs, args)
 	cfg, err := config.Parse(fs, args, env.getenv)
 	if errors.Is(err, config.ErrArgument) {
@@ -73,7 +81,7 @@ func loadTenants(env *environment, name string, args []string) (*config.Config, 
 }
 
 func runTenantsList(env *environment, args []string) error {
-	_, ts, err := loadTenants(env, "list", args)
+	_, ts, err := loadTenants(env, args)
 	if err != nil {
 		return err
 	}
@@ -177,7 +185,7 @@ func keyStates(ring *auth.KeyRing, now time.Time) []string {
 }
 
 func runTenantsCheck(ctx context.Context, env *environment, name string, args []string) error {
-	cfg, ts, err := loadTenants(env, "check", args)
+	cfg, ts, err := loadTenants(env, args)
 	if err != nil {
 		return err
 	}
@@ -238,4 +246,55 @@ func runTenantsCheck(ctx context.Context, env *environment, name string, args []
 		}
 	}
 	return c.result()
+}
+
+// runTenantsProvision creates the reader consumers of the named tenants,
+// or of every tenant, on the configured NATS server.
+func runTenantsProvision(ctx context.Context, env *environment, args []string) error {
+	var names []string
+	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		names = append(names, args[0])
+		args = args[1:]
+	}
+	cfg, ts, err := loadTenants(env, args)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, t := range ts {
+		known[t.Name] = true
+	}
+	if len(names) == 0 {
+		for _, t := range ts {
+			names = append(names, t.Name)
+		}
+	}
+	for _, name := range names {
+		if !known[name] {
+			return fmt.Errorf("tenant %q is not configured (see `digitoll tenants list`)", name)
+		}
+	}
+	conn, err := connectNATS(cfg.NATS, "digitoll-tenants-provision", slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := app.EnsureStreams(ctx, conn.js, cfg.NATS); err != nil {
+		return fmt.Errorf("streams: %w", err)
+	}
+	w := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "TENANT\tCONSUMER\tSTREAM\tFILTER")
+	for _, name := range names {
+		readers, err := worker.EnsureTenantReaders(ctx, conn.js, name)
+		if err != nil {
+			w.Flush()
+			return fmt.Errorf("tenant %s: %w", name, err)
+		}
+		for _, r := range readers {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", name, r.Name, r.Stream, r.Filter)
+		}
+	}
+	return w.Flush()
 }

@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/simulator"
+	"github.com/digitoll/digitoll-worker/worker"
 )
 
 // `digitoll tenants list` shows the file's tenants; `tenants check NAME`
@@ -215,5 +219,67 @@ func TestTenantsKeys(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), "✓ road"); n != 2 {
 		t.Errorf("check after registering: %d road verdicts passed, want one per key:\n%s", n, out)
+	}
+}
+
+// `digitoll tenants provision` makes each tenant's reader consumers, filtered
+// on its own subjects, and can be run again; an unknown tenant is refused.
+func TestTenantsProvision(t *testing.T) {
+	dir := t.TempDir()
+	var entries []string
+	for i, name := range []string{"acme", "beta"} {
+		key, err := simulator.WriteDemoKey(dir, name+"-client")
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, fmt.Sprintf("  - name: %s\n    organisationNumber: \"91234567%d\"\n    clientId: %s-client\n    keyFile: %s\n    keyId: %s\n    kinds: [road]\n",
+			name, i, name, key.KeyFile, key.KeyID))
+	}
+	file := filepath.Join(dir, "tenants.yaml")
+	if err := os.WriteFile(file, []byte("tenants:\n"+strings.Join(entries, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	natsDir := t.TempDir()
+	vars := map[string]string{"DIGITOLL_NATS_DIR": natsDir, "DIGITOLL_TENANTS_FILE": file}
+
+	for _, args := range [][]string{{"tenants", "provision"}, {"tenants", "provision", "acme"}} {
+		env, out, errOut := testEnv(vars)
+		if code := run(context.Background(), env, args); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errOut)
+		}
+		if !strings.Contains(strings.Join(strings.Fields(out.String()), " "), "acme results-acme DIGITOLL_RESULTS digitoll.result.*.acme") {
+			t.Errorf("%v: output lacks acme's results consumer:\n%s", args, out)
+		}
+	}
+	env, out, errOut := testEnv(vars)
+	if code := run(context.Background(), env, []string{"tenants", "provision", "nobody"}); code == 0 || !strings.Contains(errOut.String(), `tenant "nobody" is not configured`) {
+		t.Errorf("an unknown tenant: exit %d\n%s%s", code, out, errOut)
+	}
+
+	srv, err := broker.Start(broker.Options{Dir: natsDir, Port: broker.RandomPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tenant := range []string{"acme", "beta"} {
+		for _, r := range worker.TenantReaders(tenant) {
+			c, err := js.Consumer(t.Context(), r.Stream, r.Name)
+			if err != nil {
+				t.Errorf("%s: %v", r.Name, err)
+				continue
+			}
+			if f := c.CachedInfo().Config.FilterSubject; f != r.Filter || !strings.HasSuffix(f, "."+tenant) {
+				t.Errorf("%s filters %q, want %q", r.Name, f, r.Filter)
+			}
+		}
 	}
 }
