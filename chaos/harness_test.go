@@ -137,10 +137,15 @@ type rigConfig struct {
 type rig struct {
 	t   *testing.T
 	dir string
-	sim *simulator.Server
-	env []string
-	nc  *nats.Conn
-	js  jetstream.JetStream
+	// key is the simulator integration's key, the default tenant's.
+	key simulator.DemoKey
+	// consumer is the durable consumer of the road submissions: the
+	// kind's, or the default tenant's lane with a tenants file.
+	consumer string
+	sim      *simulator.Server
+	env      []string
+	nc       *nats.Conn
+	js       jetstream.JetStream
 
 	mu      sync.Mutex
 	kills   []time.Time
@@ -218,7 +223,23 @@ func newRig(t *testing.T, cfg rigConfig) *rig {
 	for k, v := range cfg.env {
 		env = append(env, k+"="+v)
 	}
-	return &rig{t: t, dir: dir, sim: sim, env: env, nc: nc, js: js}
+	return &rig{t: t, dir: dir, key: key, consumer: worker.ConsumerName(contract.KindRoad), sim: sim, env: env, nc: nc, js: js}
+}
+
+// tenantsFile writes a tenants file serving the default tenant with the
+// rig's integration, so that workers given it consume through lanes
+// (a consumer per tenant and kind) instead of one consumer per kind, and
+// returns the setting that names it.
+func (r *rig) tenantsFile() string {
+	r.t.Helper()
+	path := filepath.Join(r.dir, "tenants.yaml")
+	content := fmt.Sprintf("tenants:\n  - name: %s\n    organisationNumber: \"912345678\"\n    clientId: %s\n    keyFile: %s\n    certFile: %s\n    kinds: [road]\n",
+		contract.DefaultTenant, r.key.ClientID, r.key.KeyFile, r.key.CertFile)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	r.consumer = worker.LaneConsumerName(contract.KindRoad, contract.DefaultTenant)
+	return "DIGITOLL_TENANTS_FILE=" + path
 }
 
 // workerProc is one `digitoll run` process.
@@ -495,7 +516,7 @@ func (r *rig) quiesce(limit time.Duration) {
 		if err != nil {
 			return false, nil
 		}
-		c, err := r.js.Consumer(ctx, contract.StreamSubmit, worker.ConsumerName(contract.KindRoad))
+		c, err := r.js.Consumer(ctx, contract.StreamSubmit, r.consumer)
 		if err != nil {
 			return false, nil
 		}
@@ -541,10 +562,12 @@ func (r *rig) readAll(stream string, limit time.Duration) []jetstream.Msg {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	want, err := r.streamMsgs(ctx, stream)
-	if err != nil {
-		r.t.Fatalf("%s: %v", stream, err)
-	}
+	var want uint64
+	var infoErr error
+	waitFor(r.t, limit, "the size of "+stream, func() (bool, error) {
+		want, infoErr = r.streamMsgs(ctx, stream)
+		return infoErr == nil, nil
+	}, func() string { return fmt.Sprint(infoErr) })
 	out := make([]jetstream.Msg, 0, want)
 	if want == 0 {
 		return out
@@ -553,11 +576,22 @@ func (r *rig) readAll(stream string, limit time.Duration) []jetstream.Msg {
 	if err != nil {
 		r.t.Fatalf("ordered consumer on %s: %v", stream, err)
 	}
+	var lastErr error
 	for uint64(len(out)) < want {
 		if ctx.Err() != nil {
-			r.t.Fatalf("read %d of %d messages of %s within %s", len(out), want, stream, limit)
+			r.t.Fatalf("read %d of %d messages of %s within %s (last error: %v)", len(out), want, stream, limit, lastErr)
 		}
 		batch, err := cons.Fetch(int(want)-len(out), jetstream.FetchMaxWait(2*time.Second))
+		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+			// Right after a node of a cluster is lost the stream may
+			// have no leader for a moment: ask again.
+			lastErr = err
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
 		if err != nil {
 			r.t.Fatalf("fetch from %s: %v", stream, err)
 		}

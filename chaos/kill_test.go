@@ -14,7 +14,6 @@ import (
 	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/simulator"
-	"github.com/digitoll/digitoll-worker/worker"
 )
 
 // crashLine is what a worker logs when it finds that an earlier delivery
@@ -38,6 +37,9 @@ type killScenario struct {
 	limit time.Duration
 	// table prints one line per kill.
 	table bool
+	// lanes runs the workers with a tenants file: a consumer per tenant
+	// and kind, as a provider serving many tenants runs them.
+	lanes bool
 }
 
 // SIGKILL the worker three times at random moments while 300 messages
@@ -55,6 +57,22 @@ func TestKill9WhileMessagesFlow(t *testing.T) {
 		validationDelay: 300 * time.Millisecond,
 		answerDelay:     300 * time.Millisecond,
 		limit:           2 * time.Minute,
+	})
+}
+
+// The same with two workers consuming through lanes (a tenants file): the
+// consumer of the tenant's road submissions is shared by both processes,
+// and kills and restarts do not lose, repeat or dead-letter anything.
+func TestKill9WithLanes(t *testing.T) {
+	runKills(t, killScenario{
+		messages:        300,
+		kills:           3,
+		workers:         2,
+		concurrency:     8,
+		validationDelay: 300 * time.Millisecond,
+		answerDelay:     300 * time.Millisecond,
+		limit:           2 * time.Minute,
+		lanes:           true,
 	})
 }
 
@@ -80,9 +98,13 @@ func runKills(t *testing.T, sc killScenario) {
 
 	var all []*workerProc
 	r.dumpOnFailure(func() []*workerProc { return all })
+	var env []string
+	if sc.lanes {
+		env = append(env, r.tenantsFile())
+	}
 	live := make([]*workerProc, sc.workers)
 	for i := range live {
-		live[i] = r.startWorker()
+		live[i] = r.startWorker(env...)
 		all = append(all, live[i])
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sc.limit)
@@ -112,7 +134,7 @@ func runKills(t *testing.T, sc killScenario) {
 		row := killRow{at: time.Since(start), worker: live[victim].name, results: got, inFlight: inFlight}
 		r.kill(live[victim])
 		restarted := time.Now()
-		live[victim] = r.startWorker()
+		live[victim] = r.startWorker(env...)
 		all = append(all, live[victim])
 		row.readyIn = time.Since(restarted)
 		rows = append(rows, row)
@@ -157,7 +179,7 @@ func killThresholds(rnd *rand.Rand, messages, kills int) []uint64 {
 func (r *rig) ackPending(ctx context.Context) int {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	c, err := r.js.Consumer(ctx, contract.StreamSubmit, worker.ConsumerName(contract.KindRoad))
+	c, err := r.js.Consumer(ctx, contract.StreamSubmit, r.consumer)
 	if err != nil {
 		return -1
 	}
