@@ -2,9 +2,11 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -188,5 +190,83 @@ func TestLanesWithoutTenants(t *testing.T) {
 	})
 	if err := r.stop(); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// outageHandler fails every message transiently while broken, as with
+// Toll down, and counts its tenants' probes.
+type outageHandler struct {
+	broken atomic.Bool
+	probes atomic.Int32
+	passed atomic.Int32
+}
+
+func (h *outageHandler) Handle(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+	if h.broken.Load() {
+		return handlers.Outcome{}, failure.Mark(errors.New("toll answered 503"), failure.Transient)
+	}
+	return accept(ctx, req)
+}
+
+func (h *outageHandler) ProbeTenant(context.Context, string) error {
+	h.probes.Add(1)
+	if h.broken.Load() {
+		return errors.New("toll answered 503")
+	}
+	h.passed.Add(1)
+	return nil
+}
+
+// An outage pauses each tenant's lane once its own failures say so, but
+// they wait for one probe of the kind, not one each: hundreds of tenants
+// must not probe a Toll that is down hundreds of times per interval. One
+// successful probe resumes them all.
+func TestLanesShareTheProbeOfAnOutage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := &outageHandler{}
+	h.broken.Store(true)
+	names := []string{"a", "b", "c"}
+	var list []Tenant
+	for _, n := range names {
+		list = append(list, roadTenant(n, 0))
+	}
+	w := runWorker(t, e.js, Config{
+		Handlers:        map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+		Tenants:         &tenantList{tenants: list},
+		OutageThreshold: 2,
+		RetryDelay:      func(int) time.Duration { return 20 * time.Millisecond },
+		ProbeInterval:   50 * time.Millisecond,
+		PauseFor:        5 * time.Second,
+	}).w
+	for _, n := range names {
+		for i := range 3 {
+			submit(t, e.js, contract.SubmitSubject(contract.KindRoad, n), "", roadBody(n+strconv.Itoa(i)), nil)
+		}
+	}
+	eventually(t, 30*time.Second, "every tenant's lane paused for the outage", func() bool {
+		paused := 0
+		for _, s := range w.Status() {
+			if s.Paused && s.Reason == pauseOutage {
+				paused++
+			}
+		}
+		return paused == len(names)
+	})
+	before := h.probes.Load()
+	eventually(t, 30*time.Second, "a few probe rounds", func() bool { return h.probes.Load() >= before+3 })
+	if err := w.KindHealth(contract.KindRoad); err == nil {
+		t.Error("every tenant's lane is paused, yet the kind reports healthy")
+	}
+
+	h.broken.Store(false)
+	collect(t, e.js, contract.StreamResults, "digitoll.result.>", 3*len(names), 30*time.Second)
+	if n := h.passed.Load(); n != 1 {
+		t.Errorf("%d successful probes, want 1: one probe of the kind resumes every tenant's lane", n)
+	}
+	for _, s := range w.Status() {
+		if s.Paused {
+			t.Errorf("%s still paused after the outage", s.Tenant)
+		}
 	}
 }

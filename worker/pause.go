@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -180,7 +182,131 @@ func (w *Worker) failed(r *run, l lane, err error) {
 		log.Warn("pausing "+what+": its dependency seems down; messages are kept and resume when a probe succeeds",
 			"failuresInARow", w.cfg.OutageThreshold, "error", err)
 	}
+	if reason == pauseOutage && l.tenant != "" {
+		// Toll or Maskinporten down is every tenant's outage: one probe
+		// per kind, not one per tenant, however many lanes wait.
+		if r.outages.join(l) {
+			kindLog := w.log.With("kind", l.kind, "reason", reason)
+			r.probers.Go(func() { w.probeOutage(r, l.kind, kindLog) })
+		}
+		return
+	}
 	r.probers.Go(func() { w.probe(ctx, l, log) })
+}
+
+// outages holds, per kind, the tenants' lanes paused for an outage, which
+// one goroutine probes for all of them (see probeOutage).
+type outages struct {
+	mu sync.Mutex
+	// lanes maps each lane waiting to when its consumer was last paused
+	// on the server (zero: not yet).
+	lanes map[contract.Kind]map[lane]time.Time
+	// probing marks the kinds whose prober runs.
+	probing map[contract.Kind]bool
+}
+
+// join adds l to its kind's waiting lanes and reports whether the caller
+// must start the kind's prober.
+func (o *outages) join(l lane) (startProber bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.lanes == nil {
+		o.lanes, o.probing = map[contract.Kind]map[lane]time.Time{}, map[contract.Kind]bool{}
+	}
+	if o.lanes[l.kind] == nil {
+		o.lanes[l.kind] = map[lane]time.Time{}
+	}
+	o.lanes[l.kind][l] = time.Time{}
+	if o.probing[l.kind] {
+		return false
+	}
+	o.probing[l.kind] = true
+	return true
+}
+
+// due returns kind's waiting lanes whose pause on the server is older than
+// renew (all of them with renew 0) and marks them paused at now. It
+// reports false, and the prober must end, when none waits.
+func (o *outages) due(kind contract.Kind, renew time.Duration, now time.Time) (due, waiting []lane, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.lanes[kind]) == 0 {
+		o.probing[kind] = false
+		return nil, nil, false
+	}
+	for l, at := range o.lanes[kind] {
+		waiting = append(waiting, l)
+		if at.IsZero() || now.Sub(at) >= renew {
+			due = append(due, l)
+			o.lanes[kind][l] = now
+		}
+	}
+	slices.SortFunc(waiting, func(a, b lane) int { return strings.Compare(a.tenant, b.tenant) })
+	return due, waiting, true
+}
+
+// leave forgets l, whose lane stopped.
+func (o *outages) leave(l lane) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.lanes[l.kind], l)
+}
+
+// take empties kind's waiting lanes, ends its prober and returns them.
+func (o *outages) take(kind contract.Kind) []lane {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]lane, 0, len(o.lanes[kind]))
+	for l := range o.lanes[kind] {
+		out = append(out, l)
+	}
+	delete(o.lanes, kind)
+	o.probing[kind] = false
+	return out
+}
+
+// probeOutage keeps kind's lanes paused for an outage paused on the
+// server, probes every ProbeInterval with one waiting tenant after another,
+// and resumes them all when a probe succeeds: a tenant that still fails
+// is paused again by its own failures. It ends then, when no lane waits
+// any more, or when the worker stops pulling.
+func (w *Worker) probeOutage(r *run, kind contract.Kind, log *slog.Logger) {
+	ctx := r.pullCtx
+	for turn := 0; ; turn++ {
+		due, waiting, ok := r.outages.due(kind, w.cfg.PauseFor/2, time.Now())
+		if !ok {
+			return
+		}
+		for _, l := range due {
+			if lctx, consuming := r.laneCtx(l); consuming {
+				w.pauseConsumer(lctx, l, log)
+			} else {
+				r.outages.leave(l)
+			}
+		}
+		if !sleepCtx(ctx, w.cfg.ProbeInterval) {
+			return
+		}
+		l := waiting[turn%len(waiting)]
+		pctx, cancel := context.WithTimeout(ctx, finishTimeout)
+		err := w.probeOnce(pctx, l)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			log.Debug("probe failed; the kind's lanes stay paused", "tenant", l.tenant, "lanes", len(waiting), "error", err)
+			continue
+		}
+		resumed := r.outages.take(kind)
+		for _, l := range resumed {
+			if lctx, consuming := r.laneCtx(l); consuming {
+				w.resume(lctx, l, log.With("tenant", l.tenant))
+			}
+		}
+		log.Info("the outage is over: resumed every tenant's lane of "+string(kind), "lanes", len(resumed), "probedWith", l.tenant)
+		return
+	}
 }
 
 // probe keeps l paused on the server and probes it every ProbeInterval

@@ -141,6 +141,8 @@ type run struct {
 	pullCtx context.Context
 	// probers counts the goroutines probing paused lanes.
 	probers sync.WaitGroup
+	// outages are the tenants' lanes paused for an outage.
+	outages outages
 }
 
 // Run consumes until ctx is done, then shuts down gracefully: it stops
