@@ -74,8 +74,21 @@ func TestNATSRestartMidRun(t *testing.T) {
 // all three URLs, carry on: nothing lost, nothing repeated, nothing
 // dead-lettered.
 func TestClusterNodeLossMidRun(t *testing.T) {
-	// Mostly waiting (leader elections, publish timeouts, backoff).
-	t.Parallel()
+	for _, mode := range []struct {
+		name  string
+		lanes bool
+	}{{"one consumer per kind", false}, {"lanes", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			// Mostly waiting (leader elections, publish timeouts, backoff).
+			t.Parallel()
+			clusterNodeLoss(t, mode.lanes)
+		})
+	}
+}
+
+// clusterNodeLoss is TestClusterNodeLossMidRun with one consumer per
+// kind, or with lanes (a tenants file), whose consumers are R3 as well.
+func clusterNodeLoss(t *testing.T, lanes bool) {
 	const messages = 120
 	servers, err := broker.StartCluster(3, filepath.Join(t.TempDir(), "cluster"), nil)
 	if err != nil {
@@ -92,7 +105,11 @@ func TestClusterNodeLossMidRun(t *testing.T) {
 	}
 	r := newRig(t, rigConfig{natsURLs: urls, replicas: 3, concurrency: 16, validationDelay: 300 * time.Millisecond})
 	subs := houses(t, "cluster", messages)
-	w := r.startWorker()
+	var env []string
+	if lanes {
+		env = append(env, r.tenantsFile())
+	}
+	w := r.startWorker(env...)
 	r.dumpOnFailure(func() []*workerProc { return []*workerProc{w} })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

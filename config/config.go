@@ -95,7 +95,7 @@ type Limits struct {
 	// within Worker.Concurrency; kinds not named share the whole pool.
 	KindConcurrency map[contract.Kind]int
 	// TenantConcurrency caps each tenant's messages in progress at once
-	// when its entry in the tenants file sets none; 0 is half of
+	// when its entry in the tenants file sets none; 0 is three quarters of
 	// Worker.Concurrency. Only with a tenants file.
 	TenantConcurrency int
 }

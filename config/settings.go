@@ -169,7 +169,7 @@ func Settings() []Setting {
 			set: setInt(func(c *Config) *int { return &c.Worker.Concurrency }, 1, 10000),
 			get: getInt(func(c *Config) *int { return &c.Worker.Concurrency })},
 		{Env: "DIGITOLL_TENANT_CONCURRENCY", Flag: "tenant-concurrency", Default: "0",
-			Usage: "with a tenants file, messages of one tenant processed at once unless its entry sets concurrency (0: half of DIGITOLL_CONCURRENCY)",
+			Usage: "with a tenants file, messages of one tenant processed at once unless its entry sets concurrency (0: three quarters of DIGITOLL_CONCURRENCY)",
 			set:   setInt(func(c *Config) *int { return &c.Limits.TenantConcurrency }, 0, 10000),
 			get:   getInt(func(c *Config) *int { return &c.Limits.TenantConcurrency })},
 		{Env: "DIGITOLL_KIND_CONCURRENCY", Flag: "kind-concurrency", Default: "document=8",

@@ -59,9 +59,10 @@ type Config struct {
 	// kind serves every tenant. See lanes.go.
 	Tenants TenantSource
 	// TenantConcurrency caps the messages in progress of each tenant
-	// without a cap of its own; default half of Concurrency (at least 1),
-	// so that one tenant's flood leaves room for the others even before
-	// they have a message waiting. Used only with Tenants.
+	// without a cap of its own; default three quarters of Concurrency (at
+	// least 1), so that one tenant's flood leaves a quarter of the slots
+	// free for the others the moment they publish, and a lone busy tenant
+	// still has most of them. Used only with Tenants.
 	TenantConcurrency int
 	// LaneSync is how often the lanes are matched again with Tenants and
 	// with the subjects holding messages; default 3 s.
@@ -134,7 +135,7 @@ func (c Config) withDefaults() Config {
 		c.AckWait = DefaultAckWait
 	}
 	if c.TenantConcurrency == 0 {
-		c.TenantConcurrency = max(1, c.Concurrency/2)
+		c.TenantConcurrency = max(1, c.Concurrency*3/4)
 	}
 	if c.LaneSync == 0 {
 		c.LaneSync = DefaultLaneSync

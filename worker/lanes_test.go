@@ -72,28 +72,28 @@ func TestLanesCapEachTenant(t *testing.T) {
 	}}
 	startWorker(t, e.js, Config{
 		Handlers:    map[contract.Kind]handlers.Handler{contract.KindRoad: h},
-		Tenants:     &tenantList{tenants: []Tenant{roadTenant("flood", 3), roadTenant("calm", 0)}},
-		Concurrency: 5,
-		// calm's cap: 5/2.
+		Tenants:     &tenantList{tenants: []Tenant{roadTenant("flood", 2), roadTenant("calm", 0)}},
+		Concurrency: 8,
+		// calm's cap: three quarters of 8.
 	})
 	for i := range 10 {
 		submit(t, e.js, contract.SubmitSubject(contract.KindRoad, "flood"), "", roadBody("f"+strconv.Itoa(i)), nil)
 	}
-	for i := range 4 {
+	for i := range 10 {
 		submit(t, e.js, contract.SubmitSubject(contract.KindRoad, "calm"), "", roadBody("c"+strconv.Itoa(i)), nil)
 	}
-	eventually(t, 30*time.Second, "3 of flood's and 2 of calm's messages in flight", func() bool {
+	eventually(t, 30*time.Second, "2 of flood's and 6 of calm's messages in flight", func() bool {
 		f, _ := gauges["flood"].read()
 		c, _ := gauges["calm"].read()
-		return f == 3 && c == 2
+		return f == 2 && c == 6
 	})
 	close(release)
-	collect(t, e.js, contract.StreamResults, "digitoll.result.>", 14, 30*time.Second)
-	if _, most := gauges["flood"].read(); most != 3 {
-		t.Errorf("at most %d of flood's messages were in flight at once, want its cap 3", most)
+	collect(t, e.js, contract.StreamResults, "digitoll.result.>", 20, 30*time.Second)
+	if _, most := gauges["flood"].read(); most != 2 {
+		t.Errorf("at most %d of flood's messages were in flight at once, want its cap 2", most)
 	}
-	if _, most := gauges["calm"].read(); most != 2 {
-		t.Errorf("at most %d of calm's messages were in flight at once, want the default cap 2 (half of 5)", most)
+	if _, most := gauges["calm"].read(); most != 6 {
+		t.Errorf("at most %d of calm's messages were in flight at once, want the default cap 6 (three quarters of 8)", most)
 	}
 }
 
