@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"reflect"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -156,9 +155,6 @@ type tenancy struct {
 	reload time.Duration
 
 	table atomic.Pointer[tenantTable]
-	// kinds are the kinds the worker consumes, fixed at start: the union
-	// of the first table's.
-	kinds []contract.Kind
 
 	// mu guards what reloads change; one reload runs at a time.
 	mu          sync.Mutex
@@ -190,13 +186,6 @@ func newTenancy(cfg *config.Config, js jetstream.JetStream, hc *http.Client, lim
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range tab.names {
-		for _, k := range tab.byName[name].cfg.Kinds {
-			if !slices.Contains(ty.kinds, k) {
-				ty.kinds = append(ty.kinds, k)
-			}
-		}
-	}
 	ty.table.Store(tab)
 	ty.labelTenants(tab)
 	if err := ty.watchTokens(tab); err != nil {
@@ -205,10 +194,14 @@ func newTenancy(cfg *config.Config, js jetstream.JetStream, hc *http.Client, lim
 	return ty, nil
 }
 
-// handlers are the worker's handlers: one byTenant per kind.
+// handlers are the worker's handlers: one byTenant for every kind, so
+// that a kind a tenant starts using after a reload is consumed without a
+// restart; the worker makes lanes only for the kinds tenants use (and for
+// subjects holding messages, which byTenant answers).
 func (ty *tenancy) handlers() map[contract.Kind]handlers.Handler {
-	hs := make(map[contract.Kind]handlers.Handler, len(ty.kinds))
-	for _, k := range ty.kinds {
+	kinds := contract.Kinds()
+	hs := make(map[contract.Kind]handlers.Handler, len(kinds))
+	for _, k := range kinds {
 		hs[k] = &byTenant{kind: k, table: &ty.table}
 	}
 	return hs
@@ -290,14 +283,6 @@ func (ty *tenancy) Reload() (changed bool, err error) {
 	if err != nil {
 		ty.failed = fp
 		return false, err
-	}
-	for _, name := range tab.names {
-		for _, k := range tab.byName[name].cfg.Kinds {
-			if !slices.Contains(ty.kinds, k) {
-				ty.logger.Warn("tenant uses a kind this worker did not consume at start; its messages of the kind wait until a restart",
-					"tenant", name, "kind", k)
-			}
-		}
 	}
 	if err := ty.watchTokens(tab); err != nil {
 		return false, err

@@ -489,3 +489,62 @@ func TestTenancyReload(t *testing.T) {
 		t.Errorf("after acme's new key: acme rebuilt %v, beta kept %v", tab.byName["acme"] != acme, tab.byName["beta"] == beta)
 	}
 }
+
+// A tenant that starts using a kind no tenant used when the worker started
+// is served after the reload, without a restart.
+func TestTenantStartsUsingAKind(t *testing.T) {
+	f := newTenantsFixture(t)
+	f.addTenant(t, 0, "acme", "road", roadScope, "toll:movement/air")
+	f.write(t)
+	f.start(t)
+	results := f.collect(t)
+
+	all, err := samples.Load(contract.KindAir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flight map[string]any
+	for _, s := range all {
+		if s.Name == "01-flight.json" {
+			if err := json.Unmarshal(s.Body, &flight); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if flight == nil {
+		t.Fatal("sample air/01-flight.json is missing")
+	}
+	publishFlight := func(n int) string {
+		id := fmt.Sprintf("flight-%d", n)
+		flight["id"] = id
+		body, err := json.Marshal(flight)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.js.PublishMsg(t.Context(), &nats.Msg{Subject: contract.SubmitSubject(contract.KindAir, "acme"), Data: body},
+			jetstream.WithMsgID(contract.MsgID("acme", id))); err != nil {
+			t.Fatal(err)
+		}
+		return "acme/" + id
+	}
+
+	// Not yet one of its kinds: dead-lettered.
+	first := publishFlight(0)
+	if r := results.wait(t, first)[first]; r.Status != contract.StatusDeadLettered {
+		t.Fatalf("air before the tenant may use it: %s, want dead-lettered", r.Status)
+	}
+
+	f.lines[0] = strings.Replace(f.lines[0], "kinds: [road]", "kinds: [road, air]", 1)
+	f.write(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 1; ; n++ {
+		key := publishFlight(n)
+		r := results.wait(t, key)[key]
+		if r.Status == contract.StatusAccepted {
+			break
+		}
+		if r.Status != contract.StatusDeadLettered || time.Now().After(deadline) {
+			t.Fatalf("air after the reload: %s (%s %v), want accepted", r.Status, r.Note, r.Errors)
+		}
+	}
+}
