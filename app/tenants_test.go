@@ -19,10 +19,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/samples"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
@@ -54,20 +54,7 @@ func newTenantsFixture(t *testing.T) *tenantsFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close() })
-	srv, err := broker.Start(broker.Options{Dir: filepath.Join(dir, "nats"), Port: broker.RandomPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Start(t, filepath.Join(dir, "nats"))
 	return &tenantsFixture{dir: dir, file: filepath.Join(dir, "tenants.yaml"), sim: sim, js: js}
 }
 

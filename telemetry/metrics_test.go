@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/digitoll/digitoll-worker/auth"
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/internal/promtest"
 )
 
@@ -135,20 +134,7 @@ func TestTokenAndCertificateMetrics(t *testing.T) {
 // Consumer backlogs are read from NATS at scrape time, reused for a few
 // seconds, and a consumer that cannot be read is left out.
 func TestConsumerMetrics(t *testing.T) {
-	srv, err := broker.Start(broker.Options{Dir: filepath.Join(t.TempDir(), "nats"), Port: broker.RandomPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Start(t, filepath.Join(t.TempDir(), "nats"))
 	ctx := t.Context()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
 		t.Fatal(err)

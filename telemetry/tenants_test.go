@@ -10,11 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/internal/promtest"
 )
 
@@ -266,20 +265,7 @@ func TestPauseMetrics(t *testing.T) {
 // The backlog is read from the submit stream's per-subject counts, by kind
 // and tenant label, and shrinks as messages are acknowledged.
 func TestBacklogMetrics(t *testing.T) {
-	srv, err := broker.Start(broker.Options{Dir: filepath.Join(t.TempDir(), "nats"), Port: broker.RandomPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Start(t, filepath.Join(t.TempDir(), "nats"))
 	ctx := t.Context()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: contract.StreamSubmit,
 		Subjects: []string{contract.SubjectsSubmit}, Retention: jetstream.WorkQueuePolicy}); err != nil {

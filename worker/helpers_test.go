@@ -17,6 +17,7 @@ import (
 	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/internal/natstest"
 )
 
 // env is a real embedded server with the streams created.
@@ -28,20 +29,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	srv, err := broker.Start(broker.Options{Dir: t.TempDir(), Port: broker.RandomPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, js := natstest.Start(t, "")
 	ctx := testCtx(t)
 	if err := EnsureStreams(ctx, js, StreamOptions{}); err != nil {
 		t.Fatal(err)

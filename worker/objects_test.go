@@ -15,10 +15,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/digitoll/digitoll-worker/auth"
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/failure"
 	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/simulator"
 	"github.com/digitoll/digitoll-worker/toll"
 )
@@ -76,20 +76,7 @@ func TestObjectFilesOpen(t *testing.T) {
 }
 
 func TestObjectFilesWithoutBucket(t *testing.T) {
-	srv, err := broker.Start(broker.Options{Dir: t.TempDir(), Port: broker.RandomPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Start(t, "")
 	if _, _, err := NewObjectFiles(js).Open(testCtx(t), "a.pdf"); failure.Classify(err) != failure.Config {
 		t.Errorf("%v, want a configuration failure", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/worker"
 )
 
@@ -81,20 +82,7 @@ func TestPublishDocumentArguments(t *testing.T) {
 // buckets.
 func natsWithStreams(t *testing.T) (*broker.Server, jetstream.JetStream) {
 	t.Helper()
-	srv, err := broker.Start(broker.Options{Dir: t.TempDir(), Port: broker.RandomPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, js := natstest.Start(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := worker.EnsureStreams(ctx, js, worker.StreamOptions{}); err != nil {

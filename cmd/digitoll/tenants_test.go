@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/digitoll/digitoll-worker/broker"
+	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/simulator"
 	"github.com/digitoll/digitoll-worker/worker"
 )
@@ -256,20 +254,7 @@ func TestTenantsProvision(t *testing.T) {
 		t.Errorf("an unknown tenant: exit %d\n%s%s", code, out, errOut)
 	}
 
-	srv, err := broker.Start(broker.Options{Dir: natsDir, Port: broker.RandomPort})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Start(t, natsDir)
 	for _, tenant := range []string{"acme", "beta"} {
 		for _, r := range worker.TenantReaders(tenant) {
 			c, err := js.Consumer(t.Context(), r.Stream, r.Name)
