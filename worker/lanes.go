@@ -126,6 +126,9 @@ type lanes struct {
 	errs []error
 	// stop ends pulling when a pull loop fails.
 	stop context.CancelFunc
+	// blind is set while the submit stream's subjects cannot be read;
+	// only the goroutine syncing the lanes uses it.
+	blind bool
 }
 
 // laneCtx is the context of l's pull loop, and false when l is not being
@@ -242,8 +245,14 @@ func (w *Worker) waitingLanes(ctx context.Context) (map[lane]uint64, error) {
 func (w *Worker) syncLanes(ctx context.Context, r *run, known map[string]bool) {
 	configured := w.wantedLanes(r, known)
 	waiting, err := w.waitingLanes(ctx)
-	if err != nil && ctx.Err() == nil {
+	switch {
+	case err != nil && ctx.Err() == nil && !r.lanes.blind:
+		// Once per spell: NATS away logs enough already.
 		w.log.Warn("cannot read the submit stream's subjects; lanes of tenants not configured are kept until it can be read", "error", err)
+		r.lanes.blind = true
+	case err == nil && r.lanes.blind:
+		w.log.Info("reading the submit stream's subjects again")
+		r.lanes.blind = false
 	}
 	r.lanes.mu.Lock()
 	var stop []lane

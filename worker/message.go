@@ -34,8 +34,10 @@ type job struct {
 	r *run
 	// lane is the consumer the message came from.
 	lane lane
-	msg  jetstream.Msg
-	hb   *heartbeat
+	// tenant is the subject's last token, for the Observer.
+	tenant string
+	msg    jetstream.Msg
+	hb     *heartbeat
 	// ctx carries the delivery's span; it ends with the handlers (see
 	// run.handlerCtx).
 	ctx  context.Context
@@ -82,7 +84,7 @@ func (w *Worker) process(r *run, l lane, msg jetstream.Msg, hb *heartbeat) {
 	tenant := subjectTenant(msg.Subject())
 	start := time.Now()
 	w.obs.MessageStarted(kind, tenant)
-	j := &job{w: w, r: r, lane: l, msg: msg, hb: hb, log: w.log.With("kind", kind), d: delivered{kind: kind, subject: msg.Subject()}}
+	j := &job{w: w, r: r, lane: l, tenant: tenant, msg: msg, hb: hb, log: w.log.With("kind", kind), d: delivered{kind: kind, subject: msg.Subject()}}
 	j.ctx, j.span = w.startSpan(r.handlerCtx, kind, msg)
 	if sc := j.span.SpanContext(); sc.IsValid() {
 		j.log = j.log.With(logTraceID, sc.TraceID().String(), logSpanID, sc.SpanID().String())
@@ -383,7 +385,7 @@ func (j *job) deadLetter(reason string, cause error) {
 	}
 	j.log.Warn("dead-lettered", "reason", reason, "error", errText)
 	j.span.SetStatus(codes.Error, "dead-lettered: "+reason+": "+errText)
-	j.w.obs.DeadLettered(j.d.kind, subjectTenant(j.d.subject), reason)
+	j.w.obs.DeadLettered(j.d.kind, j.tenant, reason)
 	j.ack()
 	j.outcome = OutcomeDeadLettered
 }
@@ -407,7 +409,7 @@ func (j *job) nak(delay time.Duration, cause string) {
 		j.log.Warn("nak failed; the message is redelivered after AckWait", "error", err)
 	}
 	j.outcome = OutcomeRetried
-	j.w.obs.Retried(j.d.kind, subjectTenant(j.d.subject), cause)
+	j.w.obs.Retried(j.d.kind, j.tenant, cause)
 }
 
 // leave stops working on a message that a later delivery owns, without
