@@ -27,8 +27,10 @@ const (
 
 // readyTimeout bounds how long Start waits for the server to accept
 // connections. JetStream recovers its streams before it is ready, so a large
-// store may take a few seconds; ten is plenty for anything this worker keeps.
-const readyTimeout = 10 * time.Second
+// store may take a few seconds, and a cluster node waits for its peers,
+// longer on a loaded machine: 30 s bounds both without hiding a server that
+// will never come up.
+const readyTimeout = 30 * time.Second
 
 // ErrNotReady is returned when a server did not become ready in time.
 var ErrNotReady = errors.New("nats-server not ready")
