@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/internal/clocktest"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
 
@@ -64,31 +64,13 @@ func keysEntry(dir string, old, next simulator.DemoKey, nextFrom time.Time) stri
 		rel(old.KeyFile), old.KeyID, rel(next.KeyFile), next.KeyID, nextFrom.Format(time.RFC3339))
 }
 
-// clock is a settable clock for the simulator and the Maskinporten client.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // A tenant with two keys signs with the first until the second's
 // notBefore and with the second from then on, without being rebuilt;
 // Maskinporten accepts both while both are registered, and refuses the
 // new one until it is.
 func TestKeyRingRotation(t *testing.T) {
 	dir := t.TempDir()
-	clk := &clock{t: time.Now().Truncate(time.Second)}
+	clk := clocktest.New(time.Now().Truncate(time.Second))
 	sim, err := simulator.Start(simulator.Config{Now: clk.Now}, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/digitoll/digitoll-worker/auth"
 	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/internal/clocktest"
 	"github.com/digitoll/digitoll-worker/toll"
 )
 
@@ -22,7 +23,7 @@ const scopeRoad = "toll:movement/road/v2"
 
 // cacheEnv is a Cache wired through real clients to a fake IdP.
 type cacheEnv struct {
-	clock *fakeClock
+	clock *clocktest.Clock
 	idp   *idp
 	cache *auth.Cache
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/digitoll/digitoll-worker/auth"
+	"github.com/digitoll/digitoll-worker/internal/clocktest"
 )
 
 // testPKI is the key material every test shares: RSA keys are slow to
@@ -99,26 +100,9 @@ func kidSigner(t *testing.T) *auth.Signer {
 	return s
 }
 
-// fakeClock is a settable clock shared by the clients, the cache and the
+// newClock is a settable clock shared by the clients, the cache and the
 // fake servers.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Now().Truncate(time.Second)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *clocktest.Clock { return clocktest.New(time.Now().Truncate(time.Second)) }
 
 const testClientID = "0a1b2c3d-client"
 
@@ -128,7 +112,7 @@ const testClientID = "0a1b2c3d-client"
 type idp struct {
 	t     *testing.T
 	srv   *httptest.Server
-	clock *fakeClock
+	clock *clocktest.Clock
 	pub   *rsa.PublicKey
 
 	grants, exchanges atomic.Int64
@@ -144,7 +128,7 @@ type idp struct {
 	onExchange func(w http.ResponseWriter, r *http.Request, scope string, n int64) bool
 }
 
-func newIDP(t *testing.T, clock *fakeClock, pub *rsa.PublicKey) *idp {
+func newIDP(t *testing.T, clock *clocktest.Clock, pub *rsa.PublicKey) *idp {
 	t.Helper()
 	d := &idp{t: t, clock: clock, pub: pub, tollLifetime: 970, mpScope: map[string]string{}, jtis: map[string]bool{}}
 	mux := http.NewServeMux()

@@ -14,25 +14,8 @@ import (
 	"time"
 
 	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/internal/clocktest"
 )
-
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // toll is a server under /api that answers each request with the status
 // and Retry-After its answer function gives, and records when requests
@@ -123,7 +106,7 @@ func TestAPIOfARequest(t *testing.T) {
 // their rate.
 func TestTooManyRequestsSlowsTheAPIDownAndItRecovers(t *testing.T) {
 	srv := newToll(t)
-	clk := &clock{t: time.Now()}
+	clk := clocktest.New(time.Now())
 	tr, err := New(nil, Config{Base: srv.base(), Rate: 10, Burst: 1000, Hold: 10 * time.Second, Recovery: 20 * time.Second, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +167,7 @@ func TestTooManyRequestsSlowsTheAPIDownAndItRecovers(t *testing.T) {
 
 func TestRetryAfterStopsTheAPI(t *testing.T) {
 	srv := newToll(t)
-	clk := &clock{t: time.Date(2025, 1, 15, 8, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2025, 1, 15, 8, 0, 0, 0, time.UTC))
 	tr, err := New(nil, Config{Base: srv.base(), Rate: 100, MaxRetryAfter: time.Minute, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
