@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/internal/buftest"
 	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/samples"
 	"github.com/digitoll/digitoll-worker/simulator"
@@ -37,7 +37,7 @@ const roadScope = "toll:movement/road/v2"
 // file whose tenants each have their own key, registered in the simulator.
 type tenantsFixture struct {
 	// logs holds the services' log, as text lines.
-	logs lockedBuffer
+	logs buftest.Buffer
 	dir  string
 	file string
 	sim  *simulator.Server
@@ -140,24 +140,7 @@ func (f *tenantsFixture) start(t *testing.T, extra ...string) *Services {
 	return svc
 }
 
-// lockedBuffer is a log destination safe for concurrent writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
 // lines returns the lines written so far.
-func (b *lockedBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
-}
 
 // house is the sample road house consignment made unique by tenant and n.
 func house(t *testing.T, tenant string, n int) (id string, body []byte) {
@@ -345,7 +328,7 @@ func TestManyTenants(t *testing.T) {
 	// Every line about a tenant's message, token or Toll call names the
 	// tenant, once.
 	named := 0
-	for _, line := range f.logs.lines() {
+	for _, line := range f.logs.Lines() {
 		if n := strings.Count(line, " tenant="); n > 1 {
 			t.Errorf("a log line names its tenant %d times: %s", n, line)
 		}

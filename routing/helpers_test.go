@@ -15,6 +15,7 @@ import (
 
 	"github.com/digitoll/digitoll-worker/auth"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/internal/buftest"
 	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/simulator"
 	"github.com/digitoll/digitoll-worker/toll"
@@ -37,7 +38,7 @@ type env struct {
 	js   jetstream.JetStream
 	kv   jetstream.KeyValue
 	sim  *simulator.Server
-	logs *syncBuffer
+	logs *buftest.Buffer
 }
 
 func newEnv(t *testing.T) *env {
@@ -56,7 +57,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close() })
-	return &env{js: js, kv: kv, sim: sim, logs: &syncBuffer{}}
+	return &env{js: js, kv: kv, sim: sim, logs: &buftest.Buffer{}}
 }
 
 func testCtx(t *testing.T) context.Context {
@@ -273,22 +274,4 @@ func checkExactlyOnce(t *testing.T, tenant string, msgs []*jetstream.RawStreamMs
 			}
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,16 +1,15 @@
 package simulator_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/digitoll/digitoll-worker/internal/buftest"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
 
@@ -120,7 +119,7 @@ func TestLatencyEndsWithContextAndClose(t *testing.T) {
 }
 
 func TestLogsHoldNoSecrets(t *testing.T) {
-	var buf syncBuffer
+	var buf buftest.Buffer
 	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := start(t, simulator.Config{Logger: logger})
 	g := kidGrant(t, srv, scopeRoad)
@@ -164,24 +163,6 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		<-tick.C
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // Handler serves the simulator inside another server; BaseURL makes the

@@ -19,6 +19,7 @@ import (
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/internal/buftest"
 )
 
 // fakeTokens issues "secret-token-<n>", a new n after each Invalidate of
@@ -106,7 +107,7 @@ func (f *fakeToll) seen() []seen {
 }
 
 // newClient returns a client for srv whose log output lands in logs.
-func newClient(srv *httptest.Server, tokens Tokens, logs *syncBuffer) *Client {
+func newClient(srv *httptest.Server, tokens Tokens, logs *buftest.Buffer) *Client {
 	return &Client{
 		BaseURL: srv.URL + "/api/",
 		HTTP:    srv.Client(),
@@ -114,23 +115,6 @@ func newClient(srv *httptest.Server, tokens Tokens, logs *syncBuffer) *Client {
 		Timeout: 5 * time.Second,
 		Logger:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestDeclareStatusMapping(t *testing.T) {
@@ -300,7 +284,7 @@ func TestDeclareStatusMapping(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake, srv := newFakeToll(t, tt.replies...)
 			tokens := &fakeTokens{}
-			var logs syncBuffer
+			var logs buftest.Buffer
 			c := newClient(srv, tokens, &logs)
 			id, err := c.Declare(t.Context(), RoadV2(), contract.OpCreate, contract.LevelHouseConsignment, "", []byte(decl))
 			got := fake.seen()
@@ -354,7 +338,7 @@ func TestDeclareOperations(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake, srv := newFakeToll(t, reply{status: 202, body: `{"requestId":"r"}`})
 			tokens := &fakeTokens{}
-			var logs syncBuffer
+			var logs buftest.Buffer
 			c := newClient(srv, tokens, &logs)
 			c.Foreign = tt.foreign
 			var body []byte
@@ -383,7 +367,7 @@ func TestDeclareOperations(t *testing.T) {
 
 func TestDeclareNeedsMRN(t *testing.T) {
 	fake, srv := newFakeToll(t, reply{status: 202, body: `{"requestId":"r"}`})
-	c := newClient(srv, &fakeTokens{}, &syncBuffer{})
+	c := newClient(srv, &fakeTokens{}, &buftest.Buffer{})
 	_, err := c.Declare(t.Context(), RoadV2(), contract.OpUpdate, contract.LevelTransport, "", []byte(`{}`))
 	if failure.Classify(err) != failure.Permanent {
 		t.Errorf("err = %v, want permanent", err)
@@ -396,7 +380,7 @@ func TestDeclareNeedsMRN(t *testing.T) {
 func TestTokenErrorKeepsItsClass(t *testing.T) {
 	fake, srv := newFakeToll(t, reply{status: 202, body: `{"requestId":"r"}`})
 	tokenErr := fmt.Errorf("maskinporten: invalid_scope: %w", failure.ErrConfig)
-	c := newClient(srv, &fakeTokens{err: tokenErr}, &syncBuffer{})
+	c := newClient(srv, &fakeTokens{err: tokenErr}, &buftest.Buffer{})
 	_, err := c.Declare(t.Context(), RoadV2(), contract.OpCreate, contract.LevelTransport, "", []byte(`{}`))
 	if !errors.Is(err, tokenErr) || failure.Classify(err) != failure.Config {
 		t.Errorf("err = %v, want the token error, config", err)
@@ -471,7 +455,7 @@ func TestValidationStatus(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fake, srv := newFakeToll(t, tt.reply)
-			c := newClient(srv, &fakeTokens{}, &syncBuffer{})
+			c := newClient(srv, &fakeTokens{}, &buftest.Buffer{})
 			v, err := c.ValidationStatus(t.Context(), RoadV2(), contract.LevelHouseConsignment, "req-1")
 			got := fake.seen()
 			if len(got) != 1 || got[0].Method != "GET" || got[0].Path != "/api/movement/road/status/v2/house-consignment/validation-status/req-1" {
@@ -484,7 +468,7 @@ func TestValidationStatus(t *testing.T) {
 
 func TestTestAuth(t *testing.T) {
 	fake, srv := newFakeToll(t, reply{status: 200, body: "OK"})
-	c := newClient(srv, &fakeTokens{}, &syncBuffer{})
+	c := newClient(srv, &fakeTokens{}, &buftest.Buffer{})
 	if err := c.TestAuth(t.Context(), AirV1()); err != nil {
 		t.Fatal(err)
 	}

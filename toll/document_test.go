@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/internal/buftest"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
 
@@ -255,7 +256,7 @@ func TestUploadDocumentStreams(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	}))
 	t.Cleanup(srv.Close)
-	c := newClient(srv, &fakeTokens{}, &syncBuffer{})
+	c := newClient(srv, &fakeTokens{}, &buftest.Buffer{})
 	var expect atomic.Value
 	c.HTTP = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		expect.Store(r.Header.Get("Expect"))

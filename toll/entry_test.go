@@ -7,6 +7,7 @@ import (
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/internal/buftest"
 )
 
 func TestPresent(t *testing.T) {
@@ -64,7 +65,7 @@ func TestPresent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			fake, srv := newFakeToll(t, tt.reply)
 			tokens := &fakeTokens{}
-			c := newClient(srv, tokens, &syncBuffer{})
+			c := newClient(srv, tokens, &buftest.Buffer{})
 			tt.check(t, c.Present(t.Context(), p))
 
 			got := fake.seen()
@@ -86,7 +87,7 @@ func TestPresent(t *testing.T) {
 	t.Run("foreign business", func(t *testing.T) {
 		_, srv := newFakeToll(t, reply{status: 200})
 		tokens := &fakeTokens{}
-		c := newClient(srv, tokens, &syncBuffer{})
+		c := newClient(srv, tokens, &buftest.Buffer{})
 		c.Foreign = true
 		if err := c.Present(t.Context(), p); err != nil {
 			t.Fatal(err)
@@ -97,7 +98,7 @@ func TestPresent(t *testing.T) {
 	})
 	t.Run("incomplete presentation is not sent", func(t *testing.T) {
 		fake, srv := newFakeToll(t, reply{status: 200})
-		c := newClient(srv, &fakeTokens{}, &syncBuffer{})
+		c := newClient(srv, &fakeTokens{}, &buftest.Buffer{})
 		for _, bad := range []Presentation{{CustomsOfficeOfPresentation: "NO351001", MRN: mrn}, {RequestID: p.RequestID, MRN: mrn}, {RequestID: p.RequestID, CustomsOfficeOfPresentation: "NO351001"}} {
 			if err := c.Present(t.Context(), bad); failure.Classify(err) != failure.Permanent {
 				t.Errorf("%+v: err = %v, want permanent", bad, err)

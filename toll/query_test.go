@@ -12,6 +12,7 @@ import (
 	"github.com/digitoll/digitoll-worker/auth"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/internal/buftest"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
 
@@ -90,7 +91,7 @@ func TestStatusWithDescendantsAnswers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fake, srv := newFakeToll(t, tt.reply)
-			c := newClient(srv, &fakeTokens{}, &syncBuffer{})
+			c := newClient(srv, &fakeTokens{}, &buftest.Buffer{})
 			tree, err := c.StatusWithDescendants(t.Context(), RoadV2(), tt.level, testMRN)
 			if got := fake.seen(); len(got) != 1 || got[0].Method != "GET" || got[0].Path != tt.wantPath {
 				t.Errorf("requests %+v, want one GET %s", got, tt.wantPath)
@@ -101,7 +102,7 @@ func TestStatusWithDescendantsAnswers(t *testing.T) {
 
 	t.Run("a house has no descendants", func(t *testing.T) {
 		fake, srv := newFakeToll(t, reply{status: 200})
-		c := newClient(srv, &fakeTokens{}, &syncBuffer{})
+		c := newClient(srv, &fakeTokens{}, &buftest.Buffer{})
 		if _, err := c.StatusWithDescendants(t.Context(), RoadV2(), contract.LevelHouseConsignment, testMRN); failure.Classify(err) != failure.Permanent {
 			t.Errorf("err = %v, want permanent", err)
 		}
@@ -147,7 +148,7 @@ func TestEntryStatusAnswers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fake, srv := newFakeToll(t, tt.reply)
-			c := newClient(srv, &fakeTokens{}, &syncBuffer{})
+			c := newClient(srv, &fakeTokens{}, &buftest.Buffer{})
 			st, err := c.EntryStatus(t.Context(), AirV1(), testMRN)
 			if got := fake.seen(); len(got) != 1 || got[0].Path != "/api/movement/air/status/v1/entry/status/"+testMRN {
 				t.Errorf("requests %+v, want one GET of the air entry status", got)
@@ -157,7 +158,7 @@ func TestEntryStatusAnswers(t *testing.T) {
 	}
 	t.Run("presentation has no query API", func(t *testing.T) {
 		_, srv := newFakeToll(t, reply{status: 200})
-		c := newClient(srv, &fakeTokens{}, &syncBuffer{})
+		c := newClient(srv, &fakeTokens{}, &buftest.Buffer{})
 		if _, err := c.EntryStatus(t.Context(), PresentationV1(), testMRN); failure.Classify(err) != failure.Permanent {
 			t.Errorf("err = %v, want permanent", err)
 		}

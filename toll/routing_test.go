@@ -11,6 +11,7 @@ import (
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/internal/buftest"
 )
 
 func TestRoutingRequest(t *testing.T) {
@@ -25,7 +26,7 @@ func TestRoutingRequest(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	tokens := &fakeTokens{}
-	c := newClient(srv, tokens, &syncBuffer{})
+	c := newClient(srv, tokens, &buftest.Buffer{})
 	for _, tc := range []struct {
 		feed   contract.Feed
 		marker string
@@ -93,7 +94,7 @@ func TestRoutingAnswers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, srv := newFakeToll(t, reply{status: tc.status, body: tc.body})
-			got, err := newClient(srv, &fakeTokens{}, &syncBuffer{}).Routing(t.Context(), contract.FeedHouseConsignment, "m")
+			got, err := newClient(srv, &fakeTokens{}, &buftest.Buffer{}).Routing(t.Context(), contract.FeedHouseConsignment, "m")
 			if tc.class != 0 {
 				if err == nil || failure.Classify(err) != tc.class {
 					t.Fatalf("got %v (%v), want a %v error", got, err, tc.class)
@@ -114,7 +115,7 @@ func TestRoutingAnswers(t *testing.T) {
 
 func TestRoutingUnknownFeed(t *testing.T) {
 	f, srv := newFakeToll(t, reply{status: 200, body: `[]`})
-	_, err := newClient(srv, &fakeTokens{}, &syncBuffer{}).Routing(t.Context(), contract.Feed("entry"), "")
+	_, err := newClient(srv, &fakeTokens{}, &buftest.Buffer{}).Routing(t.Context(), contract.Feed("entry"), "")
 	if failure.Classify(err) != failure.Permanent {
 		t.Errorf("unknown feed: %v, want a permanent error", err)
 	}

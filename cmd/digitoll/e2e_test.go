@@ -17,6 +17,7 @@ import (
 	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/internal/buftest"
 	"github.com/digitoll/digitoll-worker/samples"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
@@ -147,8 +148,8 @@ type runFixture struct {
 	key    simulator.DemoKey
 	srv    *broker.Server
 	js     jetstream.JetStream
-	out    *syncBuffer
-	errOut *syncBuffer
+	out    *buftest.Buffer
+	errOut *buftest.Buffer
 	cancel context.CancelFunc
 	done   chan int
 }
