@@ -32,6 +32,12 @@ type Request struct {
 	// reuses its requestId) use it to read a "requestId already used"
 	// answer as success.
 	Unresolved bool
+	// AfterMRN is the MRN in the accepted result of the submission named
+	// by `after`, when that is a create's: the parent a master or house
+	// may have been declared under (a transport or master). A create
+	// whose answer was lost is looked for among that parent's
+	// descendants; without it Toll offers no way to find it.
+	AfterMRN string
 	// Journal records progress so that a redelivery can resume; nil
 	// means nothing is recorded.
 	Journal Journal
@@ -48,10 +54,37 @@ type Journal interface {
 	Sent(ctx context.Context, requestID string) error
 }
 
+// Releaser is implemented by a Journal that can end a Sending record
+// without a requestId, so that a redelivery does not wait out the send
+// lease of a call that is over.
+type Releaser interface {
+	// Release records that the call Sending announced is over: refused
+	// before Toll processed it (see toll.NotProcessed), or, with
+	// maybeSent, without an answer although Toll may have acted.
+	Release(ctx context.Context, maybeSent bool) error
+}
+
+// releaseTimeout bounds a Release; it is made even when the caller's
+// context ended, since a record left saying "sending" holds the message
+// for the send lease.
+const releaseTimeout = 5 * time.Second
+
+// release ends j's Sending record if j can; a failure only costs the next
+// delivery the lease, so it is not an error of the attempt.
+func release(ctx context.Context, j Journal, maybeSent bool) error {
+	r, ok := j.(Releaser)
+	if !ok {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	return r.Release(rctx, maybeSent)
+}
+
 // Outcome is what Toll decided. Business rejections are outcomes, not
 // errors: an error means the handler could not get an answer.
 type Outcome struct {
-	Status                  contract.Status // accepted or rejected
+	Status                  contract.Status // accepted, rejected or unresolved
 	MRN                     string
 	RequestID               string
 	Errors                  []contract.FieldError

@@ -202,6 +202,13 @@ func (j *job) run() {
 		req.RequestID = st.RequestID
 		j.withRequestID(st.RequestID)
 		j.log.Debug("resuming the recorded Toll request")
+	case startFresh:
+		if st != nil && st.MaybeSent {
+			// An earlier attempt ended without an answer and released
+			// the record: nothing is in flight, but Toll may hold it.
+			j.log.Info("an earlier attempt may have reached Toll without its answer; submitting again and finding out")
+			req.Unresolved = true
+		}
 	}
 
 	now := j.w.cfg.Now()
@@ -221,6 +228,9 @@ func (j *job) run() {
 			return
 		}
 		req.Submission = resolved
+		if resolved.Operation == contract.OpCreate {
+			req.AfterMRN = j.afterMRN(resolved.After)
+		}
 	}
 	hctx, hcancel := context.WithDeadline(j.ctx, deadline)
 	out, herr := j.w.cfg.Handlers[j.d.kind].Handle(hctx, req)
@@ -234,8 +244,8 @@ func (j *job) run() {
 		j.leave()
 		return
 	}
-	if herr == nil && out.Status != contract.StatusAccepted && out.Status != contract.StatusRejected {
-		herr = failure.Mark(fmt.Errorf("handler returned status %q, want accepted or rejected", out.Status), failure.Permanent)
+	if herr == nil && out.Status != contract.StatusAccepted && out.Status != contract.StatusRejected && out.Status != contract.StatusUnresolved {
+		herr = failure.Mark(fmt.Errorf("handler returned status %q, want accepted, rejected or unresolved", out.Status), failure.Permanent)
 	}
 	if herr != nil {
 		if j.r.handlerCtx.Err() == nil {
@@ -246,6 +256,18 @@ func (j *job) run() {
 	}
 	j.w.succeeded(j.lane)
 	j.complete(out)
+}
+
+// afterMRN is the MRN of the accepted result of the tenant's submission
+// id, or "": for a create, the parent it may have been declared under
+// (handlers.Request.AfterMRN). A failed read only costs the lookup that
+// the MRN would allow after a lost answer.
+func (j *job) afterMRN(id string) string {
+	prev, err := j.findResult(id)
+	if err != nil || prev == nil || prev.Status != contract.StatusAccepted {
+		return ""
+	}
+	return prev.MRN
 }
 
 // complete records, publishes and acks the result of an outcome.

@@ -39,6 +39,10 @@ const (
 	// OutcomeAccepted and OutcomeRejected: the result was published.
 	OutcomeAccepted = string(contract.StatusAccepted)
 	OutcomeRejected = string(contract.StatusRejected)
+	// OutcomeUnresolved: the result was published; Toll may hold the
+	// declaration but the worker could not find out (see
+	// contract.StatusUnresolved).
+	OutcomeUnresolved = string(contract.StatusUnresolved)
 	// OutcomeDeadLettered: the message went to the DLQ.
 	OutcomeDeadLettered = string(contract.StatusDeadLettered)
 	// OutcomeRetried: handed back for a later delivery (see the Cause*).
