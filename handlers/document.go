@@ -159,23 +159,23 @@ func (h *Document) upload(ctx context.Context, req Request, doc *contract.Docume
 	attempt := 0
 	op := func() error {
 		attempt++
-		if req.Journal != nil {
-			if err := tokenFirst(ctx, h.Toll, toll.DocumentV2()); err != nil {
-				return err
-			}
-			if err := req.Journal.Sending(ctx); err != nil {
-				return backoff.Permanent(fmt.Errorf("journal before sending: %w", err))
-			}
-		}
 		log.DebugContext(ctx, "uploading document", "attempt", attempt)
-		id, err := h.Toll.UploadDocument(ctx, toll.DocumentUpload{
-			DeclarationID: doc.DeclarationID,
-			DocumentType:  doc.DocumentType,
-			Filename:      doc.Filename,
-			ContentType:   contentType,
-			Open:          f.open,
+		var id string
+		err := journaled(ctx, req.Journal, func(ctx context.Context) error {
+			var err error
+			id, err = h.Toll.UploadDocument(ctx, toll.DocumentUpload{
+				DeclarationID: doc.DeclarationID,
+				DocumentType:  doc.DocumentType,
+				Filename:      doc.Filename,
+				ContentType:   contentType,
+				Open:          f.open,
+			})
+			return err
 		})
 		if err != nil {
+			if isJournalErr(err) {
+				return err
+			}
 			if !retryable(err) {
 				return backoff.Permanent(err)
 			}

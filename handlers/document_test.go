@@ -276,7 +276,10 @@ type fakeDocuments struct {
 	answer func(n int) (string, error)
 }
 
-func (f *fakeDocuments) UploadDocument(_ context.Context, d toll.DocumentUpload) (string, error) {
+func (f *fakeDocuments) UploadDocument(ctx context.Context, d toll.DocumentUpload) (string, error) {
+	if err := toll.RunBeforeSend(ctx); err != nil {
+		return "", err
+	}
 	n := int(f.n.Add(1))
 	r, err := d.Open()
 	if err != nil {

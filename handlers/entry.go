@@ -125,18 +125,13 @@ func (e *Entry) present(ctx context.Context, req Request, p toll.Presentation, l
 	lost := false
 	op := func() error {
 		attempt++
-		if req.Journal != nil {
-			if err := tokenFirst(ctx, e.Toll, toll.PresentationV1()); err != nil {
-				return err
-			}
-			if err := req.Journal.Sending(ctx); err != nil {
-				return backoff.Permanent(fmt.Errorf("journal before sending: %w", err))
-			}
-		}
 		log.DebugContext(ctx, "presenting", "attempt", attempt)
-		err := e.Toll.Present(ctx, p)
+		err := journaled(ctx, req.Journal, func(ctx context.Context) error { return e.Toll.Present(ctx, p) })
 		if err == nil {
 			return nil
+		}
+		if isJournalErr(err) {
+			return err
 		}
 		if errors.Is(err, toll.ErrAmbiguous) {
 			lost = true

@@ -207,7 +207,10 @@ type fakePresenter struct {
 	n       int
 }
 
-func (f *fakePresenter) Present(_ context.Context, p toll.Presentation) error {
+func (f *fakePresenter) Present(ctx context.Context, p toll.Presentation) error {
+	if err := toll.RunBeforeSend(ctx); err != nil {
+		return err
+	}
 	f.n++
 	f.rec.add("present " + p.RequestID)
 	return f.present(f.n)
