@@ -30,3 +30,9 @@ func TestSoakKill9TwoWorkers(t *testing.T) {
 func TestSoakStorm(t *testing.T) {
 	runStorm(t, stormScenario{messages: 500, concurrency: 32, storm: 60 * time.Second, wantPause: true, limit: 8 * time.Minute})
 }
+
+// The storm of issue 12: 200 messages under 60 s of 30 % 503 and 10 % 429;
+// no delivery waits a send lease, and the drain after the storm is logged.
+func TestSoakRefusedCallsDoNotHoldTheirMessages(t *testing.T) {
+	runRefusedStorm(t, 200, 60*time.Second, 8*time.Minute)
+}
