@@ -1,6 +1,7 @@
 // Package handlers turns one parsed submission into Toll calls and an
 // outcome: it submits, retries what is transient within a short budget,
-// follows Toll's asynchronous validation and reports accepted or rejected.
+// follows Toll's asynchronous validation and reports accepted or rejected,
+// or unresolved when an answer was lost and Toll offers no way to find out.
 // It knows nothing of NATS; the worker owns acks, results and dead letters.
 package handlers
 
@@ -47,8 +48,9 @@ type Request struct {
 // durable before they return: the worker relies on them to never send a
 // non-idempotent Toll call twice.
 type Journal interface {
-	// Sending is called right before a non-idempotent Toll call. An error
-	// aborts the call.
+	// Sending is called right before a non-idempotent Toll call can
+	// leave: by the Toll client, after its rate-limit wait and token
+	// (toll.WithBeforeSend). An error aborts the call.
 	Sending(ctx context.Context) error
 	// Sent records the requestId Toll answered with.
 	Sent(ctx context.Context, requestID string) error

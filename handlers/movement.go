@@ -56,10 +56,14 @@ var _ Handler = (*Movement)(nil)
 
 // Handle carries out one road or air submission. If req.RequestID is set,
 // an earlier delivery already submitted it and Handle only follows that
-// requestId. Otherwise it calls req.Journal.Sending before every attempt
-// that could reach Toll and req.Journal.Sent with the requestId Toll
-// returns. Update and delete act on req.Submission.MRN, which the worker
-// fills in from `after` when the producer left it out.
+// requestId. Otherwise req.Journal.Sending is called right before every
+// attempt can leave, the record released when the attempt ends without a
+// requestId, and req.Journal.Sent called with the requestId Toll returns.
+// After an attempt that may have reached Toll unanswered (in this
+// delivery, or req.Unresolved), Handle looks for the declaration at Toll
+// before sending again and after a duplicate FAILURE (see resolve.go).
+// Update and delete act on req.Submission.MRN, which the worker fills in
+// from `after` when the producer left it out.
 func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 	sub := req.Submission
 	if sub == nil {
