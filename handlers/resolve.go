@@ -33,9 +33,12 @@ import (
 //     says CANCELLED.
 //   - create of a transport, or of a master or house without a known
 //     parent, and cancel of a house: no lookup exists. The validation
-//     status needs the requestId that was lost, and the routing feed only
-//     carries routing decisions, made at arrival, not receipts. The result
-//     is then unresolved (contract.StatusUnresolved), never rejected.
+//     status needs the requestId that was lost, and the routing feed
+//     carries routing decisions, not receipts: Toll need not route a
+//     declaration before the goods approach the border, hours later (the
+//     simulator routes at once, which real Toll does not promise), so it
+//     cannot answer while the message waits. The result is then
+//     unresolved (contract.StatusUnresolved), never rejected.
 //   - update: a repeat sends the same whole declaration again, which Toll
 //     takes as one more update; nothing needs finding.
 //
