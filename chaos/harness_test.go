@@ -672,14 +672,15 @@ type figures struct {
 	resends      int // POSTs beyond the first for an id
 	found        int // results accepted after finding the declaration at Toll
 	unresolved   int // results unresolved: Toll may hold it, no lookup exists
+	notSent      int // rejected on `after` without a Toll call
 	// falseRejected counts results rejected although Toll accepted a
 	// POST of the declaration; the goal is 0.
 	falseRejected int
 }
 
 func (f figures) String() string {
-	return fmt.Sprintf("messages=%d kills=%d lost=%d duplicated=%d dead-lettered=%d resends=%d found=%d unresolved=%d false-rejected=%d",
-		f.messages, f.kills, f.lost, f.duplicated, f.deadLettered, f.resends, f.found, f.unresolved, f.falseRejected)
+	return fmt.Sprintf("messages=%d kills=%d lost=%d duplicated=%d dead-lettered=%d resends=%d found=%d unresolved=%d not-sent=%d false-rejected=%d",
+		f.messages, f.kills, f.lost, f.duplicated, f.deadLettered, f.resends, f.found, f.unresolved, f.notSent, f.falseRejected)
 }
 
 // resendPolicy says whether a repeated POST for one document number is
@@ -769,6 +770,11 @@ func (r *rig) check(subs []submission, policy resendPolicy) figures {
 			continue
 		}
 		res, ps := rs[len(rs)-1], posts[s.docNumber]
+		if len(ps) == 0 && res.Status == contract.StatusRejected && len(res.Errors) > 0 && res.Errors[0].Path == "after" {
+			// Not sent: what it follows in `after` was not accepted.
+			f.notSent++
+			continue
+		}
 		if len(ps) == 0 {
 			report("no POST", "%s: Toll never received its declaration, yet the result is %s", s.label(), res.Status)
 			continue

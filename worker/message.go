@@ -259,15 +259,18 @@ func (j *job) run() {
 }
 
 // afterMRN is the MRN of the accepted result of the tenant's submission
-// id, or "": for a create, the parent it may have been declared under
-// (handlers.Request.AfterMRN). A failed read only costs the lookup that
-// the MRN would allow after a lost answer.
+// id of the message's own kind, or "": for a create, the parent it may
+// have been declared under (handlers.Request.AfterMRN); a master's or
+// house's parent is a declaration of the same API. A failed read only
+// costs the lookup that the MRN would allow after a lost answer.
 func (j *job) afterMRN(id string) string {
-	prev, err := j.findResult(id)
-	if err != nil || prev == nil || prev.Status != contract.StatusAccepted {
+	ctx, cancel := j.opCtx()
+	defer cancel()
+	st, _, err := loadState(ctx, j.r.kv, stateKey(j.d.tenant, j.d.kind, id))
+	if err != nil || st == nil || st.Phase != phaseDone || st.Result == nil || st.Result.Status != contract.StatusAccepted {
 		return ""
 	}
-	return prev.MRN
+	return st.Result.MRN
 }
 
 // complete records, publishes and acks the result of an outcome.

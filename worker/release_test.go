@@ -130,3 +130,30 @@ func TestReleasedRecordIsNotWaitedFor(t *testing.T) {
 		})
 	}
 }
+
+// A create naming in `after` a submission that was accepted is given that
+// submission's MRN as AfterMRN: the parent under which a lost answer's
+// declaration is looked for. One naming an unaccepted one is given none.
+func TestCreateAfterAnAcceptedParentKnowsItsMRN(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const parentMRN = "25NO4TU2HUD59UCBT8"
+	putState(t, e.kv, "parent-ok", state{Phase: phaseDone, Result: &contract.Result{ID: "parent-ok", Status: contract.StatusAccepted, MRN: parentMRN}})
+	putState(t, e.kv, "parent-unresolved", state{Phase: phaseDone, Result: &contract.Result{ID: "parent-unresolved", Status: contract.StatusUnresolved}})
+	h := &fakeHandler{behaviour: accept}
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	for _, tc := range []struct{ id, after string }{{"child-ok", "parent-ok"}, {"child-unresolved", "parent-unresolved"}} {
+		submit(t, e.js, roadSubject, "", fmt.Appendf(nil, `{"id":%q,"operation":"create","level":"house-consignment","after":%q,"declaration":{"n":1}}`, tc.id, tc.after), nil)
+	}
+	collect(t, e.js, contract.StreamResults, roadResults, 2, 20*time.Second)
+	got := map[string]string{}
+	for _, q := range h.requests() {
+		got[q.Submission.ID] = q.AfterMRN
+	}
+	if got["child-ok"] != parentMRN {
+		t.Errorf("AfterMRN %q after an accepted parent, want %s", got["child-ok"], parentMRN)
+	}
+	if mrn, called := got["child-unresolved"]; called && mrn != "" {
+		t.Errorf("AfterMRN %q after an unresolved parent, want none", mrn)
+	}
+}
