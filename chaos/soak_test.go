@@ -36,3 +36,9 @@ func TestSoakStorm(t *testing.T) {
 func TestSoakRefusedCallsDoNotHoldTheirMessages(t *testing.T) {
 	runRefusedStorm(t, 200, 60*time.Second, 8*time.Minute)
 }
+
+// Lost answers at the scale of issue 12: 50 transports, each with a master
+// and two houses, with 30 % of Toll's answers to declarations lost.
+func TestSoakLostAnswers(t *testing.T) {
+	runLostAnswers(t, 50, 2, 8*time.Minute)
+}

@@ -64,11 +64,12 @@ func chains(t *testing.T, prefix string, n, houses int) []submission {
 // an unresolved transport, unresolved. Masters and houses whose parent was
 // accepted are all found: accepted with Toll's MRN.
 func TestLostAnswersAreFoundOrUnresolved(t *testing.T) {
-	const (
-		transports = 20
-		perMaster  = 2
-		limit      = 3 * time.Minute
-	)
+	runLostAnswers(t, 20, 2, 3*time.Minute)
+}
+
+// runLostAnswers publishes transports chains of a transport, a master and
+// perMaster houses with 30 % of Toll's answers to declarations lost.
+func runLostAnswers(t *testing.T, transports, perMaster int, limit time.Duration) {
 	srv := startBroker(t, t.TempDir(), broker.RandomPort)
 	r := newRig(t, rigConfig{
 		natsURLs:        []string{srv.ClientURL()},
