@@ -65,7 +65,8 @@ var _ Handler = (*Entry)(nil)
 // every attempt and req.Journal.Sent once Toll has presented.
 //
 // All attempts, across deliveries, send PresentationRequestID. So when an
-// attempt got no answer (toll.ErrAmbiguous) in this delivery, or an
+// attempt may have reached Toll unanswered in this delivery (anything but
+// what toll.NotProcessed says never made Toll act), or an
 // earlier delivery died mid-call (req.Unresolved), a later "requestId
 // already used" means that lost attempt presented the goods: accepted.
 // Without such an attempt the same answer is a rejection, since nothing
@@ -133,7 +134,10 @@ func (e *Entry) present(ctx context.Context, req Request, p toll.Presentation, l
 		if isJournalErr(err) {
 			return err
 		}
-		if errors.Is(err, toll.ErrAmbiguous) {
+		if !toll.NotProcessed(err) {
+			// Toll may have presented it: no answer after the request
+			// was written, or a 500, 502 or 504 a gateway may give
+			// after the service acted.
 			lost = true
 		}
 		if !retryable(err) {

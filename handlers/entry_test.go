@@ -272,6 +272,28 @@ func TestEntryHandle(t *testing.T) {
 			wantEvents: []string{"sending", "present " + id},
 		},
 		{
+			name: "a 502 Toll may have answered after presenting, then used, is accepted",
+			present: func(n int) error {
+				if n == 1 {
+					return fmt.Errorf("HTTP 502: %w", failure.ErrTransient)
+				}
+				return used
+			},
+			want:       Outcome{Status: contract.StatusAccepted, MRN: mrn, RequestID: id, Note: noteAnswerLost},
+			wantEvents: []string{"sending", "present " + id, "sending", "present " + id, "sent " + id},
+		},
+		{
+			name: "a call that never left, then used, is a rejection",
+			present: func(n int) error {
+				if n == 1 {
+					return fmt.Errorf("rate limited: %w: %w", toll.ErrNotSent, failure.ErrTransient)
+				}
+				return used
+			},
+			want:       Outcome{Status: contract.StatusRejected, Errors: used.Errors, Note: noteIDUsedFirstTry},
+			wantEvents: []string{"sending", "present " + id, "sending", "present " + id},
+		},
+		{
 			name:       "used on the first try is a rejection",
 			present:    func(int) error { return used },
 			want:       Outcome{Status: contract.StatusRejected, Errors: used.Errors, Note: noteIDUsedFirstTry},
