@@ -212,9 +212,6 @@ func parentLevel(level contract.Level) (contract.Level, bool) {
 // the body has none.
 func documentNumber(level contract.Level, body []byte) string {
 	var d struct {
-		Means struct {
-			ID string `json:"identificationNumber"`
-		} `json:"activeBorderTransportMeans"`
 		Master struct {
 			Doc struct {
 				Number string `json:"documentNumber"`

@@ -265,3 +265,21 @@ func TestFailureAfterLostAnswer(t *testing.T) {
 		})
 	}
 }
+
+func TestDocumentNumber(t *testing.T) {
+	for _, tc := range []struct {
+		level contract.Level
+		body  json.RawMessage
+		want  string
+	}{
+		{contract.LevelTransport, declaration(contract.LevelTransport, "AB12345"), "AB12345"},
+		{contract.LevelMasterConsignment, declaration(contract.LevelMasterConsignment, "MAWB-1"), "MAWB-1"},
+		{contract.LevelHouseConsignment, houseUnder("HWB-1", "MAWB-1"), "HWB-1"},
+		{contract.LevelHouseConsignment, json.RawMessage(`{"consignmentHouseLevel":"x"}`), ""},
+		{contract.LevelMasterConsignment, nil, ""},
+	} {
+		if got := documentNumber(tc.level, tc.body); got != tc.want {
+			t.Errorf("documentNumber(%s, %.60s) = %q, want %q", tc.level, tc.body, got, tc.want)
+		}
+	}
+}
