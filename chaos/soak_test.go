@@ -34,7 +34,7 @@ func TestSoakStorm(t *testing.T) {
 // The storm of issue 12: 200 messages under 60 s of 30 % 503 and 10 % 429;
 // no delivery waits a send lease, and the drain after the storm is logged.
 func TestSoakRefusedCallsDoNotHoldTheirMessages(t *testing.T) {
-	runRefusedStorm(t, 200, 60*time.Second, 8*time.Minute)
+	runRefusedStorm(t, 200, 60*time.Second, 8*time.Minute, nil)
 }
 
 // Lost answers at the scale of issue 12: 50 transports, each with a master
