@@ -28,10 +28,12 @@ type Request struct {
 	// handler must not repeat the call that produced it, only follow it.
 	RequestID string
 	// Unresolved is set when an earlier delivery began a non-idempotent
-	// Toll call and died before recording its answer: Toll may or may not
-	// have received it. Handlers that can tell (an entry presentation
-	// reuses its requestId) use it to read a "requestId already used"
-	// answer as success.
+	// Toll call and died before recording its answer, or ended after a
+	// call that got no answer although Toll may have acted on it: Toll
+	// may or may not hold it. Handlers that can tell use it: an entry
+	// presentation (it reuses its requestId) reads "requestId already
+	// used" as success, a declaration is looked for at Toll before it is
+	// sent again (see Movement).
 	Unresolved bool
 	// AfterMRN is the MRN in the accepted result of the submission named
 	// by `after`, when that is a create's: the parent a master or house
