@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/term"
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/dlq"
@@ -390,15 +391,16 @@ func oneSeq(args []string) (uint64, error) {
 // terminal is a reader that knows whether it is an interactive terminal.
 type terminal interface{ IsTerminal() bool }
 
-// isTerminal reports whether a question may be asked on r: a character
-// device (a terminal), or a reader that says it is one.
+// isTerminal reports whether a question may be asked on r: a terminal,
+// or a reader that says it is one. Being a character device is not
+// enough: /dev/null is one, and a purge run from a script with stdin
+// redirected from it must not read its end of file as an answer.
 func isTerminal(r io.Reader) bool {
 	switch v := r.(type) {
 	case terminal:
 		return v.IsTerminal()
 	case *os.File:
-		fi, err := v.Stat()
-		return err == nil && fi.Mode()&os.ModeCharDevice != 0
+		return term.IsTerminal(int(v.Fd()))
 	}
 	return false
 }

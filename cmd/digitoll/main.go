@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/digitoll/digitoll-worker/config"
@@ -69,6 +70,10 @@ func run(ctx context.Context, env *environment, args []string) int {
 		}
 		return 0
 	}
+	if args[0] == "version" || args[0] == "--version" || args[0] == "-version" {
+		printVersion(env.stdout, readVersion(debug.ReadBuildInfo()))
+		return 0
+	}
 	for _, c := range commands() {
 		if c.name != args[0] {
 			continue
@@ -96,6 +101,7 @@ func printUsage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
+	fmt.Fprintf(w, "  %-11s %s\n", "version", "print the version, commit and Go version of this binary (also --version)")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run `digitoll <command> --help` for the flags of a command.")
 }
