@@ -54,6 +54,11 @@ type Config struct {
 	Tracing Tracing
 	// Metrics shapes the Prometheus metrics.
 	Metrics Metrics
+
+	// given holds the variables of the settings that Parse found set, by
+	// a flag or in the environment, for the warnings about settings that
+	// have no effect.
+	given map[string]bool
 }
 
 // Metrics shapes the Prometheus metrics served at /metrics.
@@ -189,6 +194,11 @@ type NATS struct {
 	// password held in the file.
 	User         string
 	PasswordFile string
+	// Password and Token come only from a nats context (see
+	// ApplyNATSContext), whose file holds them; no setting holds a
+	// secret.
+	Password string
+	Token    string
 	// CAFile holds the certificates that issued the server's TLS
 	// certificate (and, for the embedded server, the clients'); setting
 	// it makes the connection use TLS.

@@ -49,7 +49,13 @@ func Settings() []Setting {
 			},
 			get: func(c *Config) string { return string(c.Env) }},
 		{Env: "DIGITOLL_MASKINPORTEN_ISSUER", Flag: "maskinporten-issuer", Usage: "Maskinporten issuer, the grant audience (default from DIGITOLL_ENV)",
-			set: setURL(func(c *Config) *string { return &c.Maskinporten.Issuer }),
+			set: func(c *Config, v string) error {
+				if err := setURL(func(c *Config) *string { return &c.Maskinporten.Issuer })(c, v); err != nil {
+					return err
+				}
+				c.Maskinporten.Issuer = NormalizeIssuer(v)
+				return nil
+			},
 			get: getString(func(c *Config) *string { return &c.Maskinporten.Issuer })},
 		{Env: "DIGITOLL_MASKINPORTEN_TOKEN_URL", Flag: "maskinporten-token-url", Usage: "Maskinporten token endpoint (default from DIGITOLL_ENV); the fallback while discovery fails",
 			set: setURL(func(c *Config) *string { return &c.Maskinporten.TokenURL }),
@@ -280,6 +286,17 @@ func Settings() []Setting {
 			set: setURL(func(c *Config) *string { return &c.Tracing.OTLPEndpoint }),
 			get: getString(func(c *Config) *string { return &c.Tracing.OTLPEndpoint })},
 	}
+}
+
+// NormalizeIssuer gives a Maskinporten issuer its trailing slash. The
+// issuer is the grant's audience and Maskinporten's metadata names it with
+// the slash (https://maskinporten.no/); written without it, it means the
+// same, and `digitoll run` and `digitoll config check` must agree on it.
+func NormalizeIssuer(issuer string) string {
+	if issuer == "" || strings.HasSuffix(issuer, "/") {
+		return issuer
+	}
+	return issuer + "/"
 }
 
 // setKindConcurrency reads "road=32,air=16" (or "none") into

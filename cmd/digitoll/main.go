@@ -32,6 +32,9 @@ type environment struct {
 	getenv         func(string) string
 	// stdin answers questions (`dlq purge`); nil reads as not a terminal.
 	stdin io.Reader
+	// environ lists the variables as "NAME=value", for the warning about
+	// DIGITOLL_* variables that nothing reads; nil lists none.
+	environ func() []string
 }
 
 func commands() []command {
@@ -55,7 +58,7 @@ var errUsage = errors.New("usage")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, &environment{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, stdin: os.Stdin}, os.Args[1:])
+	code := run(ctx, &environment{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, stdin: os.Stdin, environ: os.Environ}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/digitoll/digitoll-worker/config"
+)
+
+// commandVariables are the DIGITOLL_* variables that are not worker
+// settings but are read all the same: by the flags of other commands
+// (those whose usage names "($DIGITOLL_…)"), and by the test suites.
+// Any other DIGITOLL_* variable is reported as unknown.
+var commandVariables = []string{
+	// digitoll sim
+	"DIGITOLL_SIM_LISTEN", "DIGITOLL_SIM_CLIENT_ID", "DIGITOLL_SIM_CLIENT_KEY_ID", "DIGITOLL_SIM_CLIENT_PUBLIC_KEY",
+	"DIGITOLL_SIM_CLIENT_CERT", "DIGITOLL_SIM_SCOPES", "DIGITOLL_SIM_TOKEN_LIFETIME", "DIGITOLL_SIM_VALIDATION_DELAY",
+	// digitoll publish, results, dlq
+	"DIGITOLL_PUBLISH_KIND", "DIGITOLL_TENANT",
+	// the test suites
+	"DIGITOLL_CHAOS_SEED", "DIGITOLL_CHAOS_LOGS", "DIGITOLL_BENCH_TEST_NATS_DIR",
+}
+
+// unknownVariables warns about the DIGITOLL_* variables of the process
+// that nothing reads.
+func unknownVariables(env *environment) []string {
+	if env.environ == nil {
+		return nil
+	}
+	return config.UnknownVariables(env.environ(), commandVariables...)
+}
+
+// logConfigWarnings logs, once at start-up, what in the configuration has
+// no effect or is risky without being wrong.
+func logConfigWarnings(env *environment, cfg *config.Config, logger *slog.Logger) {
+	for _, w := range unknownVariables(env) {
+		logger.Warn(w)
+	}
+	for _, w := range cfg.Warnings() {
+		logger.Warn(w)
+	}
+}
