@@ -107,6 +107,7 @@ func Parse(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config
 			}
 		}
 	}
+	errs = append(errs, c.applyEcosystem(getenv)...)
 	c.applyEnvDefaults()
 	return c, joinProblems(errs...)
 }

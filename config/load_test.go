@@ -502,7 +502,7 @@ func TestParseNATSForClientCommands(t *testing.T) {
 		"DIGITOLL_NATS_URL": "tls://nats:4222", "DIGITOLL_NATS_USER": "w", "DIGITOLL_NATS_PASSWORD_FILE": file, "DIGITOLL_NATS_CA_FILE": file,
 		// Not a client setting: ignored.
 		"DIGITOLL_NATS_HOST": "0.0.0.0",
-	}))
+	}), env(map[string]string{"NATS_URL": "nats://elsewhere:4222"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -510,11 +510,11 @@ func TestParseNATSForClientCommands(t *testing.T) {
 		t.Errorf("%+v", n)
 	}
 	for name, kv := range map[string]map[string]string{
-		"no URL":             {"DIGITOLL_NATS_USER": "w", "DIGITOLL_NATS_PASSWORD_FILE": file},
+		"embedded":           {"DIGITOLL_NATS_URL": "embedded"},
 		"user, no password":  {"DIGITOLL_NATS_URL": "nats://n", "DIGITOLL_NATS_USER": "w"},
 		"unreadable CA file": {"DIGITOLL_NATS_URL": "nats://n", "DIGITOLL_NATS_CA_FILE": filepath.Join(dir, "nope")},
 	} {
-		if _, err := config.ParseNATS(env(kv)); !errors.Is(err, config.ErrInvalid) {
+		if _, err := config.ParseNATS(env(kv), env(nil)); !errors.Is(err, config.ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
 		}
 	}

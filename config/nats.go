@@ -28,22 +28,36 @@ func NATSClientSettings() []Setting {
 }
 
 // ParseNATS reads the NATS client settings from value (by variable name,
-// "" for unset) and checks them as Load would. The URL is required: a
-// client command starting an embedded server of its own would find none
-// of the worker's messages.
-func ParseNATS(value func(env string) string) (NATS, error) {
+// "" for unset) and checks them as Load would. Without a URL, the server
+// is found as the worker finds it (NATS_URL, then the selected nats
+// context, read through getenv) and else at DefaultNATSURL: a client
+// command starting an embedded server of its own would find none of the
+// worker's messages.
+func ParseNATS(value func(env string) string, getenv func(string) string) (NATS, error) {
 	c := &Config{}
+	given := map[string]bool{}
 	for _, s := range NATSClientSettings() {
 		v := strings.TrimSpace(value(s.Env))
 		if v == "" {
 			continue
 		}
+		if s.Env == "DIGITOLL_NATS_URL" && v == EmbeddedNATS {
+			return NATS{}, &SettingError{Env: s.Env, Flag: s.Flag, Problem: "the worker's embedded server is reached at its URL (nats://127.0.0.1:4222 unless DIGITOLL_NATS_HOST or DIGITOLL_NATS_PORT say otherwise)"}
+		}
+		given[s.Env] = true
 		if err := s.set(c, v); err != nil {
 			return NATS{}, &SettingError{Env: s.Env, Flag: s.Flag, Problem: err.Error()}
 		}
 	}
-	if c.NATS.URL == "" {
-		return NATS{}, fmt.Errorf("%w: --nats-url is empty ($DIGITOLL_NATS_URL): name the server the worker uses", ErrInvalid)
+	if c.NATS.URL != "" {
+		c.NATS.Source = "DIGITOLL_NATS_URL"
+	} else {
+		if err := c.NATS.fromEcosystem(getenv, func(env string) bool { return given[env] }); err != nil {
+			return NATS{}, err
+		}
+		if c.NATS.URL == "" {
+			c.NATS.URL = DefaultNATSURL
+		}
 	}
 	if err := c.NATS.validate(); err != nil {
 		return NATS{}, err

@@ -119,8 +119,14 @@ func Settings() []Setting {
 			Usage: "YAML or JSON file listing the tenants to serve, each with its integration, key and kinds; replaces the single tenant of DIGITOLL_CLIENT_ID…DIGITOLL_KINDS and is reloaded when it changes",
 			set:   setString(func(c *Config) *string { return &c.TenantsFile }),
 			get:   getString(func(c *Config) *string { return &c.TenantsFile })},
-		{Env: "DIGITOLL_NATS_URL", Flag: "nats-url", Usage: "NATS server URL(s); empty starts an embedded server",
-			set: setString(func(c *Config) *string { return &c.NATS.URL }),
+		{Env: "DIGITOLL_NATS_URL", Flag: "nats-url", Usage: "NATS server URL(s); unset: $NATS_URL, else the selected nats context, else an embedded server (as does the value embedded)",
+			set: func(c *Config, v string) error {
+				if v == EmbeddedNATS {
+					v = ""
+				}
+				c.NATS.URL = v
+				return nil
+			},
 			get: getString(func(c *Config) *string { return &c.NATS.URL })},
 		{Env: "DIGITOLL_NATS_CREDS_FILE", Flag: "nats-creds-file", Usage: "NATS credentials file (JWT and NKey seed, for a server with an operator)",
 			set: setString(func(c *Config) *string { return &c.NATS.CredsFile }),

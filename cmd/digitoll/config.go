@@ -133,6 +133,8 @@ func printSettings(env *environment, fs *flag.FlagSet, cfg *config.Config) {
 			source = "flag --" + s.Flag
 		case env.getenv(s.Env) != "":
 			source = "environment"
+		case cfg.BorrowedFrom(s.Env) != "":
+			source = "from " + cfg.BorrowedFrom(s.Env)
 		case s.Default != "":
 			source = "default"
 		case v != "":

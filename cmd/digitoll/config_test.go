@@ -200,6 +200,10 @@ func TestRunReportsTheConfiguration(t *testing.T) {
 			[]string{"DIGITOLL_CONCURENCY is not a setting of digitoll; it is ignored (did you mean DIGITOLL_CONCURRENCY?)", "connect to NATS"}},
 		{"group-readable key", base(map[string]string{"DIGITOLL_KEY_FILE": groupKey}),
 			[]string{"is readable by its group (mode 0640)", "connect to NATS"}},
+		{"NATS_URL without DIGITOLL_NATS_URL", base(map[string]string{"DIGITOLL_NATS_URL": "", "NATS_URL": "nats://127.0.0.1:1"}),
+			[]string{"NATS: nats://127.0.0.1:1", "from=NATS_URL", "connect to NATS at nats://127.0.0.1:1"}},
+		{"the standard OTLP variables", base(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_SERVICE_NAME": "edge"}),
+			[]string{"traces: http://127.0.0.1:1", "from=OTEL_EXPORTER_OTLP_ENDPOINT"}},
 		{"tenants file with single-tenant settings", base(map[string]string{"DIGITOLL_TENANTS_FILE": tenants}),
 			[]string{"DIGITOLL_CLIENT_ID, DIGITOLL_KEY_FILE, DIGITOLL_KEY_ID are ignored: DIGITOLL_TENANTS_FILE is set"}},
 	}

@@ -44,7 +44,7 @@ func TestDLQCommandLine(t *testing.T) {
 		{"replay with both", []string{"dlq", "replay", "3", "--all"}, 2, "", "not both"},
 		{"replay with filters but no --all", []string{"dlq", "replay", "--tenant", "acme", "3"}, 2, "", "for --all"},
 		{"purge with an argument", []string{"dlq", "purge", "all"}, 2, "", `unexpected argument "all"`},
-		{"empty NATS URL", []string{"dlq", "list", "--nats-url", ""}, 1, "", "--nats-url is empty"},
+		{"embedded is for the worker", []string{"dlq", "list", "--nats-url", "embedded"}, 1, "", "DIGITOLL_NATS_URL (--nats-url): the worker's embedded server is reached at its URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,13 +29,24 @@ func unknownVariables(env *environment) []string {
 	return config.UnknownVariables(env.environ(), commandVariables...)
 }
 
-// logConfigWarnings logs, once at start-up, what in the configuration has
-// no effect or is risky without being wrong.
-func logConfigWarnings(env *environment, cfg *config.Config, logger *slog.Logger) {
+// logConfigAtStart logs, once at start-up, what in the configuration has
+// no effect or is risky without being wrong, and where NATS and the traces
+// go when a convention of the ecosystem (NATS_URL, a nats context, OTEL_*)
+// rather than a setting said so.
+func logConfigAtStart(env *environment, cfg *config.Config, logger *slog.Logger) {
 	for _, w := range unknownVariables(env) {
 		logger.Warn(w)
 	}
 	for _, w := range cfg.Warnings() {
 		logger.Warn(w)
+	}
+	switch n := cfg.NATS; {
+	case n.URL == "":
+		logger.Info("NATS: the embedded server (DIGITOLL_NATS_URL, NATS_URL and a nats context name none)")
+	default:
+		logger.Info("NATS: "+redactURL(n.URL), "from", n.Source)
+	}
+	if from := cfg.BorrowedFrom("DIGITOLL_OTLP_ENDPOINT"); from != "" {
+		logger.Info("traces: "+cfg.Tracing.OTLPEndpoint, "from", from)
 	}
 }

@@ -43,7 +43,7 @@ func runPublish(ctx context.Context, env *environment, args []string) error {
 		"publishing the same file again is a duplicate.")
 	kindName := fs.String("kind", "road", "kind of the submissions: road, air, entry or document ($DIGITOLL_PUBLISH_KIND)")
 	tenant := fs.String("tenant", contract.DefaultTenant, "tenant the submissions belong to ($DIGITOLL_TENANT)")
-	nf := addNATSFlags(fs)
+	nf := addNATSFlags(env, fs)
 	noCheck := fs.Bool("no-check", false, "publish files even if they do not parse as submissions (to exercise the DLQ)")
 	declarationID := fs.String("declaration-id", "", "upload the FILEs as documents of this goods declaration (e.g. 123456789-01092023-1)")
 	documentType := fs.String("document-type", "", "type of the uploaded documents: "+strings.Join(toll.DocumentTypes(), ", "))

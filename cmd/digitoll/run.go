@@ -26,7 +26,7 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	logger := newLogger(env, cfg.Log)
-	logConfigWarnings(env, cfg, logger)
+	logConfigAtStart(env, cfg, logger)
 
 	conn, err := connectNATS(cfg.NATS, "digitoll-worker", logger)
 	if err != nil {
