@@ -196,6 +196,8 @@ func TestRunReportsTheConfiguration(t *testing.T) {
 			[]string{"DIGITOLL_KEY_FILE: ", "is readable by everyone (mode 0644): chmod 600"}},
 		{"every bad setting at once", base(map[string]string{"DIGITOLL_CONCURRENCY": "lots", "DIGITOLL_ACK_WAIT": "soon", "DIGITOLL_CLIENT_ID": ""}),
 			[]string{"DIGITOLL_CONCURRENCY (--concurrency)", "DIGITOLL_ACK_WAIT (--ack-wait)", "DIGITOLL_CLIENT_ID: is required"}},
+		{"a typo of a missing setting", base(map[string]string{"DIGITOLL_CLIENT_ID": "", "DIGITOLL_CLIENTID": "acme-integration"}),
+			[]string{"warning: DIGITOLL_CLIENTID is not a setting of digitoll; it is ignored (did you mean DIGITOLL_CLIENT_ID?)", "DIGITOLL_CLIENT_ID: is required"}},
 		{"unknown variable", base(map[string]string{"DIGITOLL_CONCURENCY": "8"}),
 			[]string{"DIGITOLL_CONCURENCY is not a setting of digitoll; it is ignored (did you mean DIGITOLL_CONCURRENCY?)", "connect to NATS"}},
 		{"group-readable key", base(map[string]string{"DIGITOLL_KEY_FILE": groupKey}),

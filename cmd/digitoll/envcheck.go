@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/digitoll/digitoll-worker/config"
@@ -27,6 +28,14 @@ func unknownVariables(env *environment) []string {
 		return nil
 	}
 	return config.UnknownVariables(env.environ(), commandVariables...)
+}
+
+// printUnknownVariables prints the unknown-variable warnings on stderr,
+// for a start-up that stops before its logger exists.
+func printUnknownVariables(env *environment) {
+	for _, w := range unknownVariables(env) {
+		fmt.Fprintln(env.stderr, "warning:", w)
+	}
 }
 
 // logConfigAtStart logs, once at start-up, what in the configuration has

@@ -23,6 +23,7 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 		return errUsage
 	}
 	if err = parseError(err); err != nil {
+		printUnknownVariables(env) // a typo is often why a setting is missing
 		return err
 	}
 	logger := newLogger(env, cfg.Log)
