@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/digitoll/digitoll-worker/config"
@@ -50,6 +49,7 @@ func commands() []command {
 		{"config", "check the configuration: settings, key and certificate, endpoints, NATS (--online: tokens)", runConfig},
 		{"healthcheck", "exit 0 when the worker's /readyz answers 200 (the container's health check)", runHealthcheck},
 		{"bench", "measure the worker against NATS and the simulator; prints one table", runBench},
+		{"version", "print the version, commit and Go version of this binary (also --version)", runVersion},
 	}
 }
 
@@ -73,9 +73,8 @@ func run(ctx context.Context, env *environment, args []string) int {
 		}
 		return 0
 	}
-	if args[0] == "version" || args[0] == "--version" || args[0] == "-version" {
-		printVersion(env.stdout, readVersion(debug.ReadBuildInfo()))
-		return 0
+	if args[0] == "--version" || args[0] == "-version" {
+		args = []string{"version"}
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {
@@ -104,7 +103,6 @@ func printUsage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "  %-11s %s\n", "version", "print the version, commit and Go version of this binary (also --version)")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run `digitoll <command> --help` for the flags of a command.")
 }

@@ -1,10 +1,26 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"runtime/debug"
 )
+
+// runVersion prints the binary's version; it takes no argument.
+func runVersion(_ context.Context, env *environment, args []string) error {
+	fs := newFlagSet(env, "version", "\n\nPrints the module version, the commit it was built from and the Go version.")
+	if err := parseFlags(env, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.stderr, "unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return errUsage
+	}
+	printVersion(env.stdout, readVersion(debug.ReadBuildInfo()))
+	return nil
+}
 
 // versionInfo is what `digitoll version` prints, read from the build
 // information the Go toolchain stamps into the binary.
