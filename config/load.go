@@ -47,8 +47,7 @@ func (e *SettingError) Unwrap() error { return ErrInvalid }
 // fills the defaults that depend on the environment and validates the
 // result. fs receives one flag per setting; its usage output therefore
 // documents every setting. Every bad setting is reported at once, one line
-// each naming the variable and, for a value that does not
-// parse, the flag.
+// each naming the variable and, for a value that does not parse, the flag.
 func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config, error) {
 	c, err := Parse(fs, args, getenv)
 	if c == nil {
@@ -248,8 +247,8 @@ func (c *Config) applyEnvDefaults() {
 }
 
 // Validate checks the settings that depend on each other and the files
-// they name. It reports every problem at once (one line
-// each), naming the variable to fix in every one.
+// they name. It reports every problem at once, one line each naming the
+// variable to fix.
 func (c *Config) Validate() error {
 	bad := func(env, format string, args ...any) error {
 		return &SettingError{Env: env, Problem: fmt.Sprintf(format, args...)}

@@ -192,10 +192,10 @@ func (c *checker) result() error {
 func (c *checker) secretFile(name, env, path string) bool {
 	mode, group, err := config.PrivateFile(path)
 	switch {
-	case err != nil && mode == 0:
+	case err != nil && mode == 0: // cannot be read
 		c.fail(name, "%s: %v", env, err)
 		return false
-	case err != nil:
+	case err != nil: // readable, by everyone
 		c.fail(name, "%s: %v", env, err)
 	case runtime.GOOS == "windows":
 		c.ok(name, "%s: %s readable (permissions not checked on Windows)", env, path)
