@@ -49,9 +49,10 @@ func (s *scriptedMessages) Drain() { s.Stop() }
 
 // A missed heartbeat means the library forgot its pull requests: the
 // loop pulls again on the same iterator rather than ending (which
-// re-creates the consumer after a pause); a second one in a row ends it.
+// re-creates the consumer after a pause); a second one right after the
+// first (no heartbeat in between) ends it.
 func TestConsumePullsAnewAfterAMissedHeartbeat(t *testing.T) {
-	w := &Worker{log: slog.New(slog.DiscardHandler), cfg: Config{AckWait: time.Minute}}
+	w := &Worker{log: slog.New(slog.DiscardHandler), cfg: Config{AckWait: time.Minute}, pullHeartbeat: pullHeartbeat}
 	l := lane{kind: contract.KindRoad}
 
 	it := &scriptedMessages{errs: []error{jetstream.ErrNoHeartbeat}, stop: make(chan struct{}), waiting: make(chan struct{}, 1)}

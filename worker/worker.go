@@ -395,25 +395,27 @@ func (w *Worker) consume(ctx context.Context, r *run, l lane, it jetstream.Messa
 	if ackWait <= 0 {
 		ackWait = w.cfg.AckWait
 	}
-	missed := false
+	var missedAt time.Time
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if errors.Is(err, jetstream.ErrNoHeartbeat) && !missed {
+			// A heartbeat missed again within 3 heartbeats of the last
+			// miss means no heartbeat came in between: the server does
+			// not answer at all, and the caller re-creates the consumer.
+			again := !missedAt.IsZero() && time.Since(missedAt) < 3*w.pullHeartbeat
+			if errors.Is(err, jetstream.ErrNoHeartbeat) && !again {
 				// The library has forgotten the pull requests it was
-				// counting on; the next Next asks anew at once. Twice
-				// in a row means the server does not answer at all:
-				// the caller re-creates the consumer.
+				// counting on; the next Next asks anew at once.
 				w.log.Debug("no heartbeat from the server; pulling anew", "consumer", l.consumer())
-				missed = true
+				missedAt = time.Now()
 				continue
 			}
 			return err
 		}
-		missed = false
+		missedAt = time.Time{}
 		hb := startHeartbeat(msg, max(ackWait/3, minHeartbeat))
 		release, ok := r.slots.acquire(ctx, l)
 		if ok && ctx.Err() != nil {
