@@ -1,12 +1,15 @@
 package worker
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/failure"
 	"github.com/digitoll/digitoll-worker/handlers"
 )
 
@@ -74,5 +77,121 @@ func TestStraySubjectsAreDeadLettered(t *testing.T) {
 				t.Errorf("status %+v, want the road lane alone: stray lanes have no health", st)
 			}
 		})
+	}
+}
+
+// resultsByID collects want results of subject and keys them by id,
+// failing on a second result for one id.
+func resultsByID(t *testing.T, e *env, subject string, want int) map[string]contract.Result {
+	t.Helper()
+	out := map[string]contract.Result{}
+	for _, m := range collect(t, e.js, contract.StreamResults, subject, want, 30*time.Second) {
+		r := decodeResult(t, m)
+		if prev, ok := out[r.ID]; ok {
+			t.Errorf("two results for %s: %s, then %s", r.ID, prev.Status, r.Status)
+		}
+		out[r.ID] = r
+	}
+	return out
+}
+
+// A submission whose after names one that was dead-lettered (refused for
+// good, or unreadable) or rejected is answered at once with a rejection on
+// after that names the predecessor and how it ended, whether it needs the
+// predecessor's MRN or not; it never reaches Toll. Without the answer it
+// would wait for the message deadline, here a day.
+func TestAfterAFailedPredecessorAnswersAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := &fakeHandler{behaviour: func(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+		switch req.Submission.ID {
+		case "refused":
+			return handlers.Outcome{}, fmt.Errorf("toll answered 409 conflict: %w", failure.ErrPermanent)
+		case "rejected":
+			return handlers.Outcome{Status: contract.StatusRejected, Errors: []contract.FieldError{{Path: "x", Message: "bad"}}}, nil
+		}
+		return accept(ctx, req)
+	}}
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}, MessageDeadline: 24 * time.Hour})
+	submit(t, e.js, roadSubject, "", movement("refused", "create", "transport", ""), nil)
+	submit(t, e.js, roadSubject, "", movement("rejected", "create", "transport", ""), nil)
+	// Unreadable (no level), with a readable id.
+	submit(t, e.js, roadSubject, "", []byte(`{"id":"unreadable","operation":"create","declaration":{"n":1}}`), nil)
+	eventually(t, 30*time.Second, "the predecessors' results", func() bool {
+		return count(t, e.js, contract.StreamResults, roadResults) == 3
+	})
+	cases := map[string]string{
+		"u-refused":    "was dead-lettered",
+		"c-refused":    "was dead-lettered",
+		"u-unreadable": "was dead-lettered",
+		"c-rejected":   "ended rejected",
+		"u-rejected":   "ended rejected",
+	}
+	for id := range cases {
+		op, after := "update", id[2:]
+		if id[0] == 'c' {
+			op = "create"
+		}
+		submit(t, e.js, roadSubject, "", movement(id, op, "master-consignment", after), nil)
+	}
+	got := resultsByID(t, e, roadResults, 3+len(cases))
+	for id, says := range cases {
+		r := got[id]
+		if r.Status != contract.StatusRejected || len(r.Errors) != 1 || r.Errors[0].Path != "after" ||
+			!strings.Contains(r.Errors[0].Message, id[2:]) || !strings.Contains(r.Errors[0].Message, says) {
+			t.Errorf("%s: %+v, want a rejection on after saying %s %s", id, r, id[2:], says)
+		}
+		if n := h.callsOf(id); n != 0 {
+			t.Errorf("%s reached Toll %d times", id, n)
+		}
+	}
+}
+
+// A second submission under an id already used, with another body, is
+// dead-lettered "malformed" with an error saying so, and gets no result:
+// the id's one result stays the first submission's. Repeats of the first
+// (the same body, or the same values spaced otherwise) stay silent: no
+// dead letter, no second result, no second Toll call.
+func TestReusedIDWithAnotherBodyIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := &fakeHandler{behaviour: accept}
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	first := []byte(`{"id":"x1","operation":"create","level":"transport","declaration":{"n":1}}`)
+	submit(t, e.js, roadSubject, "default/x1", first, nil)
+	if r := resultsByID(t, e, roadResults, 1)["x1"]; r.Status != contract.StatusAccepted {
+		t.Fatalf("first submission: %+v", r)
+	}
+	// Each with its own Nats-Msg-Id, so the stream keeps them all.
+	submit(t, e.js, roadSubject, "repeat-1", first, nil)
+	submit(t, e.js, roadSubject, "repeat-2", []byte(`{ "level":"transport", "id":"x1", "operation":"create", "declaration":{ "n": 1 } }`), nil)
+	submit(t, e.js, roadSubject, "other", []byte(`{"id":"x1","operation":"create","level":"transport","declaration":{"n":2}}`), nil)
+	submit(t, e.js, roadSubject, "unreadable", []byte(`{"id":"x1","operation":"create"}`), nil)
+
+	dead := collect(t, e.js, contract.StreamDLQ, "digitoll.dlq.>", 2, 30*time.Second)
+	for _, m := range dead {
+		if got := m.Headers().Get(contract.HeaderDLQReason); got != reasonMalformed {
+			t.Errorf("dead letter %s: reason %q, want malformed", m.Data(), got)
+		}
+	}
+	for _, m := range dead {
+		if !strings.Contains(string(m.Data()), `"n":2`) {
+			continue
+		}
+		if msg := m.Headers().Get(contract.HeaderDLQError); !strings.Contains(msg, `id "x1" was already used`) || !strings.Contains(msg, "new id") {
+			t.Errorf("dead letter of the other body: error %q, want it to say the id was used for another submission", msg)
+		}
+	}
+	eventually(t, 30*time.Second, "the submit stream to be empty", func() bool {
+		return count(t, e.js, contract.StreamSubmit, contract.SubjectsSubmit) == 0
+	})
+	if n := count(t, e.js, contract.StreamResults, roadResults); n != 1 {
+		t.Errorf("%d results for x1, want the first one only", n)
+	}
+	if n := count(t, e.js, contract.StreamDLQ, "digitoll.dlq.>"); n != 2 {
+		t.Errorf("%d dead letters, want 2: the repeats are silent", n)
+	}
+	if n := h.callsOf("x1"); n != 1 {
+		t.Errorf("x1 reached Toll %d times, want once", n)
 	}
 }

@@ -47,6 +47,9 @@ type job struct {
 	// outcome is how the delivery ended, one of the Outcome* constants.
 	outcome string
 	journal *journal // nil until the submission parsed
+	// noResult: the dead letter gets no dead-lettered result, because the
+	// id's one result belongs to another submission (see idReused).
+	noResult bool
 	// loggedRequestID and loggedMRN are the requestId and MRN already
 	// among log's attributes.
 	loggedRequestID string
@@ -137,6 +140,7 @@ func (j *job) run() {
 		if j.d.id != "" {
 			j.log = j.log.With("id", j.d.id)
 			j.span.SetAttributes(attribute.String("digitoll.id", j.d.id))
+			j.recordMalformed(tenant)
 		}
 		j.deadLetter(reasonMalformed, err)
 		return
@@ -155,7 +159,13 @@ func (j *job) run() {
 		j.fail(err, deadline)
 		return
 	}
+	digest := submissionDigest(sub)
+	if st != nil && st.Digest != "" && st.Digest != digest {
+		j.idReused(st, digest)
+		return
+	}
 	j.journal = newJournal(j.r.kv, key, st, rev, j.d.seq, j.d.delivery, j.w.cfg.Now)
+	j.journal.digest = digest
 	req := handlers.Request{
 		Tenant:     tenant,
 		Kind:       j.d.kind,
@@ -357,7 +367,7 @@ func (j *job) deadLetter(reason string, cause error) {
 		requestID = j.journal.RequestID()
 	}
 	j.withRequestID(requestID)
-	if err == nil && j.d.tenant != "" && j.d.id != "" {
+	if err == nil && j.d.tenant != "" && j.d.id != "" && !j.noResult {
 		var rm *nats.Msg
 		rm, err = resultMsg(j.ctx, deadLetterResult(j.d, reason, errText, requestID, now), j.msg.Headers())
 		if err == nil {
