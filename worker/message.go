@@ -219,6 +219,10 @@ func (j *job) run() {
 		j.deadLetter(reasonDeadline, fmt.Errorf("message deadline %s passed before attempt %d", deadline.UTC().Format(time.RFC3339), j.d.delivery))
 		return
 	}
+	if err := j.admit(); err != nil {
+		j.refuseTenant(err)
+		return
+	}
 	if req.RequestID == "" && sub.After != "" {
 		// Ordering is only checked before anything reached Toll: once a
 		// requestId is recorded, the call it follows was already allowed.
