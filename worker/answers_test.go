@@ -150,7 +150,7 @@ func TestAfterAFailedPredecessorAnswersAtOnce(t *testing.T) {
 // A second submission under an id already used, with another body, is
 // dead-lettered "malformed" with an error saying so, and gets no result:
 // the id's one result stays the first submission's. Repeats of the first
-// (the same body, or the same values spaced otherwise) stay silent: no
+// (the same body, or the same body spaced otherwise) stay silent: no
 // dead letter, no second result, no second Toll call.
 func TestReusedIDWithAnotherBodyIsDeadLettered(t *testing.T) {
 	t.Parallel()
@@ -164,7 +164,8 @@ func TestReusedIDWithAnotherBodyIsDeadLettered(t *testing.T) {
 	}
 	// Each with its own Nats-Msg-Id, so the stream keeps them all.
 	submit(t, e.js, roadSubject, "repeat-1", first, nil)
-	submit(t, e.js, roadSubject, "repeat-2", []byte(`{ "level":"transport", "id":"x1", "operation":"create", "declaration":{ "n": 1 } }`), nil)
+	submit(t, e.js, roadSubject, "repeat-2", []byte(`{ "id": "x1", "operation": "create",
+		"level": "transport", "declaration": { "n": 1 } }`), nil)
 	submit(t, e.js, roadSubject, "other", []byte(`{"id":"x1","operation":"create","level":"transport","declaration":{"n":2}}`), nil)
 	submit(t, e.js, roadSubject, "unreadable", []byte(`{"id":"x1","operation":"create"}`), nil)
 
@@ -193,5 +194,29 @@ func TestReusedIDWithAnotherBodyIsDeadLettered(t *testing.T) {
 	}
 	if n := h.callsOf("x1"); n != 1 {
 		t.Errorf("x1 reached Toll %d times, want once", n)
+	}
+}
+
+func TestSubmissionDigest(t *testing.T) {
+	t.Parallel()
+	base := submissionDigest([]byte(`{"id":"a","operation":"create","declaration":{"n":1},"metadata":{"ref":"r"}}`))
+	if base == "" {
+		t.Fatal("no digest of a readable body")
+	}
+	for _, tc := range []struct {
+		name string
+		body string
+		same bool
+	}{
+		{"same bytes", `{"id":"a","operation":"create","declaration":{"n":1},"metadata":{"ref":"r"}}`, true},
+		{"spaced otherwise", "{ \"id\": \"a\",\n \"operation\": \"create\", \"declaration\": { \"n\": 1 }, \"metadata\": {\"ref\": \"r\"} }\n", true},
+		{"another value", `{"id":"a","operation":"create","declaration":{"n":2},"metadata":{"ref":"r"}}`, false},
+		{"other metadata", `{"id":"a","operation":"create","declaration":{"n":1},"metadata":{"ref":"s"}}`, false},
+		{"a space inside a string", `{"id":"a","operation":"create","declaration":{"n":1},"metadata":{"ref":"r "}}`, false},
+		{"fields in another order", `{"operation":"create","id":"a","declaration":{"n":1},"metadata":{"ref":"r"}}`, false},
+	} {
+		if got := submissionDigest([]byte(tc.body)) == base; got != tc.same {
+			t.Errorf("%s: same digest %v, want %v", tc.name, got, tc.same)
+		}
 	}
 }

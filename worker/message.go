@@ -159,7 +159,7 @@ func (j *job) run() {
 		j.fail(err, deadline)
 		return
 	}
-	digest := submissionDigest(sub)
+	digest := submissionDigest(j.msg.Data())
 	if st != nil && st.Digest != "" && st.Digest != digest {
 		j.idReused(st, digest)
 		return

@@ -1,12 +1,11 @@
 package worker
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-
-	"github.com/digitoll/digitoll-worker/contract"
 )
 
 // One id, one submission: a producer repeating a message (a retry after a
@@ -21,19 +20,21 @@ import (
 // message for the operators, and the producer sends it again under a new
 // id.
 
-// submissionDigest is the hex SHA-256 of the submission as parsed and
-// encoded again: the same for repeats of the same bytes, and also for a
-// body that differs only in whitespace or the order of its top-level
-// fields; a change of any value, the metadata included, is another
-// submission.
-func submissionDigest(sub *contract.Submission) string {
-	b, err := json.Marshal(sub)
-	if err != nil {
-		// A parsed submission always encodes; should it not, no digest
+// submissionDigest is the hex SHA-256 of a readable body with the
+// whitespace between its JSON tokens removed: the same for repeats of the
+// same bytes (a producer's retry, a replay from the DLQ) and for a body
+// only spaced otherwise; a change of any value, the metadata included, or
+// of the order of the fields, is another submission. It depends on the
+// bytes alone, not on how this version decodes them, so that a record
+// written by one version is recognised by the next.
+func submissionDigest(body []byte) string {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, body); err != nil {
+		// A body that parsed always compacts; should it not, no digest
 		// is recorded and the id is not checked.
 		return ""
 	}
-	sum := sha256.Sum256(b)
+	sum := sha256.Sum256(buf.Bytes())
 	return hex.EncodeToString(sum[:])
 }
 
