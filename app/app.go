@@ -121,7 +121,8 @@ type Telemetry struct {
 // (no-op unless DIGITOLL_OTLP_ENDPOINT is set). shutdown flushes spans not
 // yet exported; call it once the services have stopped.
 func NewTelemetry(ctx context.Context, cfg *config.Config) (tel Telemetry, shutdown func(context.Context) error, err error) {
-	tp, shutdown, err := telemetry.NewTracerProvider(ctx, telemetry.TracingConfig{Endpoint: cfg.Tracing.OTLPEndpoint})
+	tp, shutdown, err := telemetry.NewTracerProvider(ctx, telemetry.TracingConfig{Endpoint: cfg.Tracing.OTLPEndpoint,
+		EndpointIsTracesURL: cfg.Tracing.EndpointIsTracesURL, ServiceName: cfg.Tracing.ServiceName})
 	if err != nil {
 		return Telemetry{}, nil, fmt.Errorf("DIGITOLL_OTLP_ENDPOINT: %w", err)
 	}

@@ -10,7 +10,14 @@ import (
 
 func testEnv(vars map[string]string) (*environment, *buftest.Buffer, *buftest.Buffer) {
 	out, errOut := &buftest.Buffer{}, &buftest.Buffer{}
-	return &environment{stdout: out, stderr: errOut, getenv: func(k string) string { return vars[k] }}, out, errOut
+	environ := func() []string {
+		var kv []string
+		for k, v := range vars {
+			kv = append(kv, k+"="+v)
+		}
+		return kv
+	}
+	return &environment{stdout: out, stderr: errOut, getenv: func(k string) string { return vars[k] }, environ: environ}, out, errOut
 }
 
 func TestCommandLine(t *testing.T) {
