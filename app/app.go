@@ -106,6 +106,10 @@ func tollClient(cfg *config.Config, hc *http.Client, signer auth.GrantSigner, lo
 		},
 		Exchanger: &auth.Exchanger{URL: strings.TrimRight(cfg.TollBaseURL, "/") + "/access/external/oauth/token", HTTP: hc},
 		Logger:    logger,
+		// While fetches fail, one attempt per probe of the paused kind:
+		// the probe then always finds the backoff over.
+		FailureBackoff:    min(auth.DefaultFailureBackoff, cfg.Worker.ProbeInterval),
+		MaxFailureBackoff: cfg.Worker.ProbeInterval,
 	})
 	return &toll.Client{BaseURL: cfg.TollBaseURL, HTTP: hc, Tokens: tokens, Foreign: cfg.Tenant.Foreign, Logger: logger}, tokens
 }
