@@ -297,7 +297,7 @@ func newServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream
 	if err != nil {
 		return nil, err
 	}
-	w, err := NewWorker(cfg, js, hs, tel, logger)
+	w, err := NewWorker(cfg, js, onlyTenant(cfg.Tenant.Name, hs), tel, logger)
 	if err != nil {
 		return nil, err
 	}

@@ -74,15 +74,31 @@ type byTenant struct {
 // not configured, or may not use the kind, is the message's fault: it is
 // dead-lettered with reason "unsupported".
 func (b *byTenant) Handle(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
-	t := b.table.Load().byName[req.Tenant]
+	h, err := b.handler(req.Tenant)
+	if err != nil {
+		return handlers.Outcome{}, err
+	}
+	return h.Handle(ctx, req)
+}
+
+// Admit refuses, before the worker waits on anything, a tenant that is
+// not configured or may not use the kind (worker.TenantAdmitter).
+func (b *byTenant) Admit(tenant string) error {
+	_, err := b.handler(tenant)
+	return err
+}
+
+// handler is tenant's handler of the kind, or the error that refuses it.
+func (b *byTenant) handler(tenant string) (handlers.Handler, error) {
+	t := b.table.Load().byName[tenant]
 	if t == nil {
-		return handlers.Outcome{}, failure.WithReason(fmt.Errorf("tenant %q is not configured in this worker's tenants file", req.Tenant), failure.Permanent, "unsupported")
+		return nil, failure.WithReason(fmt.Errorf("tenant %q is not configured in this worker's tenants file", tenant), failure.Permanent, "unsupported")
 	}
 	h := t.handlers[b.kind]
 	if h == nil {
-		return handlers.Outcome{}, failure.WithReason(fmt.Errorf("tenant %q may not use kind %s (its kinds: %v)", req.Tenant, b.kind, t.cfg.Kinds), failure.Permanent, "unsupported")
+		return nil, failure.WithReason(fmt.Errorf("tenant %q may not use kind %s (its kinds: %v)", tenant, b.kind, t.cfg.Kinds), failure.Permanent, "unsupported")
 	}
-	return h.Handle(ctx, req)
+	return h, nil
 }
 
 // prober is a handler that can tell whether its kind works again.

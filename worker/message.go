@@ -48,6 +48,9 @@ type job struct {
 	// outcome is how the delivery ended, one of the Outcome* constants.
 	outcome string
 	journal *journal // nil until the submission parsed
+	// noResult: the dead letter gets no dead-lettered result, because the
+	// id's one result belongs to another submission (see idReused).
+	noResult bool
 	// loggedRequestID and loggedMRN are the requestId and MRN already
 	// among log's attributes.
 	loggedRequestID string
@@ -138,6 +141,7 @@ func (j *job) run() {
 		if j.d.id != "" {
 			j.log = j.log.With("id", j.d.id)
 			j.span.SetAttributes(attribute.String("digitoll.id", j.d.id))
+			j.recordMalformed(tenant)
 		}
 		j.deadLetter(reasonMalformed, err)
 		return
@@ -156,7 +160,13 @@ func (j *job) run() {
 		j.fail(err, deadline)
 		return
 	}
+	digest := submissionDigest(j.msg.Data())
+	if st != nil && st.Digest != "" && st.Digest != digest {
+		j.idReused(st, digest)
+		return
+	}
 	j.journal = newJournal(j.r.kv, key, st, rev, j.d.seq, j.d.delivery, j.w.cfg.Now)
+	j.journal.digest = digest
 	req := handlers.Request{
 		Tenant:     tenant,
 		Kind:       j.d.kind,
@@ -215,6 +225,10 @@ func (j *job) run() {
 	now := j.w.cfg.Now()
 	if !now.Before(deadline) {
 		j.deadLetter(reasonDeadline, fmt.Errorf("message deadline %s passed before attempt %d", deadline.UTC().Format(time.RFC3339), j.d.delivery))
+		return
+	}
+	if err := j.admit(); err != nil {
+		j.refuseTenant(err)
 		return
 	}
 	if req.RequestID == "" && sub.After != "" {
@@ -401,7 +415,7 @@ func (j *job) deadLetter(reason string, cause error) {
 		requestID = j.journal.RequestID()
 	}
 	j.withRequestID(requestID)
-	if err == nil && j.d.tenant != "" && j.d.id != "" {
+	if err == nil && j.d.tenant != "" && j.d.id != "" && !j.noResult {
 		var rm *nats.Msg
 		rm, err = resultMsg(j.ctx, deadLetterResult(j.d, reason, errText, requestID, now), j.msg.Headers())
 		if err == nil {

@@ -110,6 +110,10 @@ func (w *Worker) Status() []KindStatus {
 	w.gates.mu.Lock()
 	out := make([]KindStatus, 0, len(w.gates.m))
 	for l, g := range w.gates.m {
+		if l.subject != "" {
+			// A stray lane only dead-letters; it has no health.
+			continue
+		}
 		g.mu.Lock()
 		out = append(out, KindStatus{Kind: l.kind, Tenant: l.tenant, Paused: g.paused, Reason: g.reason, Since: g.since, Error: g.errText})
 		g.mu.Unlock()

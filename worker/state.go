@@ -56,6 +56,11 @@ type state struct {
 	// the same message knows it is stale (see stateAction).
 	Seq      uint64 `json:"seq,omitempty"`
 	Delivery int    `json:"delivery,omitempty"`
+	// Digest identifies the submission that owns the id (see
+	// submissionDigest): a later message with the same id and another
+	// digest is another submission, not a repeat. Empty in records of
+	// unreadable messages and of versions before it.
+	Digest string `json:"digest,omitempty"`
 }
 
 // stateKey is the KV key of a submission: "<tenant>.<kind>.<id>", the id
@@ -99,6 +104,8 @@ type journal struct {
 	seq      uint64
 	delivery int
 	now      func() time.Time
+	// digest is the submission's, stored with every write.
+	digest string
 
 	mu         sync.Mutex
 	rev        uint64
@@ -280,6 +287,7 @@ func (j *journal) write(ctx context.Context, st state) error {
 	st.UpdatedAt = j.now().UTC()
 	st.Seq = j.seq
 	st.Delivery = j.delivery
+	st.Digest = j.digest
 	data, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("encode state %s: %w", j.key, err)

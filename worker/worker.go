@@ -134,7 +134,7 @@ func (w *Worker) consumerConfig(l lane) jetstream.ConsumerConfig {
 		MaxAckPending: w.cfg.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
-	if l.tenant != "" {
+	if l.tenant != "" || l.subject != "" {
 		cfg.InactiveThreshold = laneInactivity
 	}
 	return cfg
@@ -204,28 +204,23 @@ func (w *Worker) run(ctx context.Context) error {
 	defer r.probers.Wait()
 
 	// The lanes to start with: each kind's, or every configured tenant's
-	// and every subject's with messages waiting. Their consumers are made
-	// now, so that a worker that cannot make them does not start.
+	// and every subject's with messages waiting; in both modes every stray
+	// subject's. Their consumers are made now, so that a worker that
+	// cannot make them does not start.
 	known := map[string]bool{}
 	var start []lane
-	if w.cfg.Tenants == nil {
-		for k := range w.cfg.Handlers {
-			start = append(start, lane{kind: k})
+	want := w.wantedLanes(r, known)
+	waiting, err := w.waitingLanes(ctx)
+	if err != nil {
+		return fmt.Errorf("read the subjects of stream %s: %w", contract.StreamSubmit, err)
+	}
+	for l, n := range waiting {
+		if n > 0 {
+			want[l] = true
 		}
-	} else {
-		want := w.wantedLanes(r, known)
-		waiting, err := w.waitingLanes(ctx)
-		if err != nil {
-			return fmt.Errorf("read the subjects of stream %s: %w", contract.StreamSubmit, err)
-		}
-		for l, n := range waiting {
-			if n > 0 {
-				want[l] = true
-			}
-		}
-		for l := range want {
-			start = append(start, l)
-		}
+	}
+	for l := range want {
+		start = append(start, l)
 	}
 	slices.SortFunc(start, func(a, b lane) int { return strings.Compare(a.consumer(), b.consumer()) })
 	consumers, err := w.createConsumers(ctx, start)
@@ -239,14 +234,17 @@ func (w *Worker) run(ctx context.Context) error {
 	if w.cfg.Tenants != nil {
 		w.log.Info("worker started", "lanes", len(start), "tenants", len(known), "concurrency", w.cfg.Concurrency,
 			"tenantConcurrency", w.cfg.TenantConcurrency, "ackWait", w.cfg.AckWait)
-		manager.Go(func() { w.runLanes(pullCtx, r, known) })
 	} else {
 		kinds := make([]contract.Kind, 0, len(start))
 		for _, l := range start {
-			kinds = append(kinds, l.kind)
+			if l.subject == "" {
+				kinds = append(kinds, l.kind)
+			}
 		}
 		w.log.Info("worker started", "kinds", kinds, "concurrency", w.cfg.Concurrency, "ackWait", w.cfg.AckWait)
 	}
+	// Without Tenants too: stray subjects are found the same way.
+	manager.Go(func() { w.runLanes(pullCtx, r, known) })
 
 	<-pullCtx.Done()
 	manager.Wait()
