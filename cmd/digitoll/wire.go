@@ -79,6 +79,15 @@ func connectNATS(c config.NATS, name string, logger *slog.Logger) (*natsConn, er
 			return nil, err
 		}
 		srv, err := broker.Start(bopts)
+		var inUse *broker.StoreInUseError
+		if errors.As(err, &inUse) {
+			by := "another digitoll process"
+			if inUse.PID != 0 {
+				by += fmt.Sprintf(" (pid %d)", inUse.PID)
+			}
+			return nil, fmt.Errorf("DIGITOLL_NATS_DIR %s is in use by %s: stop it, give this one a DIGITOLL_NATS_DIR of its own, or set DIGITOLL_NATS_URL to connect to the server it runs",
+				inUse.Dir, by)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("start embedded NATS: %w", err)
 		}
