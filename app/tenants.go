@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -167,6 +169,38 @@ type tenancy struct {
 	watched map[string]bool
 	// changed receives a value when a reload swapped the table.
 	changed chan struct{}
+
+	// pollersMu guards pollers, the routing pollers running now by
+	// tenant, for routingHealth.
+	pollersMu sync.Mutex
+	pollers   map[string]*routing.Poller
+}
+
+// setPoller records tenant's running poller, or its end with nil.
+func (ty *tenancy) setPoller(tenant string, p *routing.Poller) {
+	ty.pollersMu.Lock()
+	defer ty.pollersMu.Unlock()
+	if ty.pollers == nil {
+		ty.pollers = map[string]*routing.Poller{}
+	}
+	if p == nil {
+		delete(ty.pollers, tenant)
+		return
+	}
+	ty.pollers[tenant] = p
+}
+
+// routingHealth names each tenant with a paused routing feed, and why.
+func (ty *tenancy) routingHealth() error {
+	ty.pollersMu.Lock()
+	defer ty.pollersMu.Unlock()
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(ty.pollers)) {
+		if err := ty.pollers[name].Health(); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // TenantsChanged tells the worker that the tenants changed, so that its
@@ -403,6 +437,7 @@ func (ty *tenancy) run(ctx context.Context) error {
 		for name, r := range pollers {
 			if t := tab.byName[name]; t == nil || !ty.cfg.RoutingEnabledFor(t.cfg) {
 				r.cancel()
+				ty.setPoller(name, nil)
 				delete(pollers, name)
 			}
 		}
@@ -428,6 +463,7 @@ func (ty *tenancy) run(ctx context.Context) error {
 			}
 			pctx, pcancel := context.WithCancel(ctx)
 			pollers[name] = running{cancel: pcancel}
+			ty.setPoller(name, p)
 			wg.Go(func() {
 				if err := p.Run(pctx); err != nil {
 					errOnce.Do(func() { pollErr = fmt.Errorf("routing of tenant %s: %w", name, err) })

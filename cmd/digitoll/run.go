@@ -46,7 +46,7 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	defer flushTraces(ctx, svc, logger)
 	if cfg.HTTPAddr != "" {
 		extra := map[string]http.Handler{"GET /metrics": svc.Telemetry.Metrics.Handler()}
-		srv, err := ops.Listen(cfg.HTTPAddr, ops.Handler(readinessChecks(conn, svc.Worker), extra), logger)
+		srv, err := ops.Listen(cfg.HTTPAddr, ops.Handler(readinessChecks(conn, svc.Worker, svc.RoutingHealth), extra), logger)
 		if err != nil {
 			return fmt.Errorf("DIGITOLL_HTTP_ADDR: %w", err)
 		}

@@ -140,8 +140,8 @@ func redactURL(list string) string {
 }
 
 // readinessChecks are the conditions of /readyz: NATS connected, the
-// contract's streams present, and no kind paused.
-func readinessChecks(conn *natsConn, w *worker.Worker) []ops.NamedCheck {
+// contract's streams present, no kind paused, and no routing feed paused.
+func readinessChecks(conn *natsConn, w *worker.Worker, routingHealth func() error) []ops.NamedCheck {
 	checks := []ops.NamedCheck{
 		{Name: "nats", Check: func(context.Context) error {
 			if !conn.nc.IsConnected() {
@@ -167,5 +167,8 @@ func readinessChecks(conn *natsConn, w *worker.Worker) []ops.NamedCheck {
 			return w.KindHealth(kind)
 		}})
 	}
+	// A paused routing feed loses no signal (the feed waits in Toll),
+	// but no TO_CONTROL reaches anyone until an operator acts.
+	checks = append(checks, ops.NamedCheck{Name: "routing", Check: func(context.Context) error { return routingHealth() }})
 	return checks
 }
