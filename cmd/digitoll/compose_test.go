@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -419,5 +420,70 @@ func readYAML(t *testing.T, path string, v any) {
 	}
 	if err := yaml.Unmarshal(raw, v); err != nil {
 		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// The systemd unit example runs a real subcommand with settings the worker
+// knows, and, where systemd-analyze is installed, verifies.
+func TestSystemdUnitExample(t *testing.T) {
+	unit, err := os.ReadFile("../../deploy/systemd/digitoll-worker.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	envFile, err := os.ReadFile("../../deploy/systemd/worker.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := knownVariables(t)
+	subcommands := map[string]bool{}
+	for _, c := range commands() {
+		subcommands[c.name] = true
+	}
+	exec := regexp.MustCompile(`(?m)^ExecStart=/usr/local/bin/digitoll (\S+)`).FindSubmatch(unit)
+	if exec == nil || !subcommands[string(exec[1])] {
+		t.Errorf("ExecStart does not run a digitoll subcommand: %q", exec)
+	}
+	set := regexp.MustCompile(`(?m)^(?:Environment=|#?\s*)(DIGITOLL_[A-Z0-9_]+)=`)
+	n := 0
+	for _, src := range [][]byte{unit, envFile} {
+		for _, m := range set.FindAllSubmatch(src, -1) {
+			n++
+			if !known[string(m[1])] {
+				t.Errorf("the systemd example sets %s, which no subcommand reads", m[1])
+			}
+		}
+	}
+	if n < 5 {
+		t.Errorf("only %d settings in the systemd example", n)
+	}
+	for _, want := range []string{"StateDirectory=digitoll-worker", "DIGITOLL_NATS_DIR=%S/digitoll-worker/", "LoadCredential=", "Restart=on-failure", "EnvironmentFile="} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("the unit lacks %s", want)
+		}
+	}
+
+	analyze, err := osexec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Log("systemd-analyze not installed: the unit is not verified")
+		return
+	}
+	// verify wants the binary and the environment file where the unit
+	// names them: point both into the test's directory.
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "digitoll")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	local := strings.NewReplacer("/usr/local/bin/digitoll", bin, "/etc/digitoll-worker/worker.env", filepath.Join(dir, "worker.env")).Replace(string(unit))
+	if err := os.WriteFile(filepath.Join(dir, "worker.env"), envFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "digitoll-worker.service")
+	if err := os.WriteFile(path, []byte(local), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := osexec.Command(analyze, "verify", path).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 }
