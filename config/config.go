@@ -46,8 +46,12 @@ type Config struct {
 	// HTTPAddr is where /healthz, /readyz and /metrics are served;
 	// empty disables the server.
 	HTTPAddr string
-	Routing  Routing
-	Limits   Limits
+	// Pprof serves Go's runtime profiles at /debug/pprof/ beside
+	// HTTPAddr's other paths. Off by default: a profile shows the
+	// worker's internals and costs CPU while it is taken.
+	Pprof   bool
+	Routing Routing
+	Limits  Limits
 	// Sim locates the bundled simulator for DIGITOLL_ENV=sim.
 	Sim Sim
 	// Tracing says where spans are exported.

@@ -14,7 +14,7 @@ import (
 )
 
 // Setting describes one configuration setting: its environment variable,
-// its flag, its default and what it means. The README's configuration
+// its flag, its default and what it means. docs/configuration.md's
 // table and every --help text come from the same list.
 type Setting struct {
 	Env     string
@@ -255,6 +255,10 @@ func Settings() []Setting {
 				}
 				return c.HTTPAddr
 			}},
+		{Env: "DIGITOLL_PPROF", Flag: "pprof", Default: "false",
+			Usage: "serve Go's runtime profiles at /debug/pprof/ on DIGITOLL_HTTP_ADDR (for diagnosing CPU or memory; keep the address private)",
+			set:   setBool(func(c *Config) *bool { return &c.Pprof }),
+			get:   getBool(func(c *Config) *bool { return &c.Pprof })},
 		{Env: "DIGITOLL_METRICS_TENANT_LABELS", Flag: "metrics-tenant-labels", Default: "200",
 			Usage: "configured tenants labelled by name on the message metrics; later ones are labelled other, tenants not configured unconfigured (0: no tenant label, all)",
 			set:   setInt(func(c *Config) *int { return &c.Metrics.TenantLabels }, 0, 10000),

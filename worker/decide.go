@@ -6,12 +6,15 @@ import (
 	"github.com/digitoll/digitoll-worker/failure"
 )
 
-// Dead-letter reasons of CONTRACT.md that the worker uses.
+// Dead-letter reasons of docs/contract.md that the worker uses.
 const (
 	reasonMalformed        = "malformed"
 	reasonPermanentHTTP    = "permanent-http"
 	reasonDeadline         = "deadline"
 	reasonRetriesExhausted = "retries-exhausted"
+	// reasonPanic: the handler panicked on the message; the stack is in
+	// the worker's log.
+	reasonPanic = "panic"
 )
 
 // shutdownNakDelay is the redelivery delay of a message whose handler was

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -223,7 +224,7 @@ func (j *job) run() {
 		req.Submission = resolved
 	}
 	hctx, hcancel := context.WithDeadline(j.ctx, deadline)
-	out, herr := j.w.cfg.Handlers[j.d.kind].Handle(hctx, req)
+	out, herr := j.handle(hctx, req)
 	if n, last := j.journal.SentRefusals(); n > 0 {
 		j.log.Warn("recording Toll's requestId failed and was retried until it was stored or the time ran out",
 			"attempts", n+1, "error", last)
@@ -246,6 +247,21 @@ func (j *job) run() {
 	}
 	j.w.succeeded(j.lane)
 	j.complete(out)
+}
+
+// handle runs the kind's handler on req. A handler that panics has met a
+// message it cannot cope with, and every redelivery of that message would
+// crash the worker that takes it, one after another: the panic becomes a
+// poison error instead, so the message is dead-lettered with reason
+// "panic" and the stack, which the DLQ entry should not carry, is logged.
+func (j *job) handle(ctx context.Context, req handlers.Request) (out handlers.Outcome, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			j.log.Error("the handler panicked; the message is dead-lettered", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			out, err = handlers.Outcome{}, failure.WithReason(fmt.Errorf("the %s handler panicked: %v", j.d.kind, v), failure.Poison, reasonPanic)
+		}
+	}()
+	return j.w.cfg.Handlers[j.d.kind].Handle(ctx, req)
 }
 
 // complete records, publishes and acks the result of an outcome.

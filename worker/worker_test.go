@@ -276,6 +276,9 @@ func TestFailuresThatEndInTheDLQ(t *testing.T) {
 		{"poison", Config{}, func(context.Context, handlers.Request) (handlers.Outcome, error) {
 			return handlers.Outcome{}, fmt.Errorf("document object missing: %w", failure.ErrPoison)
 		}, reasonMalformed, 1},
+		{"panic", Config{}, func(context.Context, handlers.Request) (handlers.Outcome, error) {
+			panic("a handler bug this message triggers")
+		}, reasonPanic, 1},
 		{"deadline", Config{MessageDeadline: 300 * time.Millisecond}, transient, reasonDeadline, 0},
 		{"retries exhausted", Config{MaxAttempts: 3}, transient, reasonRetriesExhausted, 3},
 	}

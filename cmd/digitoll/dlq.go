@@ -73,7 +73,7 @@ func addFilterFlags(fs *flag.FlagSet) filterFlags {
 	return filterFlags{
 		kind:   fs.String("kind", "", "only this kind: road, air, entry or document"),
 		tenant: fs.String("tenant", "", "only this tenant ("+contract.InvalidTenant+": messages whose subject named no valid tenant)"),
-		reason: fs.String("reason", "", "only this reason: malformed, unsupported, too-large, retries-exhausted, deadline, permanent-http"),
+		reason: fs.String("reason", "", "only this reason: malformed, unsupported, too-large, retries-exhausted, deadline, permanent-http, panic"),
 		since:  fs.String("since", "", "only entries dead-lettered since then: an age (90m, 2h, 7d) or an RFC 3339 time"),
 	}
 }
