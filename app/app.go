@@ -255,8 +255,8 @@ type Services struct {
 
 // RoutingHealth is nil while every routing feed is polling (or routing is
 // off), and otherwise names each feed paused by a failure only an operator
-// can fix, with its tenant when there is a tenants file: the routing check
-// of /readyz.
+// can fix: the routing check of /readyz. With a tenants file it fails only
+// when every tenant's routing has a paused feed, naming the tenants.
 func (s *Services) RoutingHealth() error {
 	switch {
 	case s.Poller != nil:
