@@ -43,14 +43,7 @@ type composeFile struct {
 // a real subcommand, and every DIGITOLL_ variable it sets is one that some
 // subcommand reads (a misspelt variable would be silently ignored).
 func TestComposeFileNamesRealCommandsAndVariables(t *testing.T) {
-	raw, err := os.ReadFile("../../docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cf composeFile
-	if err := yaml.Unmarshal(raw, &cf); err != nil {
-		t.Fatalf("docker-compose.yml does not parse: %v", err)
-	}
+	cf := readCompose(t)
 	if cf.Name != nil {
 		t.Errorf("docker-compose.yml has a top-level name (%v), which docker-compose 1.29 refuses", cf.Name)
 	}
@@ -139,19 +132,12 @@ func TestComposeFileNamesRealCommandsAndVariables(t *testing.T) {
 // The Prometheus of docker-compose scrapes the worker where it serves
 // /metrics, and its alerts name only metrics the worker exports.
 func TestPrometheusConfigScrapesTheWorker(t *testing.T) {
-	raw, err := os.ReadFile("../../docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cf composeFile
-	if err := yaml.Unmarshal(raw, &cf); err != nil {
-		t.Fatal(err)
-	}
+	cf := readCompose(t)
 	_, port, err := net.SplitHostPort(cf.Services["worker"].Environment["DIGITOLL_HTTP_ADDR"])
 	if err != nil {
 		t.Fatalf("worker's DIGITOLL_HTTP_ADDR: %v", err)
 	}
-	raw, err = os.ReadFile("../../deploy/prometheus.yml")
+	raw, err := os.ReadFile("../../deploy/prometheus.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,12 +192,8 @@ func TestPrometheusConfigScrapesTheWorker(t *testing.T) {
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {
 			n++
-			for _, m := range regexp.MustCompile(`digitoll_[a-z_]+`).FindAllString(r.Expr, -1) {
-				base := m
-				for _, suffix := range []string{"_bucket", "_count", "_sum"} {
-					base = strings.TrimSuffix(base, suffix)
-				}
-				if !exported[base] {
+			for _, m := range queriedMetrics(r.Expr) {
+				if !exported[m] {
 					t.Errorf("alert %s uses %s, which the worker does not export", r.Alert, m)
 				}
 			}
@@ -220,6 +202,19 @@ func TestPrometheusConfigScrapesTheWorker(t *testing.T) {
 	if n < 5 {
 		t.Errorf("only %d alerts", n)
 	}
+}
+
+// queriedMetrics are the worker's metrics a PromQL expression names, a
+// histogram's _bucket, _count and _sum series by the histogram's name.
+func queriedMetrics(expr string) []string {
+	var out []string
+	for _, m := range regexp.MustCompile(`digitoll_[a-z_]+`).FindAllString(expr, -1) {
+		for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+			m = strings.TrimSuffix(m, suffix)
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // exportedMetricNames are the metric names the telemetry package defines,
@@ -294,14 +289,7 @@ func contains(list []string, s string) bool {
 // scrapes the worker and with the worker's dashboard, whose queries name
 // only metrics the worker exports.
 func TestGrafanaDashboardQueriesExportedMetrics(t *testing.T) {
-	raw, err := os.ReadFile("../../docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cf composeFile
-	if err := yaml.Unmarshal(raw, &cf); err != nil {
-		t.Fatal(err)
-	}
+	cf := readCompose(t)
 	grafana, ok := cf.Services["grafana"]
 	if !ok {
 		t.Fatal("no grafana service")
@@ -345,7 +333,7 @@ func TestGrafanaDashboardQueriesExportedMetrics(t *testing.T) {
 		t.Error("no prometheus service for the datasource")
 	}
 
-	raw, err = os.ReadFile("../../deploy/grafana/dashboards/digitoll-worker.json")
+	raw, err := os.ReadFile("../../deploy/grafana/dashboards/digitoll-worker.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,13 +383,9 @@ func TestGrafanaDashboardQueriesExportedMetrics(t *testing.T) {
 			t.Errorf("panel %q queries datasource %q, not ${datasource}", p.Title, p.Datasource.UID)
 		}
 		for _, tg := range p.Targets {
-			for _, m := range regexp.MustCompile(`digitoll_[a-z_]+`).FindAllString(tg.Expr, -1) {
-				base := m
-				for _, suffix := range []string{"_bucket", "_count", "_sum"} {
-					base = strings.TrimSuffix(base, suffix)
-				}
-				queried[base] = true
-				if !exported[base] {
+			for _, m := range queriedMetrics(tg.Expr) {
+				queried[m] = true
+				if !exported[m] {
 					t.Errorf("panel %q queries %s, which the worker does not export", p.Title, m)
 				}
 			}
@@ -486,4 +470,18 @@ func TestSystemdUnitExample(t *testing.T) {
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
+}
+
+// readCompose parses docker-compose.yml.
+func readCompose(t *testing.T) composeFile {
+	t.Helper()
+	raw, err := os.ReadFile("../../docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cf composeFile
+	if err := yaml.Unmarshal(raw, &cf); err != nil {
+		t.Fatalf("docker-compose.yml does not parse: %v", err)
+	}
+	return cf
 }

@@ -8,46 +8,19 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/digitoll/digitoll-worker/config"
-	"github.com/digitoll/digitoll-worker/simulator"
 )
 
 // A second `digitoll run` on the DIGITOLL_NATS_DIR of a running one stops
 // at once with a message naming the directory and the process, without
 // opening the store the first one is writing; the first one runs on.
 func TestSecondRunOnTheSameNATSDirRefuses(t *testing.T) {
-	dir := t.TempDir()
-	key, err := simulator.WriteDemoKey(dir, config.SimClientID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := simulator.Start(simulator.Config{Clients: []simulator.Client{key.Client(splitList(simScopes)...)}}, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	natsDir := filepath.Join(dir, "nats")
-	vars := map[string]string{
-		"DIGITOLL_ENV":                    "test",
-		"DIGITOLL_MASKINPORTEN_ISSUER":    sim.Issuer(),
-		"DIGITOLL_MASKINPORTEN_TOKEN_URL": sim.TokenURL(),
-		"DIGITOLL_TOLL_BASE_URL":          sim.TollBaseURL(),
-		"DIGITOLL_CLIENT_ID":              key.ClientID,
-		"DIGITOLL_KEY_FILE":               key.KeyFile,
-		"DIGITOLL_CERT_FILE":              key.CertFile,
-		"DIGITOLL_NATS_DIR":               natsDir,
-		"DIGITOLL_NATS_PORT":              "-1",
-		"DIGITOLL_HTTP_ADDR":              "127.0.0.1:0",
-	}
+	_, vars := workerAgainstSim(t, splitList(simScopes)...)
+	natsDir := filepath.Join(t.TempDir(), "nats")
+	vars["DIGITOLL_NATS_DIR"] = natsDir
+	vars["DIGITOLL_NATS_PORT"] = "-1"
+	vars["DIGITOLL_HTTP_ADDR"] = "127.0.0.1:0"
 	env, out, errOut := testEnv(vars)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, env, []string{"run"}) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	done := runInBackground(t, env, "run")
 	waitFor(t, 30*time.Second, "the first worker to start its NATS server", func() bool {
 		return strings.Contains(out.String(), "readiness at")
 	})

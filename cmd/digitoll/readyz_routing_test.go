@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -11,8 +10,6 @@ import (
 	"time"
 
 	"github.com/digitoll/digitoll-worker/broker"
-	"github.com/digitoll/digitoll-worker/config"
-	"github.com/digitoll/digitoll-worker/simulator"
 )
 
 // A routing feed paused by a fault only an operator can fix (here the
@@ -21,41 +18,18 @@ import (
 // routing's TestHealthReportsAPausedFeed: the worker retries a
 // configuration failure after 5 min.)
 func TestReadyzReportsAPausedRoutingFeed(t *testing.T) {
-	dir := t.TempDir()
-	key, err := simulator.WriteDemoKey(dir, config.SimClientID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, err := simulator.Start(simulator.Config{Clients: []simulator.Client{key.Client("toll:movement/road/v2")}}, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	srv, err := broker.Start(broker.Options{Dir: filepath.Join(dir, "nats"), Port: broker.RandomPort})
+	_, vars := workerAgainstSim(t, "toll:movement/road/v2")
+	srv, err := broker.Start(broker.Options{Dir: filepath.Join(t.TempDir(), "nats"), Port: broker.RandomPort})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	env, out, errOut := testEnv(map[string]string{
-		"DIGITOLL_ENV":                    "test",
-		"DIGITOLL_MASKINPORTEN_ISSUER":    sim.Issuer(),
-		"DIGITOLL_MASKINPORTEN_TOKEN_URL": sim.TokenURL(),
-		"DIGITOLL_TOLL_BASE_URL":          sim.TollBaseURL(),
-		"DIGITOLL_CLIENT_ID":              key.ClientID,
-		"DIGITOLL_KEY_FILE":               key.KeyFile,
-		"DIGITOLL_CERT_FILE":              key.CertFile,
-		"DIGITOLL_NATS_URL":               srv.ClientURL(),
-		"DIGITOLL_HTTP_ADDR":              "127.0.0.1:0",
-		"DIGITOLL_ROUTING":                "on",
-		"DIGITOLL_ROUTING_INTERVAL":       "100ms",
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, env, []string{"run"}) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	vars["DIGITOLL_NATS_URL"] = srv.ClientURL()
+	vars["DIGITOLL_HTTP_ADDR"] = "127.0.0.1:0"
+	vars["DIGITOLL_ROUTING"] = "on"
+	vars["DIGITOLL_ROUTING_INTERVAL"] = "100ms"
+	env, out, errOut := testEnv(vars)
+	runInBackground(t, env, "run")
 	readyz := regexp.MustCompile(`readiness at (http://\S+/readyz)`)
 	waitFor(t, 30*time.Second, "the worker to serve readiness", func() bool { return readyz.MatchString(out.String()) })
 	url := readyz.FindStringSubmatch(out.String())[1]
