@@ -106,6 +106,10 @@ func tollClient(cfg *config.Config, hc *http.Client, signer auth.GrantSigner, lo
 		},
 		Exchanger: &auth.Exchanger{URL: strings.TrimRight(cfg.TollBaseURL, "/") + "/access/external/oauth/token", HTTP: hc},
 		Logger:    logger,
+		// While fetches fail, one attempt per probe of the paused kind:
+		// the probe then always finds the backoff over.
+		FailureBackoff:    min(auth.DefaultFailureBackoff, cfg.Worker.ProbeInterval),
+		MaxFailureBackoff: cfg.Worker.ProbeInterval,
 	})
 	return &toll.Client{BaseURL: cfg.TollBaseURL, HTTP: hc, Tokens: tokens, Foreign: cfg.Tenant.Foreign, Logger: logger}, tokens
 }
@@ -121,7 +125,8 @@ type Telemetry struct {
 // (no-op unless DIGITOLL_OTLP_ENDPOINT is set). shutdown flushes spans not
 // yet exported; call it once the services have stopped.
 func NewTelemetry(ctx context.Context, cfg *config.Config) (tel Telemetry, shutdown func(context.Context) error, err error) {
-	tp, shutdown, err := telemetry.NewTracerProvider(ctx, telemetry.TracingConfig{Endpoint: cfg.Tracing.OTLPEndpoint})
+	tp, shutdown, err := telemetry.NewTracerProvider(ctx, telemetry.TracingConfig{Endpoint: cfg.Tracing.OTLPEndpoint,
+		EndpointIsTracesURL: cfg.Tracing.EndpointIsTracesURL, ServiceName: cfg.Tracing.ServiceName})
 	if err != nil {
 		return Telemetry{}, nil, fmt.Errorf("DIGITOLL_OTLP_ENDPOINT: %w", err)
 	}

@@ -217,7 +217,7 @@ func TestDocumentMissingObject(t *testing.T) {
 	if _, has := failure.Reason(err); !errors.Is(err, ErrFileMissing) || failure.Classify(err) != failure.Transient || has {
 		t.Errorf("just received: %v, want a transient error wrapping ErrFileMissing", err)
 	}
-	req.ReceivedAt = time.Now().Add(-missingFileGrace - time.Second)
+	req.ReceivedAt = time.Now().Add(-DefaultMissingFileGrace - time.Second)
 	_, err = h.Handle(t.Context(), req)
 	if reason, _ := failure.Reason(err); !errors.Is(err, ErrFileMissing) || failure.Classify(err) != failure.Permanent || reason != "malformed" {
 		t.Errorf("after the grace: %v, want permanent with reason malformed", err)

@@ -345,6 +345,9 @@ func (j *job) fail(err error, deadline time.Time) {
 			cause = CauseConfiguration
 			// The remedy is logged once, when the kind is paused.
 			j.log.Info("configuration fault; the message is kept and retried", "error", err, "retryIn", a.delay)
+		case errors.Is(err, handlers.ErrFileMissing):
+			cause = CauseMissingObject
+			j.log.Info("the submission names a file that is not stored (yet); retrying until its grace passes", "error", err, "retryIn", a.delay)
 		default:
 			j.log.Info("transient failure; retrying later", "error", err, "retryIn", a.delay)
 		}

@@ -64,6 +64,10 @@ const (
 	// CauseLease: an earlier delivery began a Toll call recently and may
 	// still be making it; this one waits for that call's lease to lapse.
 	CauseLease = "lease"
+	// CauseMissingObject: the document's file is not in the documents
+	// bucket (yet); it is retried until its grace passes, then
+	// dead-lettered. The submission's fault, never an outage.
+	CauseMissingObject = "missing-object"
 )
 
 // tracerName names the worker's tracer.

@@ -47,6 +47,22 @@ const (
 	// maxBuffer caps the messages the client library holds per kind
 	// before a slot is free for them (see bufferSize).
 	maxBuffer = 64
+	// pullExpiry and pullHeartbeat shape each pull request. The client
+	// library counts the messages it asked for and not yet received, and
+	// asks again only when that count is low; if the server's answer that
+	// ends a request is lost (the library drops what arrives while its
+	// buffer is full, as it is while every slot is busy), the count stays
+	// high, nothing is asked for, and the lane receives nothing until the
+	// library notices the missing heartbeats, 2×pullHeartbeat later, and
+	// forgets the count (nats.go issue #1622). The library's defaults
+	// (30 s requests, 15 s heartbeats) made that a 30 s stall; these make
+	// it 4 s, after which the lane pulls anew (see consume). A request
+	// lasting twice the heartbeat, as the defaults do, keeps the server's
+	// answers to it as few as they can be (a heartbeat and its end), so
+	// that few are lost. The price is one request and its two answers per
+	// idle lane every 4 s.
+	pullExpiry    = 4 * time.Second
+	pullHeartbeat = 2 * time.Second
 )
 
 // ErrAlreadyRunning is returned by a second call of Run.
@@ -63,6 +79,9 @@ type Worker struct {
 	policy  policy
 	gates   *gates
 	running atomic.Bool
+	// pullExpiry and pullHeartbeat are the constants of the same names;
+	// tests change them to provoke lost answers.
+	pullExpiry, pullHeartbeat time.Duration
 }
 
 // New checks cfg and returns a worker; nothing is contacted until Run.
@@ -89,6 +108,9 @@ func New(js jetstream.JetStream, cfg Config) (*Worker, error) {
 		tracer: cfg.TracerProvider.Tracer(tracerName),
 		policy: policy{retryDelay: cfg.RetryDelay, configRetryDelay: cfg.ConfigRetryDelay},
 		gates:  newGates(),
+
+		pullExpiry:    pullExpiry,
+		pullHeartbeat: pullHeartbeat,
 	}, nil
 }
 
@@ -325,7 +347,8 @@ func (w *Worker) pull(ctx context.Context, r *run, l lane, cons jetstream.Consum
 				continue
 			}
 		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(bufferSize(buffer)))
+		it, err := cons.Messages(jetstream.PullMaxMessages(bufferSize(buffer)),
+			jetstream.PullExpiry(w.pullExpiry), jetstream.PullHeartbeat(w.pullHeartbeat))
 		if err == nil {
 			ackWait := cons.CachedInfo().Config.AckWait
 			// A resumed consumer does not answer pull requests made while
@@ -372,14 +395,27 @@ func (w *Worker) consume(ctx context.Context, r *run, l lane, it jetstream.Messa
 	if ackWait <= 0 {
 		ackWait = w.cfg.AckWait
 	}
+	var missedAt time.Time
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			// A heartbeat missed again within 3 heartbeats of the last
+			// miss means no heartbeat came in between: the server does
+			// not answer at all, and the caller re-creates the consumer.
+			again := !missedAt.IsZero() && time.Since(missedAt) < 3*w.pullHeartbeat
+			if errors.Is(err, jetstream.ErrNoHeartbeat) && !again {
+				// The library has forgotten the pull requests it was
+				// counting on; the next Next asks anew at once.
+				w.log.Debug("no heartbeat from the server; pulling anew", "consumer", l.consumer())
+				missedAt = time.Now()
+				continue
+			}
 			return err
 		}
+		missedAt = time.Time{}
 		hb := startHeartbeat(msg, max(ackWait/3, minHeartbeat))
 		release, ok := r.slots.acquire(ctx, l)
 		if ok && ctx.Err() != nil {

@@ -24,12 +24,14 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 		return errUsage
 	}
 	if err = parseError(err); err != nil {
+		printUnknownVariables(env) // a typo is often why a setting is missing
 		return err
 	}
 	if cfg.Pprof && cfg.HTTPAddr == "" {
 		return errors.New("DIGITOLL_PPROF: the profiles are served on DIGITOLL_HTTP_ADDR, which is off")
 	}
 	logger := newLogger(env, cfg.Log)
+	logConfigAtStart(env, cfg, logger)
 
 	conn, err := connectNATS(cfg.NATS, "digitoll-worker", logger)
 	if err != nil {
