@@ -439,6 +439,12 @@ func TestConfigurationFailureWaitsForTheFix(t *testing.T) {
 	}
 
 	e.sim.GrantScope("acme-client", scopeEntry)
+	// The poller and this test share c's token cache, which waits out a
+	// backoff after the refused fetches: read the feed once the poller
+	// has got through.
+	waitFor(t, "the poller to publish both signals", func() bool {
+		return len(e.messages(t, contract.RoutingSubject(house, "acme"))) == 2
+	})
 	want := feedSignals(t, c, house)
 	waitFor(t, "the marker of the last signal", func() bool { return e.marker(t, "acme", house) == want[len(want)-1].ID })
 	r.stop(t)
