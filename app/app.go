@@ -258,6 +258,20 @@ type Services struct {
 	shutdown func(context.Context) error
 }
 
+// RoutingHealth is nil while every routing feed is polling (or routing is
+// off), and otherwise names each feed paused by a failure only an operator
+// can fix: the routing check of /readyz. With a tenants file it fails only
+// when every tenant's routing has a paused feed, naming the tenants.
+func (s *Services) RoutingHealth() error {
+	switch {
+	case s.Poller != nil:
+		return s.Poller.Health()
+	case s.tenants != nil:
+		return s.tenants.routingHealth()
+	}
+	return nil
+}
+
 // NewServices wires the services of cfg on js. It creates the routing
 // markers bucket when routing is enabled; EnsureStreams creates the rest.
 func NewServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream, logger *slog.Logger) (*Services, error) {

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,6 +185,43 @@ type tenancy struct {
 	watched map[string]bool
 	// changed receives a value when a reload swapped the table.
 	changed chan struct{}
+
+	// pollersMu guards pollers, the routing pollers running now by
+	// tenant, for routingHealth.
+	pollersMu sync.Mutex
+	pollers   map[string]*routing.Poller
+}
+
+// setPoller records tenant's running poller, or its end with nil.
+func (ty *tenancy) setPoller(tenant string, p *routing.Poller) {
+	ty.pollersMu.Lock()
+	defer ty.pollersMu.Unlock()
+	if ty.pollers == nil {
+		ty.pollers = map[string]*routing.Poller{}
+	}
+	if p == nil {
+		delete(ty.pollers, tenant)
+		return
+	}
+	ty.pollers[tenant] = p
+}
+
+// routingHealth names each tenant's paused routing feeds, and why, when
+// every tenant's routing has one: as with the kinds' lanes, one tenant's
+// fault must not make the worker that serves the others unready (it shows
+// in the log and in digitoll_routing_lag_seconds).
+func (ty *tenancy) routingHealth() error {
+	ty.pollersMu.Lock()
+	defer ty.pollersMu.Unlock()
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(ty.pollers)) {
+		err := ty.pollers[name].Health()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("tenant %s: %w", name, err))
+	}
+	return errors.Join(errs...)
 }
 
 // TenantsChanged tells the worker that the tenants changed, so that its
@@ -419,6 +458,7 @@ func (ty *tenancy) run(ctx context.Context) error {
 		for name, r := range pollers {
 			if t := tab.byName[name]; t == nil || !ty.cfg.RoutingEnabledFor(t.cfg) {
 				r.cancel()
+				ty.setPoller(name, nil)
 				delete(pollers, name)
 			}
 		}
@@ -444,6 +484,7 @@ func (ty *tenancy) run(ctx context.Context) error {
 			}
 			pctx, pcancel := context.WithCancel(ctx)
 			pollers[name] = running{cancel: pcancel}
+			ty.setPoller(name, p)
 			wg.Go(func() {
 				if err := p.Run(pctx); err != nil {
 					errOnce.Do(func() { pollErr = fmt.Errorf("routing of tenant %s: %w", name, err) })

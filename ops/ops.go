@@ -1,8 +1,8 @@
 // Package ops serves what operators and orchestrators ask a running worker:
 // liveness (/healthz) and readiness (/readyz). Readiness is the worker's
-// own judgement: connected to NATS, the streams present, and no kind
-// paused by a configuration fault or an outage. A probe that fails says
-// why in its body, one line per reason.
+// own judgement: connected to NATS, the streams present, and no kind or
+// routing feed paused by a configuration fault or an outage. A probe that
+// fails says why in its body, one line per reason.
 package ops
 
 import (

@@ -55,7 +55,7 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 		if cfg.Pprof {
 			maps.Copy(extra, ops.Profiles())
 		}
-		srv, err := ops.Listen(cfg.HTTPAddr, ops.Handler(readinessChecks(conn, svc.Worker), extra), logger)
+		srv, err := ops.Listen(cfg.HTTPAddr, ops.Handler(readinessChecks(conn, svc.Worker, svc.RoutingHealth), extra), logger)
 		if err != nil {
 			return fmt.Errorf("DIGITOLL_HTTP_ADDR: %w", err)
 		}
