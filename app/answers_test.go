@@ -1,10 +1,7 @@
 package app
 
 import (
-	"context"
 	"encoding/json"
-	"flag"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
@@ -23,16 +19,7 @@ import (
 // listing it alone.
 func (f *tenantsFixture) startDefault(t *testing.T, fromFile bool) {
 	t.Helper()
-	vars := map[string]string{
-		"DIGITOLL_ENV":                    "test",
-		"DIGITOLL_MASKINPORTEN_ISSUER":    f.sim.Issuer(),
-		"DIGITOLL_MASKINPORTEN_TOKEN_URL": f.sim.TokenURL(),
-		"DIGITOLL_MASKINPORTEN_DISCOVERY": "false",
-		"DIGITOLL_TOLL_BASE_URL":          f.sim.TollBaseURL(),
-		"DIGITOLL_NATS_URL":               "nats://127.0.0.1:1",
-		"DIGITOLL_CONCURRENCY":            "8",
-		"DIGITOLL_ROUTING":                "off",
-	}
+	vars := f.vars("8")
 	if fromFile {
 		f.addTenant(t, 0, contract.DefaultTenant, "road", roadScope)
 		f.write(t)
@@ -48,37 +35,11 @@ func (f *tenantsFixture) startDefault(t *testing.T, fromFile bool) {
 		vars["DIGITOLL_KEY_ID"] = key.KeyID
 		vars["DIGITOLL_KINDS"] = "road"
 	}
-	cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	if err := EnsureStreams(t.Context(), f.js, cfg.NATS); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := newServices(t.Context(), cfg, f.js, Telemetry{}, slog.New(slog.NewTextHandler(&f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := f.services(t, vars)
 	if (svc.tenants != nil) != fromFile {
 		t.Fatalf("services from a tenants file: %v, want %v", svc.tenants != nil, fromFile)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("services: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("services did not stop")
-		}
-	})
+	f.run(t, svc)
 }
 
 // send publishes body to subject with its own Nats-Msg-Id.

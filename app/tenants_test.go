@@ -94,20 +94,36 @@ func (f *tenantsFixture) write(t *testing.T) {
 // are settings (name, value, name, value…) on top of the fixture's.
 func (f *tenantsFixture) start(t *testing.T, extra ...string) *Services {
 	t.Helper()
-	vars := map[string]string{
+	vars := f.vars("32")
+	vars["DIGITOLL_TENANTS_FILE"] = f.file
+	for i := 0; i+1 < len(extra); i += 2 {
+		vars[extra[i]] = extra[i+1]
+	}
+	svc := f.services(t, vars)
+	svc.tenants.reload = 50 * time.Millisecond
+	f.run(t, svc)
+	return svc
+}
+
+// vars are the settings every fixture's services start from: the
+// simulator's endpoints, no routing, and concurrency.
+func (f *tenantsFixture) vars(concurrency string) map[string]string {
+	return map[string]string{
 		"DIGITOLL_ENV":                    "test",
 		"DIGITOLL_MASKINPORTEN_ISSUER":    f.sim.Issuer(),
 		"DIGITOLL_MASKINPORTEN_TOKEN_URL": f.sim.TokenURL(),
 		"DIGITOLL_MASKINPORTEN_DISCOVERY": "false",
 		"DIGITOLL_TOLL_BASE_URL":          f.sim.TollBaseURL(),
-		"DIGITOLL_TENANTS_FILE":           f.file,
 		"DIGITOLL_NATS_URL":               "nats://127.0.0.1:1",
-		"DIGITOLL_CONCURRENCY":            "32",
+		"DIGITOLL_CONCURRENCY":            concurrency,
 		"DIGITOLL_ROUTING":                "off",
 	}
-	for i := 0; i+1 < len(extra); i += 2 {
-		vars[extra[i]] = extra[i+1]
-	}
+}
+
+// services builds the services vars configure, on the fixture's NATS,
+// logging into f.logs.
+func (f *tenantsFixture) services(t *testing.T, vars map[string]string) *Services {
+	t.Helper()
 	cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +138,13 @@ func (f *tenantsFixture) start(t *testing.T, extra ...string) *Services {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.tenants.reload = 50 * time.Millisecond
+	return svc
+}
+
+// run runs svc until the test ends, and fails the test if it does not
+// stop cleanly.
+func (f *tenantsFixture) run(t *testing.T, svc *Services) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
@@ -137,7 +159,6 @@ func (f *tenantsFixture) start(t *testing.T, extra ...string) *Services {
 			t.Error("services did not stop")
 		}
 	})
-	return svc
 }
 
 // lines returns the lines written so far.

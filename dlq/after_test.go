@@ -1,7 +1,6 @@
 package dlq
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -10,8 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/digitoll/digitoll-worker/contract"
-	"github.com/digitoll/digitoll-worker/handlers"
-	"github.com/digitoll/digitoll-worker/worker"
 )
 
 // A submission whose after names a dead-lettered one is rejected at once,
@@ -21,22 +18,7 @@ import (
 func TestReplayAfterASuccessorWasRejected(t *testing.T) {
 	t.Parallel()
 	js := newJS(t)
-	h := &refuseFirst{}
-	w, err := worker.New(js, worker.Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(60 * time.Second):
-			t.Error("worker did not stop within 60s")
-		}
-	})
+	h := runRefusingWorker(t, js)
 
 	const subject = "digitoll.submit.road.acme"
 	publish := func(id string, body []byte) {

@@ -30,11 +30,10 @@ func (h *refuseFirst) Handle(_ context.Context, req handlers.Request) (handlers.
 	return handlers.Outcome{Status: contract.StatusAccepted, MRN: "25NO4TU2HUD59UCBT8", RequestID: "req-" + req.Submission.ID}, nil
 }
 
-// The real worker's dead letters are what this package reads, and a
-// replay of one is processed by the worker like a new submission.
-func TestDeadLettersOfTheRealWorker(t *testing.T) {
-	t.Parallel()
-	js := newJS(t)
+// runRefusingWorker runs a real worker with a refuseFirst road handler
+// until the test ends.
+func runRefusingWorker(t *testing.T, js jetstream.JetStream) *refuseFirst {
+	t.Helper()
 	h := &refuseFirst{}
 	w, err := worker.New(js, worker.Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
 	if err != nil {
@@ -51,6 +50,15 @@ func TestDeadLettersOfTheRealWorker(t *testing.T) {
 			t.Error("worker did not stop within 60s")
 		}
 	})
+	return h
+}
+
+// The real worker's dead letters are what this package reads, and a
+// replay of one is processed by the worker like a new submission.
+func TestDeadLettersOfTheRealWorker(t *testing.T) {
+	t.Parallel()
+	js := newJS(t)
+	h := runRefusingWorker(t, js)
 
 	body := roadBody("w-1")
 	for _, m := range []*nats.Msg{
