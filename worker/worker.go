@@ -47,7 +47,23 @@ const (
 	// maxBuffer caps the messages the client library holds per kind
 	// before a slot is free for them (see bufferSize).
 	maxBuffer = 64
+	// pullHeartbeat is how often the server tells a waiting pull request
+	// that it is still there. The client library (nats.go v1.55 and
+	// v1.56) can lose a pull: when the last message a pull asked for is
+	// taken by Next before the library's pulling goroutine has marked
+	// that request sent, the next Next sees a request still in flight,
+	// asks for nothing, and waits for messages no request will bring.
+	// With a buffer of one message (bufferSize of a cap below 8) it
+	// happens about once in 500 messages on a loaded machine. Only a
+	// missing heartbeat, after twice this, ends the silence: the
+	// library's default of 15 s held the lane's messages for 30 s.
+	pullHeartbeat = 2 * time.Second
 )
+
+// errPullLost is consume's answer when its iterator went silent after
+// messages came: the library lost its pull (see pullHeartbeat), and a
+// fresh iterator on the same consumer pulls again.
+var errPullLost = errors.New("the pull went silent after messages came")
 
 // ErrAlreadyRunning is returned by a second call of Run.
 var ErrAlreadyRunning = errors.New("worker is already running")
@@ -325,7 +341,7 @@ func (w *Worker) pull(ctx context.Context, r *run, l lane, cons jetstream.Consum
 				continue
 			}
 		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(bufferSize(buffer)))
+		it, err := cons.Messages(jetstream.PullMaxMessages(bufferSize(buffer)), jetstream.PullHeartbeat(pullHeartbeat))
 		if err == nil {
 			ackWait := cons.CachedInfo().Config.AckWait
 			// A resumed consumer does not answer pull requests made while
@@ -347,6 +363,10 @@ func (w *Worker) pull(ctx context.Context, r *run, l lane, cons jetstream.Consum
 			}
 			if err == nil {
 				log.Debug("pulling anew after a resume")
+				continue
+			}
+			if errors.Is(err, errPullLost) {
+				log.Debug("pulling anew: " + err.Error())
 				continue
 			}
 			wait = repullMin
@@ -372,14 +392,23 @@ func (w *Worker) consume(ctx context.Context, r *run, l lane, it jetstream.Messa
 	if ackWait <= 0 {
 		ackWait = w.cfg.AckWait
 	}
+	got := false
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if got && errors.Is(err, jetstream.ErrNoHeartbeat) {
+				// Silence after messages is a pull the library lost
+				// (see pullHeartbeat): pull anew on the same consumer.
+				// Silence from the first pull may be a consumer gone:
+				// the error makes pull create it again.
+				return errPullLost
+			}
 			return err
 		}
+		got = true
 		hb := startHeartbeat(msg, max(ackWait/3, minHeartbeat))
 		release, ok := r.slots.acquire(ctx, l)
 		if ok && ctx.Err() != nil {
