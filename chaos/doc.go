@@ -3,7 +3,7 @@
 // NATS servers and the Maskinporten/Toll simulator, while the tests kill the
 // workers with SIGKILL, restart NATS, shut down a cluster node, let Toll and
 // Maskinporten fail, and feed the worker malformed messages. After each
-// scenario they check the invariants of CONTRACT.md from the outside: every
+// scenario they check the invariants of docs/contract.md from the outside: every
 // submission id has exactly one result in DIGITOLL_RESULTS; no Toll POST was
 // repeated for an id once its requestId was known (the simulator lists every
 // POST it processed, in order); the DLQ holds exactly the messages that

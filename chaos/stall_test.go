@@ -18,7 +18,7 @@ import (
 // while: a network partition between one worker and NATS longer than
 // AckWait, and a state store that refuses writes. Neither is a crash during
 // a Toll call, so neither may make the worker send a declaration twice
-// (CONTRACT.md, invariant 2).
+// (docs/contract.md, invariant 2).
 
 // tollLatency keeps declarations in flight for a second, so that the
 // fault meets calls between "sending" and "sent" in the journal.

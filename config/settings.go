@@ -14,7 +14,7 @@ import (
 )
 
 // Setting describes one configuration setting: its environment variable,
-// its flag, its default and what it means. The README's configuration
+// its flag, its default and what it means. docs/configuration.md's
 // table and every --help text come from the same list.
 type Setting struct {
 	Env     string

@@ -1,5 +1,5 @@
 // Package contract holds the public interface between digitoll-worker and the
-// systems around it, as written in CONTRACT.md: stream and subject names,
+// systems around it, as written in docs/contract.md: stream and subject names,
 // headers, the submission a producer publishes and the result the worker
 // answers with. It is plain data and parsing; it talks to nothing.
 package contract
@@ -52,7 +52,7 @@ const (
 // token of every submission subject.
 type Kind string
 
-// The kinds of CONTRACT.md.
+// The kinds of docs/contract.md.
 const (
 	KindRoad     Kind = "road"
 	KindAir      Kind = "air"

@@ -5,7 +5,7 @@ import "time"
 // Status is the outcome a result reports.
 type Status string
 
-// Result statuses of CONTRACT.md.
+// Result statuses of docs/contract.md.
 const (
 	StatusAccepted     Status = "accepted"
 	StatusRejected     Status = "rejected"

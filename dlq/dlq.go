@@ -1,7 +1,7 @@
 // Package dlq is the operators' side of the dead-letter stream: it lists,
 // shows, replays and purges the submissions the worker could not process
 // (stream DIGITOLL_DLQ, subjects digitoll.dlq.<kind>.<tenant>, see
-// CONTRACT.md). Reading never removes anything: the stream has Limits
+// docs/contract.md). Reading never removes anything: the stream has Limits
 // retention, and entries leave it only when they are replayed (after the
 // replay is stored) or purged.
 package dlq

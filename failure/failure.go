@@ -118,7 +118,7 @@ func (m *marked) Error() string   { return m.err.Error() }
 func (m *marked) Unwrap() []error { return []error{m.err, m.class} }
 
 // WithReason marks err with class and a short dead-letter reason code
-// (CONTRACT.md: malformed, unsupported, too-large, …) for a message that
+// (docs/contract.md: malformed, unsupported, too-large, …) for a message that
 // must not be retried, so the DLQ entry says why in the operator's terms.
 func WithReason(err error, class Class, reason string) error {
 	if err == nil {

@@ -21,7 +21,7 @@ import (
 	"github.com/digitoll/digitoll-worker/toll"
 )
 
-// Dead-letter reasons (CONTRACT.md) of documents refused before upload.
+// Dead-letter reasons (docs/contract.md) of documents refused before upload.
 const (
 	reasonMalformed   = "malformed"
 	reasonUnsupported = "unsupported"

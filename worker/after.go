@@ -9,7 +9,7 @@ import (
 )
 
 // Waiting for `after`: a submission naming an earlier one is not sent to
-// Toll before that one's result exists (CONTRACT.md invariant 3). The
+// Toll before that one's result exists (docs/contract.md invariant 3). The
 // message is handed back with a delay rather than held, so it takes no
 // slot and holds up nothing else while it waits; the waits count toward
 // the message deadline only, never toward MaxAttempts.

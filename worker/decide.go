@@ -6,7 +6,7 @@ import (
 	"github.com/digitoll/digitoll-worker/failure"
 )
 
-// Dead-letter reasons of CONTRACT.md that the worker uses.
+// Dead-letter reasons of docs/contract.md that the worker uses.
 const (
 	reasonMalformed        = "malformed"
 	reasonPermanentHTTP    = "permanent-http"

@@ -134,7 +134,7 @@ func deadLetterResult(d delivered, reason, errText, requestID string, completedA
 }
 
 // deadLetterMsg builds the DLQ message: the submission's body and headers
-// unchanged, plus the reason headers of CONTRACT.md.
+// unchanged, plus the reason headers of docs/contract.md.
 //
 // Headers named Nats-* are left out. They are instructions to JetStream
 // for the original publish, not part of the submission: a Nats-Msg-Id kept

@@ -59,7 +59,7 @@ func (o StreamOptions) withDefaults() StreamOptions {
 	return o
 }
 
-// EnsureStreams creates or updates the streams and buckets of CONTRACT.md
+// EnsureStreams creates or updates the streams and buckets of docs/contract.md
 // and the worker's state bucket. It is idempotent: every worker process
 // calls it on start. A change the server cannot apply in place (such as a
 // different retention policy on an existing stream) is returned as an error

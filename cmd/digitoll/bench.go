@@ -14,7 +14,7 @@ import (
 func runBench(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "bench", "[--quick] [--only NAME,…] [--json]\n\n"+
 		"Starts NATS and the simulator and measures the worker against baselines measured in the same run\n"+
-		"(see README, Performance). Prints one table: scenario, measured, baseline or ideal, ratio, target, verdict.\n"+
+		"(see docs/performance.md). Prints one table: scenario, measured, baseline or ideal, ratio, target, verdict.\n"+
 		"Exits 1 if a scenario found the worker incorrect; a figure below its target is reported, not an error.")
 	quick := fs.Bool("quick", false, "smaller sizes: about a minute instead of about four, noisier figures")
 	only := fs.String("only", "", "run only these scenarios, comma-separated: "+strings.Join(bench.ScenarioNames(), ", "))

@@ -18,6 +18,7 @@ import (
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/internal/buftest"
+	"github.com/digitoll/digitoll-worker/internal/schematest"
 	"github.com/digitoll/digitoll-worker/samples"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
@@ -92,7 +93,11 @@ func TestRunAnswersEverySubmissionOnce(t *testing.T) {
 	}
 	followCtx, stop := context.WithTimeout(ctx, 60*time.Second)
 	defer stop()
-	if err := eachResult(followCtx, cons, func(r contract.Result, _ []byte) bool {
+	resultSchema := schematest.Compile(t, schematest.Result)
+	if err := eachResult(followCtx, cons, func(r contract.Result, raw []byte) bool {
+		if err := schematest.Validate(resultSchema, raw); err != nil {
+			t.Errorf("result of %s does not match docs/schemas/%s: %v", r.ID, schematest.Result, err)
+		}
 		results[r.ID] = append(results[r.ID], r)
 		return len(results) < len(bodies)
 	}); err != nil {

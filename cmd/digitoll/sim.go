@@ -64,7 +64,7 @@ func runSim(ctx context.Context, env *environment, args []string) error {
 	fmt.Fprintf(env.stdout, "  Toll base URL:           %s\n", sim.TollBaseURL())
 	fmt.Fprintf(env.stdout, "  client id:               %s (scopes %s)\n", client.ID, strings.Join(client.Scopes, " "))
 	fmt.Fprintf(env.stdout, "  %s\n", keyNote)
-	fmt.Fprintf(env.stdout, "  admin API:               %s/_sim/ (faults, scopes, validation delay; see README)\n", sim.URL())
+	fmt.Fprintf(env.stdout, "  admin API:               %s/_sim/ (faults, scopes, validation delay; see docs/simulator.md)\n", sim.URL())
 	fmt.Fprintf(env.stdout, "Point the worker at it with DIGITOLL_ENV=sim DIGITOLL_SIM_URL=%s DIGITOLL_SIM_DIR=%s digitoll run\n", sim.URL(), *dir)
 	<-ctx.Done()
 	return nil
