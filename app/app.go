@@ -106,6 +106,10 @@ func tollClient(cfg *config.Config, hc *http.Client, signer auth.GrantSigner, lo
 		},
 		Exchanger: &auth.Exchanger{URL: strings.TrimRight(cfg.TollBaseURL, "/") + "/access/external/oauth/token", HTTP: hc},
 		Logger:    logger,
+		// While fetches fail, one attempt per probe of the paused kind:
+		// the probe then always finds the backoff over.
+		FailureBackoff:    min(auth.DefaultFailureBackoff, cfg.Worker.ProbeInterval),
+		MaxFailureBackoff: cfg.Worker.ProbeInterval,
 	})
 	return &toll.Client{BaseURL: cfg.TollBaseURL, HTTP: hc, Tokens: tokens, Foreign: cfg.Tenant.Foreign, Logger: logger}, tokens
 }
@@ -121,7 +125,8 @@ type Telemetry struct {
 // (no-op unless DIGITOLL_OTLP_ENDPOINT is set). shutdown flushes spans not
 // yet exported; call it once the services have stopped.
 func NewTelemetry(ctx context.Context, cfg *config.Config) (tel Telemetry, shutdown func(context.Context) error, err error) {
-	tp, shutdown, err := telemetry.NewTracerProvider(ctx, telemetry.TracingConfig{Endpoint: cfg.Tracing.OTLPEndpoint})
+	tp, shutdown, err := telemetry.NewTracerProvider(ctx, telemetry.TracingConfig{Endpoint: cfg.Tracing.OTLPEndpoint,
+		EndpointIsTracesURL: cfg.Tracing.EndpointIsTracesURL, ServiceName: cfg.Tracing.ServiceName})
 	if err != nil {
 		return Telemetry{}, nil, fmt.Errorf("DIGITOLL_OTLP_ENDPOINT: %w", err)
 	}
@@ -253,6 +258,20 @@ type Services struct {
 	shutdown func(context.Context) error
 }
 
+// RoutingHealth is nil while every routing feed is polling (or routing is
+// off), and otherwise names each feed paused by a failure only an operator
+// can fix: the routing check of /readyz. With a tenants file it fails only
+// when every tenant's routing has a paused feed, naming the tenants.
+func (s *Services) RoutingHealth() error {
+	switch {
+	case s.Poller != nil:
+		return s.Poller.Health()
+	case s.tenants != nil:
+		return s.tenants.routingHealth()
+	}
+	return nil
+}
+
 // NewServices wires the services of cfg on js. It creates the routing
 // markers bucket when routing is enabled; EnsureStreams creates the rest.
 func NewServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream, logger *slog.Logger) (*Services, error) {
@@ -292,7 +311,7 @@ func newServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream
 	if err != nil {
 		return nil, err
 	}
-	w, err := NewWorker(cfg, js, hs, tel, logger)
+	w, err := NewWorker(cfg, js, onlyTenant(cfg.Tenant.Name, hs), tel, logger)
 	if err != nil {
 		return nil, err
 	}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,15 +76,31 @@ type byTenant struct {
 // not configured, or may not use the kind, is the message's fault: it is
 // dead-lettered with reason "unsupported".
 func (b *byTenant) Handle(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
-	t := b.table.Load().byName[req.Tenant]
+	h, err := b.handler(req.Tenant)
+	if err != nil {
+		return handlers.Outcome{}, err
+	}
+	return h.Handle(ctx, req)
+}
+
+// Admit refuses, before the worker waits on anything, a tenant that is
+// not configured or may not use the kind (worker.TenantAdmitter).
+func (b *byTenant) Admit(tenant string) error {
+	_, err := b.handler(tenant)
+	return err
+}
+
+// handler is tenant's handler of the kind, or the error that refuses it.
+func (b *byTenant) handler(tenant string) (handlers.Handler, error) {
+	t := b.table.Load().byName[tenant]
 	if t == nil {
-		return handlers.Outcome{}, failure.WithReason(fmt.Errorf("tenant %q is not configured in this worker's tenants file", req.Tenant), failure.Permanent, "unsupported")
+		return nil, failure.WithReason(fmt.Errorf("tenant %q is not configured in this worker's tenants file", tenant), failure.Permanent, "unsupported")
 	}
 	h := t.handlers[b.kind]
 	if h == nil {
-		return handlers.Outcome{}, failure.WithReason(fmt.Errorf("tenant %q may not use kind %s (its kinds: %v)", req.Tenant, b.kind, t.cfg.Kinds), failure.Permanent, "unsupported")
+		return nil, failure.WithReason(fmt.Errorf("tenant %q may not use kind %s (its kinds: %v)", tenant, b.kind, t.cfg.Kinds), failure.Permanent, "unsupported")
 	}
-	return h.Handle(ctx, req)
+	return h, nil
 }
 
 // prober is a handler that can tell whether its kind works again.
@@ -167,6 +185,43 @@ type tenancy struct {
 	watched map[string]bool
 	// changed receives a value when a reload swapped the table.
 	changed chan struct{}
+
+	// pollersMu guards pollers, the routing pollers running now by
+	// tenant, for routingHealth.
+	pollersMu sync.Mutex
+	pollers   map[string]*routing.Poller
+}
+
+// setPoller records tenant's running poller, or its end with nil.
+func (ty *tenancy) setPoller(tenant string, p *routing.Poller) {
+	ty.pollersMu.Lock()
+	defer ty.pollersMu.Unlock()
+	if ty.pollers == nil {
+		ty.pollers = map[string]*routing.Poller{}
+	}
+	if p == nil {
+		delete(ty.pollers, tenant)
+		return
+	}
+	ty.pollers[tenant] = p
+}
+
+// routingHealth names each tenant's paused routing feeds, and why, when
+// every tenant's routing has one: as with the kinds' lanes, one tenant's
+// fault must not make the worker that serves the others unready (it shows
+// in the log and in digitoll_routing_lag_seconds).
+func (ty *tenancy) routingHealth() error {
+	ty.pollersMu.Lock()
+	defer ty.pollersMu.Unlock()
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(ty.pollers)) {
+		err := ty.pollers[name].Health()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("tenant %s: %w", name, err))
+	}
+	return errors.Join(errs...)
 }
 
 // TenantsChanged tells the worker that the tenants changed, so that its
@@ -403,6 +458,7 @@ func (ty *tenancy) run(ctx context.Context) error {
 		for name, r := range pollers {
 			if t := tab.byName[name]; t == nil || !ty.cfg.RoutingEnabledFor(t.cfg) {
 				r.cancel()
+				ty.setPoller(name, nil)
 				delete(pollers, name)
 			}
 		}
@@ -428,6 +484,7 @@ func (ty *tenancy) run(ctx context.Context) error {
 			}
 			pctx, pcancel := context.WithCancel(ctx)
 			pollers[name] = running{cancel: pcancel}
+			ty.setPoller(name, p)
 			wg.Go(func() {
 				if err := p.Run(pctx); err != nil {
 					errOnce.Do(func() { pollErr = fmt.Errorf("routing of tenant %s: %w", name, err) })

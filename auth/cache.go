@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
+
 	"github.com/digitoll/digitoll-worker/failure"
 )
 
@@ -20,6 +22,22 @@ const (
 	// DefaultFetchTimeout bounds one shared fetch (grant plus exchange),
 	// which runs detached from the callers waiting for it.
 	DefaultFetchTimeout = 30 * time.Second
+	// DefaultFailureBackoff is how long after a first failed fetch a
+	// scope's callers get that failure back instead of a new fetch.
+	DefaultFailureBackoff = time.Second
+	// DefaultMaxFailureBackoff caps the wait between fetches while they
+	// keep failing. It is the worker's default probe interval: a paused
+	// kind's probe then finds the wait over and makes one real attempt,
+	// so during an outage a tenant×scope costs Maskinporten about one
+	// grant per probe, and a recovery is seen at the next probe.
+	DefaultMaxFailureBackoff = 15 * time.Second
+	// maxRetryAfter bounds how long a Retry-After from Maskinporten or
+	// Toll can hold a scope's fetches back, so that a wrong header cannot
+	// stop a tenant for hours.
+	maxRetryAfter = 5 * time.Minute
+	// failureBackoffJitter spreads the waits (±10 %) so that the scopes
+	// and tenants that failed together do not all come back together.
+	failureBackoffJitter = 0.1
 )
 
 // MaskinportenTokens fetches Maskinporten access tokens; *Maskinporten
@@ -48,6 +66,15 @@ type CacheConfig struct {
 	RefreshMargin time.Duration
 	// FetchTimeout bounds one fetch; 0 or less means DefaultFetchTimeout.
 	FetchTimeout time.Duration
+	// FailureBackoff is the wait after a scope's first failed fetch
+	// during which Token answers with that failure at once; it doubles
+	// with each further failure up to MaxFailureBackoff, and a Retry-After
+	// from Maskinporten or Toll lengthens it. 0 or less means
+	// DefaultFailureBackoff.
+	FailureBackoff time.Duration
+	// MaxFailureBackoff caps that wait; 0 or less means
+	// DefaultMaxFailureBackoff.
+	MaxFailureBackoff time.Duration
 	// Now is the clock deciding freshness; nil means time.Now. It should
 	// be the clock the Exchanger computes expiries with.
 	Now func() time.Time
@@ -63,15 +90,25 @@ type CacheConfig struct {
 // Concurrent callers asking for the same scope share one fetch (one grant,
 // one exchange); different scopes fetch independently. A shared fetch runs
 // detached from its callers, bounded by FetchTimeout, so a caller that
-// gives up does not fail the others. Failures are returned, not cached:
-// the next call tries again. Close cancels fetches in flight.
+// gives up does not fail the others.
+//
+// A failed fetch is remembered per scope: until its backoff has passed,
+// Token returns that failure at once (a *BackoffError, classified like the
+// failure and carrying the wait as its RetryAfter) rather than asking
+// Maskinporten again. Without this, every message waiting for a tenant
+// during a Maskinporten outage made grants of its own. The wait grows
+// from FailureBackoff to MaxFailureBackoff while fetches keep failing,
+// is at least a Retry-After the server sent, and is forgotten at the
+// first success. Close cancels fetches in flight.
 type Cache struct {
-	mp      MaskinportenTokens
-	ex      TokenExchanger
-	margin  time.Duration
-	timeout time.Duration
-	now     func() time.Time
-	log     *slog.Logger
+	mp         MaskinportenTokens
+	ex         TokenExchanger
+	margin     time.Duration
+	timeout    time.Duration
+	backoff    time.Duration
+	maxBackoff time.Duration
+	now        func() time.Time
+	log        *slog.Logger
 
 	// base is cancelled by Close; every fetch stops with it.
 	base   context.Context
@@ -91,6 +128,9 @@ type CacheStats struct {
 	Failures int
 	// Hits is the number of Token calls answered from the cache.
 	Hits int
+	// BackedOff is the number of Token calls answered with the last
+	// failure, without a fetch, because its backoff had not passed.
+	BackedOff int
 	// Expiry is when the cached token expires; zero while none is
 	// cached (none fetched yet, or the last one was invalidated).
 	Expiry time.Time
@@ -101,6 +141,14 @@ type scopeState struct {
 	refreshAt time.Time
 	flight    *flight
 	stats     CacheStats
+
+	// lastErr is the failure of the last fetch, handed back until
+	// retryAt; nil once a fetch succeeded.
+	lastErr error
+	retryAt time.Time
+	// waits paces the fetches while they fail; nil before the first
+	// failure and after a success.
+	waits *backoff.ExponentialBackOff
 }
 
 // flight is one fetch in progress; done is closed once token or err is set.
@@ -137,6 +185,14 @@ func NewCache(cfg CacheConfig) *Cache {
 	if c.timeout <= 0 {
 		c.timeout = DefaultFetchTimeout
 	}
+	c.backoff, c.maxBackoff = cfg.FailureBackoff, cfg.MaxFailureBackoff
+	if c.backoff <= 0 {
+		c.backoff = DefaultFailureBackoff
+	}
+	if c.maxBackoff <= 0 {
+		c.maxBackoff = DefaultMaxFailureBackoff
+	}
+	c.maxBackoff = max(c.maxBackoff, c.backoff)
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -150,7 +206,9 @@ func NewCache(cfg CacheConfig) *Cache {
 // Token returns a Toll access token for scope: the cached one while it is
 // fresh, else a new one from a fetch shared with every concurrent caller
 // for the same scope. If ctx ends first, Token returns ctx's error (wrapped)
-// and the fetch carries on for the others.
+// and the fetch carries on for the others. While the backoff after a
+// failed fetch lasts, it returns that failure as a *BackoffError without
+// fetching.
 func (c *Cache) Token(ctx context.Context, scope string) (string, error) {
 	if scope == "" {
 		return "", failure.Mark(errors.New("auth: token requested for an empty scope"), failure.Config)
@@ -176,6 +234,12 @@ func (c *Cache) Token(ctx context.Context, scope string) (string, error) {
 	}
 	f := st.flight
 	if f == nil {
+		if now := c.now(); st.lastErr != nil && now.Before(st.retryAt) {
+			st.stats.BackedOff++
+			err := &BackoffError{Scope: scope, Wait: st.retryAt.Sub(now), Err: st.lastErr}
+			c.mu.Unlock()
+			return "", err
+		}
 		f = c.startFetch(ctx, scope, st)
 	}
 	c.mu.Unlock()
@@ -215,13 +279,22 @@ func (c *Cache) startFetch(ctx context.Context, scope string, st *scopeState) *f
 
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if err != nil {
+		switch {
+		case err != nil && c.base.Err() != nil:
+			// Cancelled by Close: says nothing about the endpoints.
 			st.stats.Failures++
 			f.err = err
-		} else {
+		case err != nil:
+			st.stats.Failures++
+			wait := c.nextWait(st, err)
+			st.lastErr, st.retryAt = err, c.now().Add(wait)
+			f.err = &BackoffError{Scope: scope, Wait: wait, Err: err}
+			c.log.Debug("toll token fetch failed; backing off", "scope", scope, "wait", wait, "error", err)
+		default:
 			f.token = tok
 			st.token = tok
 			st.refreshAt = refreshAt(start, tok.Expiry, c.margin)
+			st.lastErr, st.retryAt, st.waits = nil, time.Time{}, nil
 			c.log.Debug("toll token fetched", "scope", scope, "expiry", tok.Expiry, "refreshAt", st.refreshAt)
 		}
 		st.flight = nil
@@ -229,6 +302,57 @@ func (c *Cache) startFetch(ctx context.Context, scope string, st *scopeState) *f
 	}()
 	return f
 }
+
+// nextWait is how long after the failed fetch err st's callers get err
+// back without a new fetch: the next step of the scope's backoff, or the
+// server's Retry-After if that is longer (bounded by maxRetryAfter).
+// c.mu must be held.
+func (c *Cache) nextWait(st *scopeState, err error) time.Duration {
+	if st.waits == nil {
+		st.waits = backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(c.backoff),
+			backoff.WithMultiplier(2),
+			backoff.WithRandomizationFactor(failureBackoffJitter),
+			backoff.WithMaxInterval(c.maxBackoff),
+			// Never Stop: the cache backs off for as long as the
+			// outage lasts; giving up is the worker's decision.
+			backoff.WithMaxElapsedTime(0),
+		)
+	}
+	// The jitter may go above the interval; the cap is a promise (a
+	// probe every MaxFailureBackoff always makes a real attempt).
+	wait := min(st.waits.NextBackOff(), c.maxBackoff)
+	if ra, ok := failure.RetryAfter(err); ok && ra > wait {
+		wait = min(ra, maxRetryAfter)
+	}
+	return wait
+}
+
+// BackoffError is a token fetch failure for Scope, returned to the
+// callers of the fetch and, without a new fetch, to every caller for
+// Scope during the following Wait. It classifies as Err does (transient
+// for an outage, config for a refused grant) and tells failure.RetryAfter
+// the time left, so that the worker sets a message aside until a new
+// fetch can be made rather than retrying into the same answer.
+type BackoffError struct {
+	// Scope is the scope the token was for.
+	Scope string
+	// Wait is the time from this error until the next fetch may start.
+	Wait time.Duration
+	// Err is the fetch's failure.
+	Err error
+}
+
+// Error describes the failure and when the next attempt may be made.
+func (e *BackoffError) Error() string {
+	return fmt.Sprintf("%v (next token fetch in %s)", e.Err, e.Wait.Round(time.Millisecond))
+}
+
+// Unwrap returns the fetch's failure.
+func (e *BackoffError) Unwrap() error { return e.Err }
+
+// RetryAfter is Wait (failure.RetryAfter reads it).
+func (e *BackoffError) RetryAfter() time.Duration { return e.Wait }
 
 // fetch is one round: a Maskinporten token for scope, exchanged at Toll.
 func (c *Cache) fetch(ctx context.Context, scope string) (Token, error) {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -212,7 +213,9 @@ func TestCacheInvalidate(t *testing.T) {
 	e.wantCounts(t, 2, 2)
 }
 
-func TestCacheDoesNotCacheFailures(t *testing.T) {
+// A failed fetch is handed back, without a new fetch, until its backoff
+// has passed; then the next call fetches again.
+func TestCacheBacksOffAfterFailure(t *testing.T) {
 	e := newCacheEnv(t, 0)
 	e.idp.setExchangeHook(func(w http.ResponseWriter, r *http.Request, scope string, n int64) bool {
 		if n == 1 {
@@ -232,11 +235,156 @@ func TestCacheDoesNotCacheFailures(t *testing.T) {
 	if !strings.Contains(err.Error(), scopeRoad) {
 		t.Errorf("err %q does not name the scope", err)
 	}
+	wait, ok := failure.RetryAfter(err)
+	if !ok || wait < 900*time.Millisecond || wait > auth.DefaultFailureBackoff*11/10 {
+		t.Fatalf("RetryAfter = %s, %t; want about DefaultFailureBackoff", wait, ok)
+	}
+
+	// Within the backoff: the same failure, at once, no new round.
+	e.clock.Advance(wait / 2)
+	_, err = e.cache.Token(context.Background(), scopeRoad)
+	var be *auth.BackoffError
+	if !errors.As(err, &be) || !errors.As(err, &oe) || failure.Classify(err) != failure.Transient {
+		t.Fatalf("within the backoff: err = %v, want the transient *BackoffError of the first failure", err)
+	}
+	if left, _ := failure.RetryAfter(err); left != wait-wait/2 {
+		t.Errorf("within the backoff: RetryAfter = %s, want the %s left", left, wait-wait/2)
+	}
+	e.wantCounts(t, 1, 1)
+
+	e.clock.Advance(wait - wait/2)
 	e.token(t, scopeRoad)
 	e.wantCounts(t, 2, 2)
-	if s := e.cache.Stats(scopeRoad); s.Fetches != 2 || s.Failures != 1 || s.Hits != 0 || s.Expiry.IsZero() {
+	if s := e.cache.Stats(scopeRoad); s.Fetches != 2 || s.Failures != 1 || s.Hits != 0 || s.BackedOff != 1 || s.Expiry.IsZero() {
 		t.Errorf("stats = %+v", s)
 	}
+}
+
+// The backoff grows while fetches fail, stays within MaxFailureBackoff,
+// and starts over after a success.
+func TestCacheBackoffGrowsAndResets(t *testing.T) {
+	clock := newClock()
+	d := newIDP(t, clock, &pki(t).leafKey.PublicKey)
+	mp, ex := d.clients(kidSigner(t))
+	c := auth.NewCache(auth.CacheConfig{Maskinporten: mp, Exchanger: ex, Now: clock.Now,
+		FailureBackoff: time.Second, MaxFailureBackoff: 5 * time.Second})
+	t.Cleanup(c.Close)
+	var down atomic.Bool
+	down.Store(true)
+	d.setExchangeHook(func(w http.ResponseWriter, r *http.Request, scope string, n int64) bool {
+		if down.Load() {
+			writeJSON(w, 503, map[string]string{"error": "server_error"})
+			return true
+		}
+		return false
+	})
+	fail := func() time.Duration {
+		t.Helper()
+		_, err := c.Token(context.Background(), scopeRoad)
+		wait, ok := failure.RetryAfter(err)
+		if err == nil || !ok {
+			t.Fatalf("err = %v, want a failure with a RetryAfter", err)
+		}
+		return wait
+	}
+	// Nominal waits 1, 2, 4, 5, 5 s with ±10 % jitter, capped at 5 s.
+	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second} {
+		wait := fail()
+		if lo, hi := want*9/10, min(want*11/10, 5*time.Second); wait < lo || wait > hi {
+			t.Fatalf("failure %d: wait %s, want within [%s, %s]", i+1, wait, lo, hi)
+		}
+		clock.Advance(wait)
+	}
+	if got := d.exchanges.Load(); got != 5 {
+		t.Fatalf("exchanges = %d, want one per backoff step (5)", got)
+	}
+	down.Store(false)
+	if _, err := c.Token(context.Background(), scopeRoad); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+	c.Invalidate(scopeRoad, mustToken(t, c))
+	down.Store(true)
+	if wait := fail(); wait > 1100*time.Millisecond {
+		t.Errorf("first failure after a success: wait %s, want the initial backoff again", wait)
+	}
+}
+
+func mustToken(t *testing.T, c *auth.Cache) string {
+	t.Helper()
+	tok, err := c.Token(context.Background(), scopeRoad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// A Retry-After longer than the backoff holds the fetches back for as
+// long as it says; refused configuration backs off too.
+func TestCacheBackoffHonoursRetryAfterAndConfigFailures(t *testing.T) {
+	e := newCacheEnv(t, 0)
+	e.idp.setExchangeHook(func(w http.ResponseWriter, r *http.Request, scope string, n int64) bool {
+		switch n {
+		case 1:
+			w.Header().Set("Retry-After", "30")
+			writeJSON(w, 429, map[string]string{"error": "slow_down"})
+			return true
+		case 2:
+			writeJSON(w, 403, map[string]string{"error": "invalid_scope"})
+			return true
+		}
+		return false
+	})
+	_, err := e.cache.Token(context.Background(), scopeRoad)
+	if wait, _ := failure.RetryAfter(err); wait != 30*time.Second || failure.Classify(err) != failure.Transient {
+		t.Fatalf("err = %v (RetryAfter %s), want transient with Toll's 30 s", err, wait)
+	}
+	e.clock.Advance(29 * time.Second)
+	if _, err := e.cache.Token(context.Background(), scopeRoad); !errors.As(err, new(*auth.BackoffError)) {
+		t.Fatalf("before Retry-After passed: err = %v, want a *BackoffError", err)
+	}
+	e.wantCounts(t, 1, 1)
+
+	e.clock.Advance(time.Second)
+	_, err = e.cache.Token(context.Background(), scopeRoad)
+	if failure.Classify(err) != failure.Config {
+		t.Fatalf("err = %v, want a config failure", err)
+	}
+	if _, err := e.cache.Token(context.Background(), scopeRoad); failure.Classify(err) != failure.Config || !errors.As(err, new(*auth.BackoffError)) {
+		t.Fatalf("right after a config failure: err = %v, want it again from the backoff", err)
+	}
+	e.wantCounts(t, 2, 2)
+}
+
+// A caller that gives up does not decide the shared result: the fetch it
+// started fails for the others with the endpoint's error, not with the
+// caller's cancellation, and a success after that is served to all.
+func TestCacheCancelledCallerDoesNotPoison(t *testing.T) {
+	e := newCacheEnv(t, 0)
+	g := holdExchanges(t, e.idp, scopeRoad)
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 2)
+	go func() {
+		_, err := e.cache.Token(ctx, scopeRoad)
+		errs <- err
+	}()
+	receive(t, g.started, "the exchange to start")
+	go func() {
+		_, err := e.cache.Token(context.Background(), scopeRoad)
+		errs <- err
+	}()
+	cancel()
+	if err := receive(t, errs, "the cancelled caller"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: err = %v, want context.Canceled", err)
+	}
+	g.open()
+	if err := receive(t, errs, "the other caller"); err != nil {
+		t.Fatalf("the other caller: %v", err)
+	}
+	if s := e.cache.Stats(scopeRoad); s.Failures != 0 || s.BackedOff != 0 {
+		t.Errorf("stats = %+v, want no failure recorded", s)
+	}
+	e.token(t, scopeRoad)
+	e.wantCounts(t, 1, 1)
 }
 
 // A failing exchange reaches the caller as an error that holds neither

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -82,17 +83,26 @@ type Options struct {
 // Server is a running embedded nats-server.
 type Server struct {
 	ns *server.Server
+	// unlock releases the store directory's lock, once.
+	unlock func()
 }
 
 // Start starts a server with JetStream and waits until it accepts
-// connections.
+// connections. It holds an exclusive lock on Options.Dir until Shutdown:
+// while another server (in this process or another) holds the store, Start
+// fails at once with a *StoreInUseError and leaves the store unopened.
 func Start(opts Options) (*Server, error) {
 	sopts, err := serverOptions(opts)
 	if err != nil {
 		return nil, err
 	}
+	release, err := lockStore(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("configure nats-server: %w", err)
 	}
 	if opts.Logger != nil {
@@ -107,9 +117,10 @@ func Start(opts Options) (*Server, error) {
 	if !ns.ReadyForConnections(readyTimeout) {
 		ns.Shutdown()
 		ns.WaitForShutdown()
+		release()
 		return nil, fmt.Errorf("%w after %s (store %s)", ErrNotReady, readyTimeout, opts.Dir)
 	}
-	return &Server{ns: ns}, nil
+	return &Server{ns: ns, unlock: sync.OnceFunc(release)}, nil
 }
 
 func serverOptions(opts Options) (*server.Options, error) {
@@ -170,6 +181,7 @@ func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
+	s.unlock()
 }
 
 // Running reports whether the server is still running.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -226,4 +228,41 @@ func lastMsg(ctx context.Context, js jetstream.JetStream, stream, subject string
 		return nil, err
 	}
 	return st.GetLastMsgForSubject(ctx, subject)
+}
+
+// Two servers on one store would corrupt it: the second is refused at once,
+// naming the process that holds it, and the store is free again once the
+// first has shut down.
+func TestStartRefusesAStoreInUse(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	first, err := Start(Options{Dir: dir, Port: RandomPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(first.Shutdown)
+
+	second, err := Start(Options{Dir: dir, Port: RandomPort})
+	var inUse *StoreInUseError
+	if !errors.As(err, &inUse) {
+		if second != nil {
+			second.Shutdown()
+		}
+		t.Fatalf("second Start on %s: %v, want a StoreInUseError", dir, err)
+	}
+	if inUse.Dir != dir || inUse.PID != os.Getpid() {
+		t.Errorf("refused with %+v, want dir %s pid %d", inUse, dir, os.Getpid())
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("(pid %d)", os.Getpid())) {
+		t.Errorf("error %q does not name the pid", err)
+	}
+	if !first.Running() {
+		t.Error("the refused Start stopped the running server")
+	}
+
+	first.Shutdown()
+	again, err := Start(Options{Dir: dir, Port: RandomPort})
+	if err != nil {
+		t.Fatalf("Start after the first shut down: %v", err)
+	}
+	again.Shutdown()
 }

@@ -6,8 +6,10 @@
 // scenario they check the invariants of docs/contract.md from the outside: every
 // submission id has exactly one result in DIGITOLL_RESULTS; no Toll POST was
 // repeated for an id once its requestId was known (the simulator lists every
-// POST it processed, in order); the DLQ holds exactly the messages that
-// could not be processed.
+// POST it processed, in order); no declaration Toll accepted is reported
+// rejected (it is accepted with Toll's MRN, or unresolved where Toll offers
+// no lookup), also when Toll's answers are lost on purpose; the DLQ holds
+// exactly the messages that could not be processed.
 //
 // The package has no code of its own outside its tests. The default run is
 // short (about a minute on two cores):

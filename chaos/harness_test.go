@@ -664,10 +664,11 @@ func houses(t *testing.T, prefix string, n int) []submission {
 	return out
 }
 
-// unresolvedMarker is the start of the note a result carries when Toll's
-// FAILURE may be it meeting an earlier, unanswered attempt of the same
-// submission (handlers.unresolvedNote).
-const unresolvedMarker = "an earlier attempt of this submission may have reached Toll"
+// foundMarker is in the note of a result accepted because the worker
+// found the declaration at Toll after an answer was lost
+// (handlers.Movement.lookup); such a result need not carry the requestId
+// of the last POST.
+const foundMarker = "answer to an attempt was lost"
 
 // figures are a scenario's numbers, logged in one line.
 type figures struct {
@@ -676,13 +677,18 @@ type figures struct {
 	lost         int // ids without a result
 	duplicated   int // results beyond the first, summed over ids
 	deadLettered int // DLQ entries
-	unresolved   int // POSTs beyond the first for an id
-	rejected     int // results rejected with the unresolved note
+	resends      int // POSTs beyond the first for an id
+	found        int // results accepted after finding the declaration at Toll
+	unresolved   int // results unresolved: Toll may hold it, no lookup exists
+	notSent      int // rejected on `after` without a Toll call
+	// falseRejected counts results rejected although Toll accepted a
+	// POST of the declaration; the goal is 0.
+	falseRejected int
 }
 
 func (f figures) String() string {
-	return fmt.Sprintf("messages=%d kills=%d lost=%d duplicated=%d dead-lettered=%d unresolved-resends=%d rejected-unresolved=%d",
-		f.messages, f.kills, f.lost, f.duplicated, f.deadLettered, f.unresolved, f.rejected)
+	return fmt.Sprintf("messages=%d kills=%d lost=%d duplicated=%d dead-lettered=%d resends=%d found=%d unresolved=%d not-sent=%d false-rejected=%d",
+		f.messages, f.kills, f.lost, f.duplicated, f.deadLettered, f.resends, f.found, f.unresolved, f.notSent, f.falseRejected)
 }
 
 // resendPolicy says whether a repeated POST for one document number is
@@ -695,6 +701,10 @@ const (
 	// resendsAcrossKills allows a repeat when a SIGKILL fell between the
 	// earlier POST and the repeat.
 	resendsAcrossKills
+	// resendsAllowed allows any repeat: Toll's answers are lost on
+	// purpose, and a repeat is the only way to an answer where Toll
+	// offers no lookup.
+	resendsAllowed
 )
 
 // errorBudget caps how many violations of one kind are printed.
@@ -768,14 +778,19 @@ func (r *rig) check(subs []submission, policy resendPolicy) figures {
 			continue
 		}
 		res, ps := rs[len(rs)-1], posts[s.docNumber]
+		if len(ps) == 0 && res.Status == contract.StatusRejected && len(res.Errors) > 0 && res.Errors[0].Path == "after" {
+			// Not sent: what it follows in `after` was not accepted.
+			f.notSent++
+			continue
+		}
 		if len(ps) == 0 {
 			report("no POST", "%s: Toll never received its declaration, yet the result is %s", s.label(), res.Status)
 			continue
 		}
 		if extra := len(ps) - 1; extra > 0 {
-			f.unresolved += extra
+			f.resends += extra
 			for i := 1; i < len(ps); i++ {
-				if policy == resendsAcrossKills && killBetween(kills, ps[i-1].At, ps[i].At) {
+				if policy == resendsAllowed || policy == resendsAcrossKills && killBetween(kills, ps[i-1].At, ps[i].At) {
 					continue
 				}
 				report("re-sent", "%s: POST %d (requestId %s at %s) repeats POST %d (requestId %s at %s) with no worker killed between",
@@ -783,6 +798,13 @@ func (r *rig) check(subs []submission, policy resendPolicy) figures {
 			}
 		}
 		last := ps[len(ps)-1]
+		// tollMRN is the MRN of the POST Toll accepted, "" if none.
+		tollMRN := ""
+		for _, p := range ps {
+			if p.Status == simulator.StatusSuccess {
+				tollMRN = p.MRN
+			}
+		}
 		switch {
 		case s.want == contract.StatusRejected:
 			if res.Status != contract.StatusRejected || len(res.Errors) == 0 {
@@ -792,19 +814,32 @@ func (r *rig) check(subs []submission, policy resendPolicy) figures {
 			if !contract.ValidMRN(res.MRN) {
 				report("status", "%s: accepted without a valid MRN (%q)", s.label(), res.MRN)
 			}
-			if res.RequestID != last.RequestID {
+			if res.MRN != tollMRN {
+				report("wrong MRN", "%s: accepted with MRN %s, but Toll accepted %s under %q (POSTs: %s)",
+					s.label(), res.MRN, s.docNumber, tollMRN, requestIDs(ps))
+			}
+			found := strings.Contains(res.Note, foundMarker)
+			if found {
+				f.found++
+			}
+			if res.RequestID != last.RequestID && !found {
 				report("not the last POST", "%s: accepted with requestId %s, but Toll's last POST for %s was %s (POSTs: %s)",
 					s.label(), res.RequestID, s.docNumber, last.RequestID, requestIDs(ps))
 			}
-		case res.Status == contract.StatusRejected && strings.Contains(res.Note, unresolvedMarker):
-			f.rejected++
-			if len(ps) < 2 {
-				report("unresolved note", "%s: rejected as possibly sent twice, but Toll received one POST", s.label())
+		case res.Status == contract.StatusUnresolved:
+			f.unresolved++
+			if len(ps) < 2 || tollMRN == "" {
+				report("unresolved", "%s: unresolved, but Toll received %d POST(s) and accepted %q (POSTs: %s)",
+					s.label(), len(ps), tollMRN, requestIDs(ps))
 			}
-			if res.RequestID != last.RequestID {
-				report("not the last POST", "%s: rejected with requestId %s, but the last POST was %s (POSTs: %s)",
-					s.label(), res.RequestID, last.RequestID, requestIDs(ps))
+			if res.RequestID != last.RequestID || len(res.Errors) == 0 || res.Note == "" {
+				report("unresolved", "%s: unresolved with requestId %s (last POST %s), errors %v, note %q: want the repeat's requestId, Toll's errors and a note",
+					s.label(), res.RequestID, last.RequestID, res.Errors, res.Note)
 			}
+		case res.Status == contract.StatusRejected && tollMRN != "":
+			f.falseRejected++
+			report("false rejected", "%s: rejected (note %q, errors %v) though Toll accepted it as %s (POSTs: %s)",
+				s.label(), res.Note, res.Errors, tollMRN, requestIDs(ps))
 		default:
 			report("status", "%s: %s (note %q, errors %v), want %s", s.label(), res.Status, res.Note, res.Errors, s.want)
 		}

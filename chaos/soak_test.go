@@ -30,3 +30,15 @@ func TestSoakKill9TwoWorkers(t *testing.T) {
 func TestSoakStorm(t *testing.T) {
 	runStorm(t, stormScenario{messages: 500, concurrency: 32, storm: 60 * time.Second, wantPause: true, limit: 8 * time.Minute})
 }
+
+// The storm of issue 12: 200 messages under 60 s of 30 % 503 and 10 % 429;
+// no delivery waits a send lease, and the drain after the storm is logged.
+func TestSoakRefusedCallsDoNotHoldTheirMessages(t *testing.T) {
+	runRefusedStorm(t, 200, 60*time.Second, 8*time.Minute, nil)
+}
+
+// Lost answers at the scale of issue 12: 50 transports, each with a master
+// and two houses, with 30 % of Toll's answers to declarations lost.
+func TestSoakLostAnswers(t *testing.T) {
+	runLostAnswers(t, 50, 2, 8*time.Minute)
+}

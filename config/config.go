@@ -46,14 +46,34 @@ type Config struct {
 	// HTTPAddr is where /healthz, /readyz and /metrics are served;
 	// empty disables the server.
 	HTTPAddr string
-	Routing  Routing
-	Limits   Limits
+	// Pprof serves Go's runtime profiles at /debug/pprof/ beside
+	// HTTPAddr's other paths. Off by default: a profile shows the
+	// worker's internals and costs CPU while it is taken.
+	Pprof   bool
+	Routing Routing
+	Limits  Limits
 	// Sim locates the bundled simulator for DIGITOLL_ENV=sim.
 	Sim Sim
 	// Tracing says where spans are exported.
 	Tracing Tracing
 	// Metrics shapes the Prometheus metrics.
 	Metrics Metrics
+
+	// given holds the variables of the settings that Parse found set, by
+	// a flag or in the environment, for the warnings about settings that
+	// have no effect.
+	given map[string]bool
+	// borrowed names, for a setting left unset that took its value from
+	// a convention of the ecosystem (NATS_URL, a nats context, OTEL_*),
+	// where the value came from.
+	borrowed map[string]string
+}
+
+// BorrowedFrom says where the value of the setting named by its variable
+// came from when the setting was not set but a convention of the ecosystem
+// was (such as "NATS_URL" for DIGITOLL_NATS_URL); "" otherwise.
+func (c *Config) BorrowedFrom(env string) string {
+	return c.borrowed[env]
 }
 
 // Metrics shapes the Prometheus metrics served at /metrics.
@@ -69,7 +89,15 @@ type Metrics struct {
 type Tracing struct {
 	// OTLPEndpoint is the base URL of an OTLP/HTTP receiver (an
 	// OpenTelemetry Collector's port 4318); empty turns tracing off.
+	// Without DIGITOLL_OTLP_ENDPOINT it comes from the standard
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT.
 	OTLPEndpoint string
+	// EndpointIsTracesURL says that OTLPEndpoint is the URL spans are
+	// posted to, as it is: it came from OTEL_EXPORTER_OTLP_TRACES_ENDPOINT.
+	EndpointIsTracesURL bool
+	// ServiceName is the service.name of the spans, from the standard
+	// OTEL_SERVICE_NAME; empty is "digitoll-worker".
+	ServiceName string
 }
 
 // Sim says where the bundled simulator runs and keeps its demo key.
@@ -189,6 +217,14 @@ type NATS struct {
 	// password held in the file.
 	User         string
 	PasswordFile string
+	// Password and Token come only from a nats context, whose file holds
+	// them; no setting holds a secret.
+	Password string
+	Token    string
+	// Source says where URL and the credentials came from, for the log:
+	// "DIGITOLL_NATS_URL", "NATS_URL", a nats context, or "" for the
+	// embedded server or a client command's default.
+	Source string
 	// CAFile holds the certificates that issued the server's TLS
 	// certificate (and, for the embedded server, the clients'); setting
 	// it makes the connection use TLS.

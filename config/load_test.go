@@ -3,6 +3,7 @@ package config_test
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -111,7 +112,7 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 		{"bad duration", map[string]string{"DIGITOLL_ACK_WAIT": "soon"}, "DIGITOLL_ACK_WAIT"},
 		{"tiny ack wait", map[string]string{"DIGITOLL_ACK_WAIT": "1s"}, "DIGITOLL_ACK_WAIT"},
 		{"bad url", map[string]string{"DIGITOLL_TOLL_BASE_URL": "ftp://x"}, "DIGITOLL_TOLL_BASE_URL"},
-		{"issuer without slash", map[string]string{"DIGITOLL_MASKINPORTEN_ISSUER": "https://test.maskinporten.no"}, "DIGITOLL_MASKINPORTEN_ISSUER"},
+		{"world-readable key", map[string]string{"DIGITOLL_KEY_FILE": writeFileMode(t, dir, "open.pem", 0o644)}, "DIGITOLL_KEY_FILE"},
 		{"prod over http", map[string]string{"DIGITOLL_ENV": "prod", "DIGITOLL_TOLL_BASE_URL": "http://127.0.0.1:1/api"}, "DIGITOLL_TOLL_BASE_URL"},
 		{"unknown kind", map[string]string{"DIGITOLL_KINDS": "road,sea"}, "DIGITOLL_KINDS"},
 		{"bad log level", map[string]string{"DIGITOLL_LOG_LEVEL": "loud"}, "DIGITOLL_LOG_LEVEL"},
@@ -135,6 +136,179 @@ func TestLoadNamesTheBadSetting(t *testing.T) {
 				t.Errorf("error %q does not name %s", err, tt.wantVar)
 			}
 		})
+	}
+}
+
+func writeFileMode(t *testing.T, dir, name string, mode os.FileMode) string {
+	t.Helper()
+	p := writeFile(t, dir, name)
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A configuration with several mistakes is reported whole: one line per
+// setting, each naming it, so that one round of fixes is enough.
+func TestLoadReportsEveryBadSettingAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	key := writeFile(t, dir, "key.pem")
+	tests := []struct {
+		name     string
+		set      map[string]string
+		wantVars []string
+	}{
+		{"values that do not parse", map[string]string{"DIGITOLL_CONCURRENCY": "many", "DIGITOLL_ACK_WAIT": "soon", "DIGITOLL_LOG_LEVEL": "loud"},
+			[]string{"DIGITOLL_CONCURRENCY (--concurrency)", "DIGITOLL_ACK_WAIT (--ack-wait)", "DIGITOLL_LOG_LEVEL (--log-level)"}},
+		{"values and missing settings", map[string]string{"DIGITOLL_CLIENT_ID": "", "DIGITOLL_KEY_FILE": "", "DIGITOLL_TOLL_RATE": "fast"},
+			[]string{"DIGITOLL_CLIENT_ID: is required", "DIGITOLL_KEY_FILE: is required", "DIGITOLL_TOLL_RATE (--toll-rate)"}},
+		// The default stands in for a kind list that does not parse: the
+		// list is reported once, not again as naming no kind.
+		{"a bad value is reported once", map[string]string{"DIGITOLL_KINDS": "sea", "DIGITOLL_ENV": "staging"},
+			[]string{"DIGITOLL_KINDS (--kinds)", "DIGITOLL_ENV (--env)"}},
+		{"settings that do not fit together", map[string]string{"DIGITOLL_ENV": "prod", "DIGITOLL_TOLL_BASE_URL": "http://toll/api",
+			"DIGITOLL_VALIDATION_TIMEOUT": "2h", "DIGITOLL_MESSAGE_DEADLINE": "1h", "DIGITOLL_NATS_CERT_FILE": key},
+			[]string{"DIGITOLL_TOLL_BASE_URL: prod needs https", "DIGITOLL_VALIDATION_TIMEOUT: 2h0m0s must be shorter", "DIGITOLL_NATS_KEY_FILE: DIGITOLL_NATS_CERT_FILE and DIGITOLL_NATS_KEY_FILE go together"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kv := map[string]string{"DIGITOLL_CLIENT_ID": "abc", "DIGITOLL_KEY_FILE": key, "DIGITOLL_KEY_ID": "k1"}
+			for k, v := range tt.set {
+				kv[k] = v
+			}
+			_, err := config.Load(newFlagSet(), nil, env(kv))
+			if !errors.Is(err, config.ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != len(tt.wantVars) {
+				t.Errorf("%d lines, want %d:\n%s", len(lines), len(tt.wantVars), err)
+			}
+			for _, w := range tt.wantVars {
+				n := 0
+				for _, l := range lines {
+					if strings.Contains(l, w) {
+						n++
+					}
+				}
+				if n != 1 {
+					t.Errorf("%q is on %d lines, want 1:\n%s", w, n, err)
+				}
+			}
+			if got := config.Problems(err); len(got) != len(lines) {
+				t.Errorf("Problems gives %d, want %d", len(got), len(lines))
+			}
+		})
+	}
+}
+
+// The issuer is the grant's audience, with its trailing slash; written
+// without it, it means the same to every command.
+func TestIssuerWithOrWithoutTrailingSlash(t *testing.T) {
+	dir := t.TempDir()
+	key := writeFile(t, dir, "key.pem")
+	for _, issuer := range []string{"https://test.maskinporten.no", "https://test.maskinporten.no/"} {
+		vars := env(map[string]string{"DIGITOLL_CLIENT_ID": "abc", "DIGITOLL_KEY_FILE": key, "DIGITOLL_KEY_ID": "k1",
+			"DIGITOLL_MASKINPORTEN_ISSUER": issuer})
+		c, err := config.Load(newFlagSet(), nil, vars)
+		if err != nil {
+			t.Fatalf("%s: %v", issuer, err)
+		}
+		p, err := config.Parse(newFlagSet(), nil, vars)
+		if err != nil {
+			t.Fatalf("%s: %v", issuer, err)
+		}
+		if c.Maskinporten.Issuer != "https://test.maskinporten.no/" || p.Maskinporten.Issuer != c.Maskinporten.Issuer {
+			t.Errorf("%s: Load gives %q, Parse %q", issuer, c.Maskinporten.Issuer, p.Maskinporten.Issuer)
+		}
+	}
+}
+
+func TestPrivateFile(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		mode      os.FileMode
+		wantGroup bool
+		wantErr   string
+	}{
+		{0o600, false, ""},
+		{0o400, false, ""},
+		{0o640, true, ""},
+		{0o644, false, "is readable by everyone (mode 0644): chmod 600"},
+		{0o604, false, "is readable by everyone (mode 0604): chmod 600"},
+	}
+	for _, tt := range tests {
+		p := writeFileMode(t, dir, fmt.Sprintf("secret-%o", tt.mode), tt.mode)
+		mode, group, err := config.PrivateFile(p)
+		if mode != tt.mode || group != tt.wantGroup {
+			t.Errorf("%04o: mode %04o group %v, want group %v", tt.mode, mode, group, tt.wantGroup)
+		}
+		if (err == nil) != (tt.wantErr == "") || err != nil && !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("%04o: err = %v, want %q", tt.mode, err, tt.wantErr)
+		}
+	}
+	if _, _, err := config.PrivateFile(filepath.Join(dir, "nope")); err == nil || !strings.Contains(err.Error(), "cannot read") {
+		t.Errorf("missing file: err = %v", err)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	dir := t.TempDir()
+	key := writeFile(t, dir, "key.pem")
+	groupKey := writeFileMode(t, dir, "group.pem", 0o640)
+	tenants := writeFile(t, dir, "tenants.yaml")
+	tests := []struct {
+		name string
+		vars map[string]string
+		args []string
+		want []string
+	}{
+		{"single tenant, private key", map[string]string{"DIGITOLL_CLIENT_ID": "abc", "DIGITOLL_KEY_FILE": key}, nil, nil},
+		{"group-readable key", map[string]string{"DIGITOLL_CLIENT_ID": "abc", "DIGITOLL_KEY_FILE": groupKey}, nil,
+			[]string{"DIGITOLL_KEY_FILE: " + groupKey + " is readable by its group (mode 0640): chmod 600"}},
+		{"tenants file alone", map[string]string{"DIGITOLL_TENANTS_FILE": tenants}, nil, nil},
+		{"tenants file and single-tenant settings", map[string]string{"DIGITOLL_TENANTS_FILE": tenants, "DIGITOLL_CLIENT_ID": "abc", "DIGITOLL_KINDS": "air"},
+			[]string{"--foreign", "true"}, []string{"DIGITOLL_CLIENT_ID, DIGITOLL_FOREIGN, DIGITOLL_KINDS are ignored: DIGITOLL_TENANTS_FILE is set"}},
+		{"tenants file and one key setting", map[string]string{"DIGITOLL_TENANTS_FILE": tenants, "DIGITOLL_KEY_FILE": groupKey}, nil,
+			[]string{"DIGITOLL_KEY_FILE is ignored: DIGITOLL_TENANTS_FILE is set"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := tt.want
+			c, err := config.Parse(newFlagSet(), tt.args, env(tt.vars))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.Warnings()
+			if len(got) != len(want) {
+				t.Fatalf("warnings %q, want %d", got, len(want))
+			}
+			for i, w := range want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("warning %q lacks %q", got[i], w)
+				}
+			}
+		})
+	}
+}
+
+func TestUnknownVariables(t *testing.T) {
+	got := config.UnknownVariables([]string{
+		"HOME=/root", "DIGITOLL_CONCURRENCY=4", "DIGITOLL_CONCURENCY=8", "DIGITOLL_NATS_URLS=nats://x",
+		"DIGITOLL_SIM_LISTEN=:1", "DIGITOLL_WHATEVER=secret", "DIGITOLL_CONCURENCY=9",
+	}, "DIGITOLL_SIM_LISTEN")
+	want := []string{
+		"DIGITOLL_CONCURENCY is not a setting of digitoll; it is ignored (did you mean DIGITOLL_CONCURRENCY?)",
+		"DIGITOLL_NATS_URLS is not a setting of digitoll; it is ignored (did you mean DIGITOLL_NATS_URL?)",
+		"DIGITOLL_WHATEVER is not a setting of digitoll; it is ignored",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	for _, w := range got {
+		if strings.Contains(w, "secret") {
+			t.Errorf("a value is repeated: %s", w)
+		}
 	}
 }
 
@@ -328,7 +502,7 @@ func TestParseNATSForClientCommands(t *testing.T) {
 		"DIGITOLL_NATS_URL": "tls://nats:4222", "DIGITOLL_NATS_USER": "w", "DIGITOLL_NATS_PASSWORD_FILE": file, "DIGITOLL_NATS_CA_FILE": file,
 		// Not a client setting: ignored.
 		"DIGITOLL_NATS_HOST": "0.0.0.0",
-	}))
+	}), env(map[string]string{"NATS_URL": "nats://elsewhere:4222"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,11 +510,11 @@ func TestParseNATSForClientCommands(t *testing.T) {
 		t.Errorf("%+v", n)
 	}
 	for name, kv := range map[string]map[string]string{
-		"no URL":             {"DIGITOLL_NATS_USER": "w", "DIGITOLL_NATS_PASSWORD_FILE": file},
+		"embedded":           {"DIGITOLL_NATS_URL": "embedded"},
 		"user, no password":  {"DIGITOLL_NATS_URL": "nats://n", "DIGITOLL_NATS_USER": "w"},
 		"unreadable CA file": {"DIGITOLL_NATS_URL": "nats://n", "DIGITOLL_NATS_CA_FILE": filepath.Join(dir, "nope")},
 	} {
-		if _, err := config.ParseNATS(env(kv)); !errors.Is(err, config.ErrInvalid) {
+		if _, err := config.ParseNATS(env(kv), env(nil)); !errors.Is(err, config.ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
 		}
 	}

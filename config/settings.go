@@ -49,7 +49,13 @@ func Settings() []Setting {
 			},
 			get: func(c *Config) string { return string(c.Env) }},
 		{Env: "DIGITOLL_MASKINPORTEN_ISSUER", Flag: "maskinporten-issuer", Usage: "Maskinporten issuer, the grant audience (default from DIGITOLL_ENV)",
-			set: setURL(func(c *Config) *string { return &c.Maskinporten.Issuer }),
+			set: func(c *Config, v string) error {
+				if err := setURL(func(c *Config) *string { return &c.Maskinporten.Issuer })(c, v); err != nil {
+					return err
+				}
+				c.Maskinporten.Issuer = NormalizeIssuer(v)
+				return nil
+			},
 			get: getString(func(c *Config) *string { return &c.Maskinporten.Issuer })},
 		{Env: "DIGITOLL_MASKINPORTEN_TOKEN_URL", Flag: "maskinporten-token-url", Usage: "Maskinporten token endpoint (default from DIGITOLL_ENV); the fallback while discovery fails",
 			set: setURL(func(c *Config) *string { return &c.Maskinporten.TokenURL }),
@@ -113,8 +119,14 @@ func Settings() []Setting {
 			Usage: "YAML or JSON file listing the tenants to serve, each with its integration, key and kinds; replaces the single tenant of DIGITOLL_CLIENT_ID…DIGITOLL_KINDS and is reloaded when it changes",
 			set:   setString(func(c *Config) *string { return &c.TenantsFile }),
 			get:   getString(func(c *Config) *string { return &c.TenantsFile })},
-		{Env: "DIGITOLL_NATS_URL", Flag: "nats-url", Usage: "NATS server URL(s); empty starts an embedded server",
-			set: setString(func(c *Config) *string { return &c.NATS.URL }),
+		{Env: "DIGITOLL_NATS_URL", Flag: "nats-url", Usage: "NATS server URL(s); unset: $NATS_URL, else the selected nats context, else an embedded server (as does the value embedded)",
+			set: func(c *Config, v string) error {
+				if v == EmbeddedNATS {
+					v = ""
+				}
+				c.NATS.URL = v
+				return nil
+			},
 			get: getString(func(c *Config) *string { return &c.NATS.URL })},
 		{Env: "DIGITOLL_NATS_CREDS_FILE", Flag: "nats-creds-file", Usage: "NATS credentials file (JWT and NKey seed, for a server with an operator)",
 			set: setString(func(c *Config) *string { return &c.NATS.CredsFile }),
@@ -255,6 +267,10 @@ func Settings() []Setting {
 				}
 				return c.HTTPAddr
 			}},
+		{Env: "DIGITOLL_PPROF", Flag: "pprof", Default: "false",
+			Usage: "serve Go's runtime profiles at /debug/pprof/ on DIGITOLL_HTTP_ADDR (for diagnosing CPU or memory; keep the address private)",
+			set:   setBool(func(c *Config) *bool { return &c.Pprof }),
+			get:   getBool(func(c *Config) *bool { return &c.Pprof })},
 		{Env: "DIGITOLL_METRICS_TENANT_LABELS", Flag: "metrics-tenant-labels", Default: "200",
 			Usage: "configured tenants labelled by name on the message metrics; later ones are labelled other, tenants not configured unconfigured (0: no tenant label, all)",
 			set:   setInt(func(c *Config) *int { return &c.Metrics.TenantLabels }, 0, 10000),
@@ -280,6 +296,17 @@ func Settings() []Setting {
 			set: setURL(func(c *Config) *string { return &c.Tracing.OTLPEndpoint }),
 			get: getString(func(c *Config) *string { return &c.Tracing.OTLPEndpoint })},
 	}
+}
+
+// NormalizeIssuer gives a Maskinporten issuer its trailing slash. The
+// issuer is the grant's audience and Maskinporten's metadata names it with
+// the slash (https://maskinporten.no/); written without it, it means the
+// same, and `digitoll run` and `digitoll config check` must agree on it.
+func NormalizeIssuer(issuer string) string {
+	if issuer == "" || strings.HasSuffix(issuer, "/") {
+		return issuer
+	}
+	return issuer + "/"
 }
 
 // setKindConcurrency reads "road=32,air=16" (or "none") into

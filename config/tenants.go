@@ -203,10 +203,10 @@ func (ft fileTenant) tenant(dir string) (Tenant, error) {
 		}
 	}
 	if len(ft.Keys) == 0 {
-		err := t.validate(func(env, format string, args ...any) error {
+		errs := t.validate(func(env, format string, args ...any) error {
 			return fmt.Errorf("%s: %s", fileFields[env], fmt.Sprintf(format, args...))
 		})
-		return t, err
+		return t, firstError(errs)
 	}
 	for i, fk := range ft.Keys {
 		k, err := fk.key(dir)
@@ -221,19 +221,28 @@ func (ft fileTenant) tenant(dir string) (Tenant, error) {
 		// The tenant with this key alone goes through the checks of a
 		// single key, so that both forms are held to the same rules;
 		// the fields of the key are named with their place in the list.
-		err = t.WithKey(k).validate(func(env, format string, args ...any) error {
+		err = firstError(t.WithKey(k).validate(func(env, format string, args ...any) error {
 			field := fileFields[env]
 			if slices.Contains(keyEnvs, env) {
 				field = fmt.Sprintf("keys[%d].%s", i, field)
 			}
 			return fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...))
-		})
+		}))
 		if err != nil {
 			return Tenant{}, err
 		}
 		t.Keys = append(t.Keys, k)
 	}
 	return t, nil
+}
+
+// firstError is the first of errs, or nil: an error of a tenants file
+// names its tenant once, in front, so it says one thing.
+func firstError(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs[0]
 }
 
 // keyEnvs are the settings of the environment's tenant that describe its

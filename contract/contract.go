@@ -93,6 +93,12 @@ const DefaultTenant = "default"
 // they cannot be replayed, having no subject to go back to.
 const InvalidTenant = "_invalid"
 
+// InvalidKind stands in for the kind token of a dead letter whose subject
+// named no known kind, or had too few or too many tokens
+// (digitoll.dlq._invalid._invalid). Like InvalidTenant it is no valid
+// token of its place, and such entries cannot be replayed.
+const InvalidKind Kind = "_invalid"
+
 // ValidTenant reports whether name can be a tenant: a subject token of
 // a-z, 0-9 and '-', 1 to 63 characters.
 func ValidTenant(name string) bool { return tenantPattern.MatchString(name) }

@@ -10,6 +10,17 @@ const (
 	StatusAccepted     Status = "accepted"
 	StatusRejected     Status = "rejected"
 	StatusDeadLettered Status = "dead-lettered"
+	// StatusUnresolved: Toll may hold the declaration, but the worker
+	// cannot find out. An attempt's answer was lost after Toll may have
+	// processed it, a later attempt met a duplicate FAILURE ("already in
+	// use", "already cancelled") that may be Toll meeting that attempt,
+	// and Toll offers no lookup for the declaration (e.g. a transport, or
+	// a master or house whose parent's MRN is unknown). It is a final
+	// result, like accepted or rejected: the message is not retried and
+	// not dead-lettered. Errors holds Toll's errors, RequestID the
+	// requestId of the attempt that failed, and Note what was sent,
+	// which requestIds are known and how to check in Toll's own tools.
+	StatusUnresolved Status = "unresolved"
 )
 
 // FieldError is one reason Toll gave for refusing a declaration.

@@ -32,14 +32,18 @@ const (
 // exist (an object not in the bucket, or deleted).
 var ErrFileMissing = errors.New("document file not found")
 
-// missingFileGrace is how long after the worker first saw a submission a
+// DefaultMissingFileGrace is how long after a submission was published a
 // missing file is taken for one not visible yet, and retried. Producers
 // store the file before they publish the submission, so on a single
-// server it is there; in a cluster a replica may answer a moment behind.
-// After the grace the file was deleted or never stored, which no retry
-// fixes: the submission is dead-lettered and can be replayed once the
-// file is stored again.
-const missingFileGrace = 2 * time.Minute
+// server it is there; in a cluster a replica may answer a moment behind,
+// and a careless producer stores it just after. After the grace the file
+// was deleted or never stored, which no retry fixes: the submission is
+// dead-lettered and can be replayed once the file is stored again.
+//
+// Either way a missing file is the submission's fault, not an outage: the
+// error wraps ErrFileMissing, which the worker never counts towards
+// pausing the kind.
+const DefaultMissingFileGrace = 2 * time.Minute
 
 // DocumentAPI is what the document handler needs from Toll; *toll.Client
 // provides it.
@@ -71,6 +75,10 @@ type Document struct {
 	Retry    RetryPolicy
 	Logger   *slog.Logger
 	Observer Observer
+	// MissingFileGrace is how long a file the submission names may be
+	// missing before the submission is dead-lettered; zero means
+	// DefaultMissingFileGrace.
+	MissingFileGrace time.Duration
 }
 
 var _ Handler = (*Document)(nil)
@@ -123,7 +131,7 @@ func (h *Document) Handle(ctx context.Context, req Request) (Outcome, error) {
 
 	documentID, rejected, err := h.upload(ctx, req, doc, contentType, f, log)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("document %s: %w", doc.Filename, classifyUploadError(err, req))
+		return Outcome{}, fmt.Errorf("document %s: %w", doc.Filename, h.classifyUploadError(err, req))
 	}
 	if rejected != nil {
 		log.InfoContext(ctx, "toll rejected the document", "errors", len(rejected.Errors))
@@ -159,23 +167,23 @@ func (h *Document) upload(ctx context.Context, req Request, doc *contract.Docume
 	attempt := 0
 	op := func() error {
 		attempt++
-		if req.Journal != nil {
-			if err := tokenFirst(ctx, h.Toll, toll.DocumentV2()); err != nil {
-				return err
-			}
-			if err := req.Journal.Sending(ctx); err != nil {
-				return backoff.Permanent(fmt.Errorf("journal before sending: %w", err))
-			}
-		}
 		log.DebugContext(ctx, "uploading document", "attempt", attempt)
-		id, err := h.Toll.UploadDocument(ctx, toll.DocumentUpload{
-			DeclarationID: doc.DeclarationID,
-			DocumentType:  doc.DocumentType,
-			Filename:      doc.Filename,
-			ContentType:   contentType,
-			Open:          f.open,
+		var id string
+		err := journaled(ctx, req.Journal, func(ctx context.Context) error {
+			var err error
+			id, err = h.Toll.UploadDocument(ctx, toll.DocumentUpload{
+				DeclarationID: doc.DeclarationID,
+				DocumentType:  doc.DocumentType,
+				Filename:      doc.Filename,
+				ContentType:   contentType,
+				Open:          f.open,
+			})
+			return err
 		})
 		if err != nil {
+			if isJournalErr(err) {
+				return err
+			}
 			if !retryable(err) {
 				return backoff.Permanent(err)
 			}
@@ -235,7 +243,7 @@ func (h *Document) openFile(ctx context.Context, req Request, doc *contract.Docu
 	reopen := func() (io.ReadCloser, int64, error) { return h.Files.Open(ctx, doc.Object) }
 	r, size, err := reopen()
 	if err != nil {
-		return nil, classifyUploadError(err, req)
+		return nil, h.classifyUploadError(err, req)
 	}
 	if err := checkSize(size); err != nil {
 		r.Close()
@@ -255,12 +263,16 @@ func checkSize(size int64) error {
 }
 
 // classifyUploadError gives a missing file its class (see
-// missingFileGrace) and Toll's size and type refusals their dead-letter
-// reasons; other errors keep theirs.
-func classifyUploadError(err error, req Request) error {
+// DefaultMissingFileGrace) and Toll's size and type refusals their
+// dead-letter reasons; other errors keep theirs.
+func (h *Document) classifyUploadError(err error, req Request) error {
+	grace := h.MissingFileGrace
+	if grace <= 0 {
+		grace = DefaultMissingFileGrace
+	}
 	var he *toll.HTTPError
 	switch {
-	case errors.Is(err, ErrFileMissing) && time.Since(req.ReceivedAt) < missingFileGrace:
+	case errors.Is(err, ErrFileMissing) && time.Since(req.ReceivedAt) < grace:
 		return failure.Mark(fmt.Errorf("%w (retrying: it may not be visible yet)", err), failure.Transient)
 	case errors.Is(err, ErrFileMissing):
 		return failure.WithReason(fmt.Errorf("%w (still missing %s after the worker first saw the submission: store it again, then replay)", err, time.Since(req.ReceivedAt).Round(time.Second)), failure.Permanent, reasonMalformed)

@@ -65,7 +65,8 @@ var _ Handler = (*Entry)(nil)
 // every attempt and req.Journal.Sent once Toll has presented.
 //
 // All attempts, across deliveries, send PresentationRequestID. So when an
-// attempt got no answer (toll.ErrAmbiguous) in this delivery, or an
+// attempt may have reached Toll unanswered in this delivery (anything but
+// what toll.NotProcessed says never made Toll act), or an
 // earlier delivery died mid-call (req.Unresolved), a later "requestId
 // already used" means that lost attempt presented the goods: accepted.
 // Without such an attempt the same answer is a rejection, since nothing
@@ -125,20 +126,18 @@ func (e *Entry) present(ctx context.Context, req Request, p toll.Presentation, l
 	lost := false
 	op := func() error {
 		attempt++
-		if req.Journal != nil {
-			if err := tokenFirst(ctx, e.Toll, toll.PresentationV1()); err != nil {
-				return err
-			}
-			if err := req.Journal.Sending(ctx); err != nil {
-				return backoff.Permanent(fmt.Errorf("journal before sending: %w", err))
-			}
-		}
 		log.DebugContext(ctx, "presenting", "attempt", attempt)
-		err := e.Toll.Present(ctx, p)
+		err := journaled(ctx, req.Journal, func(ctx context.Context) error { return e.Toll.Present(ctx, p) })
 		if err == nil {
 			return nil
 		}
-		if errors.Is(err, toll.ErrAmbiguous) {
+		if isJournalErr(err) {
+			return err
+		}
+		if !toll.NotProcessed(err) {
+			// Toll may have presented it: no answer after the request
+			// was written, or a 500, 502 or 504 a gateway may give
+			// after the service acted.
 			lost = true
 		}
 		if !retryable(err) {

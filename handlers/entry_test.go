@@ -207,7 +207,10 @@ type fakePresenter struct {
 	n       int
 }
 
-func (f *fakePresenter) Present(_ context.Context, p toll.Presentation) error {
+func (f *fakePresenter) Present(ctx context.Context, p toll.Presentation) error {
+	if err := toll.RunBeforeSend(ctx); err != nil {
+		return err
+	}
 	f.n++
 	f.rec.add("present " + p.RequestID)
 	return f.present(f.n)
@@ -267,6 +270,28 @@ func TestEntryHandle(t *testing.T) {
 			present:    func(int) error { return fmt.Errorf("HTTP 403: %w", failure.ErrConfig) },
 			wantClass:  failure.Config,
 			wantEvents: []string{"sending", "present " + id},
+		},
+		{
+			name: "a 502 Toll may have answered after presenting, then used, is accepted",
+			present: func(n int) error {
+				if n == 1 {
+					return fmt.Errorf("HTTP 502: %w", failure.ErrTransient)
+				}
+				return used
+			},
+			want:       Outcome{Status: contract.StatusAccepted, MRN: mrn, RequestID: id, Note: noteAnswerLost},
+			wantEvents: []string{"sending", "present " + id, "sending", "present " + id, "sent " + id},
+		},
+		{
+			name: "a call that never left, then used, is a rejection",
+			present: func(n int) error {
+				if n == 1 {
+					return fmt.Errorf("rate limited: %w: %w", toll.ErrNotSent, failure.ErrTransient)
+				}
+				return used
+			},
+			want:       Outcome{Status: contract.StatusRejected, Errors: used.Errors, Note: noteIDUsedFirstTry},
+			wantEvents: []string{"sending", "present " + id, "sending", "present " + id},
 		},
 		{
 			name:       "used on the first try is a rejection",

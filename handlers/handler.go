@@ -1,6 +1,7 @@
 // Package handlers turns one parsed submission into Toll calls and an
 // outcome: it submits, retries what is transient within a short budget,
-// follows Toll's asynchronous validation and reports accepted or rejected.
+// follows Toll's asynchronous validation and reports accepted or rejected,
+// or unresolved when an answer was lost and Toll offers no way to find out.
 // It knows nothing of NATS; the worker owns acks, results and dead letters.
 package handlers
 
@@ -27,11 +28,19 @@ type Request struct {
 	// handler must not repeat the call that produced it, only follow it.
 	RequestID string
 	// Unresolved is set when an earlier delivery began a non-idempotent
-	// Toll call and died before recording its answer: Toll may or may not
-	// have received it. Handlers that can tell (an entry presentation
-	// reuses its requestId) use it to read a "requestId already used"
-	// answer as success.
+	// Toll call and died before recording its answer, or ended after a
+	// call that got no answer although Toll may have acted on it: Toll
+	// may or may not hold it. Handlers that can tell use it: an entry
+	// presentation (it reuses its requestId) reads "requestId already
+	// used" as success, a declaration is looked for at Toll before it is
+	// sent again (see Movement).
 	Unresolved bool
+	// AfterMRN is the MRN in the accepted result of the submission named
+	// by `after`, when that is a create's: the parent a master or house
+	// may have been declared under (a transport or master). A create
+	// whose answer was lost is looked for among that parent's
+	// descendants; without it Toll offers no way to find it.
+	AfterMRN string
 	// Journal records progress so that a redelivery can resume; nil
 	// means nothing is recorded.
 	Journal Journal
@@ -41,17 +50,45 @@ type Request struct {
 // durable before they return: the worker relies on them to never send a
 // non-idempotent Toll call twice.
 type Journal interface {
-	// Sending is called right before a non-idempotent Toll call. An error
-	// aborts the call.
+	// Sending is called right before a non-idempotent Toll call can
+	// leave: by the Toll client, after its rate-limit wait and token
+	// (toll.WithBeforeSend). An error aborts the call.
 	Sending(ctx context.Context) error
 	// Sent records the requestId Toll answered with.
 	Sent(ctx context.Context, requestID string) error
 }
 
+// Releaser is implemented by a Journal that can end a Sending record
+// without a requestId, so that a redelivery does not wait out the send
+// lease of a call that is over.
+type Releaser interface {
+	// Release records that the call Sending announced is over: refused
+	// before Toll processed it (see toll.NotProcessed), or, with
+	// maybeSent, without an answer although Toll may have acted.
+	Release(ctx context.Context, maybeSent bool) error
+}
+
+// releaseTimeout bounds a Release; it is made even when the caller's
+// context ended, since a record left saying "sending" holds the message
+// for the send lease.
+const releaseTimeout = 5 * time.Second
+
+// release ends j's Sending record if j can; a failure only costs the next
+// delivery the lease, so it is not an error of the attempt.
+func release(ctx context.Context, j Journal, maybeSent bool) error {
+	r, ok := j.(Releaser)
+	if !ok {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	return r.Release(rctx, maybeSent)
+}
+
 // Outcome is what Toll decided. Business rejections are outcomes, not
 // errors: an error means the handler could not get an answer.
 type Outcome struct {
-	Status                  contract.Status // accepted or rejected
+	Status                  contract.Status // accepted, rejected or unresolved
 	MRN                     string
 	RequestID               string
 	Errors                  []contract.FieldError

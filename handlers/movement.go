@@ -56,10 +56,14 @@ var _ Handler = (*Movement)(nil)
 
 // Handle carries out one road or air submission. If req.RequestID is set,
 // an earlier delivery already submitted it and Handle only follows that
-// requestId. Otherwise it calls req.Journal.Sending before every attempt
-// that could reach Toll and req.Journal.Sent with the requestId Toll
-// returns. Update and delete act on req.Submission.MRN, which the worker
-// fills in from `after` when the producer left it out.
+// requestId. Otherwise req.Journal.Sending is called right before every
+// attempt can leave, the record released when the attempt ends without a
+// requestId, and req.Journal.Sent called with the requestId Toll returns.
+// After an attempt that may have reached Toll unanswered (in this
+// delivery, or req.Unresolved), Handle looks for the declaration at Toll
+// before sending again and after a duplicate FAILURE (see resolve.go).
+// Update and delete act on req.Submission.MRN, which the worker fills in
+// from `after` when the producer left it out.
 func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 	sub := req.Submission
 	if sub == nil {
@@ -76,12 +80,24 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 	// the attempt that counts may then meet the first one as a duplicate.
 	maybeTwice := req.Unresolved
 	if requestID == "" {
-		id, rejected, ambiguous, err := m.submit(ctx, req, log)
+		if maybeTwice {
+			// Find out before sending again, where Toll allows it.
+			if out, found := m.lookup(ctx, req, "", log); found {
+				return out, nil
+			}
+		}
+		id, rejected, found, ambiguous, err := m.submit(ctx, req, log)
 		maybeTwice = maybeTwice || ambiguous
 		if err != nil {
 			return Outcome{}, fmt.Errorf("%s %s %s: %w", m.API.Kind, sub.Operation, sub.Level, err)
 		}
+		if found != nil {
+			return *found, nil
+		}
 		if rejected != nil {
+			if maybeTwice {
+				return m.failure(ctx, req, "", rejected.Errors, log), nil
+			}
 			log.InfoContext(ctx, "toll rejected the declaration", "errors", len(rejected.Errors))
 			return Outcome{Status: contract.StatusRejected, Errors: rejected.Errors}, nil
 		}
@@ -96,11 +112,11 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("%s %s %s (requestId %s): %w", m.API.Kind, sub.Operation, sub.Level, requestID, err)
 	}
 	if v.Status == toll.ValidationFailure {
+		if maybeTwice {
+			return m.failure(ctx, req, requestID, v.Errors, log), nil
+		}
 		out := Outcome{Status: contract.StatusRejected, RequestID: requestID, Errors: v.Errors}
-		switch {
-		case maybeTwice:
-			out.Note = unresolvedNote
-		case len(v.Errors) == 0:
+		if len(v.Errors) == 0 {
 			out.Note = "Toll reported FAILURE without validation errors"
 		}
 		log.InfoContext(ctx, "toll refused the declaration", "errors", len(v.Errors))
@@ -123,16 +139,11 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 	return out, nil
 }
 
-// unresolvedNote explains a FAILURE that may be Toll meeting an earlier
-// attempt of the same submission whose answer was lost (the worker died
-// during the call, or the connection broke after the request was sent).
-const unresolvedNote = "an earlier attempt of this submission may have reached Toll without its answer reaching the worker; " +
-	"if Toll reports the document as already in use or cancelled, that attempt was most likely accepted: check with `digitoll status`"
-
 // submit sends the declaration, retrying transient failures, and records
-// the requestId. It returns either a requestId, a rejection, or an error,
-// and whether an attempt may have reached Toll unanswered.
-func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (string, *toll.RejectedError, bool, error) {
+// the requestId. It returns a requestId, a rejection, the outcome of a
+// lookup that found the declaration after a lost answer, or an error; and
+// whether an attempt may have reached Toll unanswered.
+func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (string, *toll.RejectedError, *Outcome, bool, error) {
 	sub := req.Submission
 	var mrn string
 	switch sub.Operation {
@@ -140,28 +151,46 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 	case contract.OpUpdate, contract.OpDelete:
 		mrn = sub.MRN
 		if mrn == "" {
-			return "", nil, false, fmt.Errorf("no mrn to %s: the submission has none and the MRN of its `after` submission was not filled in: %w", sub.Operation, failure.ErrPoison)
+			return "", nil, nil, false, fmt.Errorf("no mrn to %s: the submission has none and the MRN of its `after` submission was not filled in: %w", sub.Operation, failure.ErrPoison)
 		}
 	default:
-		return "", nil, false, fmt.Errorf("operation %q is not create, update or delete: %w", sub.Operation, failure.ErrPoison)
+		return "", nil, nil, false, fmt.Errorf("operation %q is not create, update or delete: %w", sub.Operation, failure.ErrPoison)
 	}
 
-	var requestID string
-	attempt := 0
-	ambiguous := false
+	var (
+		requestID string
+		found     *Outcome
+		attempt   int
+		// ambiguous: an attempt of this delivery may have reached
+		// Toll without its answer reaching us.
+		ambiguous bool
+	)
 	op := func() error {
 		attempt++
-		if req.Journal != nil {
-			if err := tokenFirst(ctx, m.Toll, m.API); err != nil {
-				return err
-			}
-			if err := req.Journal.Sending(ctx); err != nil {
-				return backoff.Permanent(fmt.Errorf("journal before sending: %w", err))
+		if ambiguous {
+			// Look before sending again: a declaration Toll holds is
+			// found, and not sent a second time.
+			if out, ok := m.lookup(ctx, req, "", log); ok {
+				found = &out
+				return backoff.Permanent(errFound)
 			}
 		}
 		log.DebugContext(ctx, "sending declaration", "attempt", attempt)
-		id, err := m.Toll.Declare(ctx, m.API, sub.Operation, sub.Level, mrn, sub.Declaration)
+		var id string
+		err := journaled(ctx, req.Journal, func(ctx context.Context) error {
+			var err error
+			id, err = m.Toll.Declare(ctx, m.API, sub.Operation, sub.Level, mrn, sub.Declaration)
+			return err
+		})
 		if err != nil {
+			if !toll.NotProcessed(err) && !isJournalErr(err) {
+				// Toll may hold the declaration (ErrAmbiguous, 500,
+				// 502, 504, …). Toll has no idempotency key: the
+				// next attempt looks for it first where it can, and
+				// a duplicate FAILURE that follows is resolved by
+				// failure.
+				ambiguous = true
+			}
 			if !retryable(err) {
 				return backoff.Permanent(err)
 			}
@@ -172,25 +201,23 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 	}
 	notify := func(err error, pause time.Duration) {
 		observer(m.Observer).CallRetried(m.API.Kind)
-		if errors.Is(err, toll.ErrAmbiguous) {
-			// Toll may hold the declaration already; sending it again is
-			// the only way to an answer (Toll has no idempotency key and
-			// no query by document number), and a duplicate FAILURE that
-			// follows carries unresolvedNote.
-			ambiguous = true
-			log.WarnContext(ctx, "no answer to a declaration Toll may have received; sending it again",
+		if ambiguous && !toll.NotProcessed(err) {
+			log.WarnContext(ctx, "no answer to a declaration Toll may have received; looking for it, else sending it again",
 				"attempt", attempt, "pause", pause, "error", err.Error())
 			return
 		}
 		log.DebugContext(ctx, "declaration failed, retrying", "attempt", attempt, "pause", pause, "error", err.Error())
 	}
 	err := m.Retry.run(ctx, op, notify)
+	if found != nil {
+		return "", nil, found, ambiguous, nil
+	}
 	var rejected *toll.RejectedError
 	if errors.As(err, &rejected) {
-		return "", rejected, ambiguous, nil
+		return "", rejected, nil, ambiguous, nil
 	}
 	if err != nil {
-		return "", nil, ambiguous, err
+		return "", nil, nil, ambiguous, err
 	}
 	log.DebugContext(ctx, "declaration sent", "requestId", requestID, "attempts", attempt)
 
@@ -198,11 +225,14 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 		jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), journalTimeout)
 		defer cancel()
 		if err := req.Journal.Sent(jctx, requestID); err != nil {
-			return "", nil, ambiguous, failure.Mark(fmt.Errorf("recording requestId %s: %w", requestID, err), failure.Transient)
+			return "", nil, nil, ambiguous, failure.Mark(fmt.Errorf("recording requestId %s: %w", requestID, err), failure.Transient)
 		}
 	}
-	return requestID, nil, ambiguous, nil
+	return requestID, nil, nil, ambiguous, nil
 }
+
+// errFound ends submit's retries when a lookup found the declaration.
+var errFound = errors.New("declaration found at Toll")
 
 // poll asks for the validation status of requestID until Toll has a
 // verdict, with growing pauses, in a span of its own (the status calls are

@@ -55,7 +55,11 @@ type fakeAPI struct {
 	status  func(n int) (toll.Validation, error)
 }
 
-func (f *fakeAPI) Declare(_ context.Context, _ toll.Movement, op contract.Operation, level contract.Level, mrn string, _ []byte) (string, error) {
+func (f *fakeAPI) Declare(ctx context.Context, _ toll.Movement, op contract.Operation, level contract.Level, mrn string, _ []byte) (string, error) {
+	// Where a real client's request would leave: the journal's Sending.
+	if err := toll.RunBeforeSend(ctx); err != nil {
+		return "", err
+	}
 	f.mu.Lock()
 	f.nDecl++
 	n := f.nDecl

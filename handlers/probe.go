@@ -3,8 +3,6 @@ package handlers
 import (
 	"context"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"github.com/digitoll/digitoll-worker/toll"
 )
 
@@ -50,21 +48,4 @@ func authorize(ctx context.Context, client any, api toll.Movement) error {
 		return nil
 	}
 	return a.Authorize(ctx, api)
-}
-
-// tokenFirst obtains the token for api's scope before a non-idempotent
-// call is recorded as being sent. A scope not granted, an unknown key or
-// Maskinporten down then fails the attempt before the journal says
-// "sending": the next delivery goes straight on, instead of waiting out
-// the send lease of a call that never left. The token is cached, so this
-// costs nothing on the common path. Errors come back as op expects them:
-// retryable ones plain, the others permanent for the retry loop.
-func tokenFirst(ctx context.Context, client any, api toll.Movement) error {
-	if err := authorize(ctx, client, api); err != nil {
-		if !retryable(err) {
-			return backoff.Permanent(err)
-		}
-		return err
-	}
-	return nil
 }

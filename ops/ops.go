@@ -1,8 +1,8 @@
 // Package ops serves what operators and orchestrators ask a running worker:
 // liveness (/healthz) and readiness (/readyz). Readiness is the worker's
-// own judgement: connected to NATS, the streams present, and no kind
-// paused by a configuration fault or an outage. A probe that fails says
-// why in its body, one line per reason.
+// own judgement: connected to NATS, the streams present, and no kind or
+// routing feed paused by a configuration fault or an outage. A probe that
+// fails says why in its body, one line per reason.
 package ops
 
 import (
@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 )
@@ -27,6 +28,23 @@ type Check func(ctx context.Context) error
 type NamedCheck struct {
 	Name  string
 	Check Check
+}
+
+// Profiles returns the routes of Go's runtime profiles under
+// /debug/pprof/, to mount with Handler's extra handlers. They are opt-in:
+// a profile shows the process's internals (command line, stacks) and a CPU
+// profile or trace costs CPU while it runs.
+func Profiles() map[string]http.Handler {
+	return map[string]http.Handler{
+		// The index also serves the named profiles: heap, goroutine,
+		// allocs, block, mutex, threadcreate.
+		"GET /debug/pprof/":        http.HandlerFunc(pprof.Index),
+		"GET /debug/pprof/cmdline": http.HandlerFunc(pprof.Cmdline),
+		"GET /debug/pprof/profile": http.HandlerFunc(pprof.Profile),
+		"GET /debug/pprof/symbol":  http.HandlerFunc(pprof.Symbol),
+		"POST /debug/pprof/symbol": http.HandlerFunc(pprof.Symbol),
+		"GET /debug/pprof/trace":   http.HandlerFunc(pprof.Trace),
+	}
 }
 
 // Handler returns the HTTP handler for /healthz and /readyz. extra

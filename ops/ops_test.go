@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -61,5 +62,34 @@ func TestReadinessFollowsItsChecks(t *testing.T) {
 	}
 	if code, body := get(t, base+"/extra"); code != http.StatusOK || body != "extra" {
 		t.Errorf("extra: %d %q", code, body)
+	}
+}
+
+// Profiles are served only where they are mounted: the index lists the
+// runtime's profiles and a named one answers; without them the paths are
+// unknown.
+func TestProfilesAreOptIn(t *testing.T) {
+	cases := []struct {
+		name  string
+		extra map[string]http.Handler
+		want  int
+	}{
+		{"mounted", ops.Profiles(), http.StatusOK},
+		{"not mounted", nil, http.StatusNotFound},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(ops.Handler(nil, tc.extra))
+			t.Cleanup(srv.Close)
+			for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
+				code, body := get(t, srv.URL+path)
+				if code != tc.want {
+					t.Fatalf("GET %s: %d, want %d", path, code, tc.want)
+				}
+				if tc.want == http.StatusOK && path == "/debug/pprof/" && !strings.Contains(body, "heap") {
+					t.Fatalf("GET %s does not list the heap profile:\n%s", path, body)
+				}
+			}
+		})
 	}
 }

@@ -59,8 +59,22 @@
 // retried with exponential backoff, honouring Retry-After, from the
 // records, so nothing is lost or repeated. Configuration failures (the
 // entry scope not granted, a token Toll refuses, the routing stream
-// missing) and permanent ones (a marker Toll no longer knows, a signal
-// without an id) cannot clear by retrying: the poller logs one error line
-// saying so and tries again after Poller.ConfigRetryDelay. An operator can
-// move a stopped poller by putting a marker into its key.
+// missing) and permanent ones (a signal without an id) cannot clear by
+// retrying: the poller logs one error line saying so, reports the feed in
+// Poller.Health (the worker's /readyz) and tries again after
+// Poller.ConfigRetryDelay. An operator can move a stopped poller by putting
+// a marker into its key.
+//
+// # A reset feed
+//
+// A marker Toll answers 400 to (toll.ErrUnknownMarker) belongs to a feed
+// that was reset: a restarted simulator, a test environment wiped. Nothing
+// after it can be asked for, so the poller logs a warning, saves the empty
+// marker and reads the feed from its beginning. Signals it published
+// before come again: within the stream's duplicate window their
+// Nats-Msg-Id drops them, after it they are stored again, which is the one
+// case in which a signal is published twice. If Toll refuses the marker
+// of that fresh start too, the feed is not reset but broken, and the
+// poller pauses it as a permanent failure instead of reading the start
+// again and again.
 package routing

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -109,8 +110,52 @@ type Poller struct {
 	Observer Observer
 
 	running atomic.Bool
+	// paused holds the feeds paused by a failure an operator must fix,
+	// for Health.
+	paused pausedFeeds
 	// hooks let tests stop the poller where a crash matters.
 	hooks hooks
+}
+
+// pausedFeeds is the reason each paused feed is paused, safe for
+// concurrent use: each feed's goroutine writes its own entry, Health reads.
+type pausedFeeds struct {
+	mu     sync.Mutex
+	reason map[contract.Feed]string
+}
+
+func (p *pausedFeeds) set(feed contract.Feed, reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reason == nil {
+		p.reason = map[contract.Feed]string{}
+	}
+	p.reason[feed] = reason
+}
+
+func (p *pausedFeeds) clear(feed contract.Feed) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.reason, feed)
+}
+
+// Health is nil while every feed is polling or retrying a transient
+// failure, and an error naming each feed paused by a failure only an
+// operator can fix (the entry scope not granted, a signal without an id),
+// with the reason, until a poll of that feed succeeds again. It is the
+// routing check of the worker's /readyz.
+func (p *Poller) Health() error {
+	p.paused.mu.Lock()
+	defer p.paused.mu.Unlock()
+	if len(p.paused.reason) == 0 {
+		return nil
+	}
+	feeds := slices.Sorted(maps.Keys(p.paused.reason))
+	parts := make([]string, len(feeds))
+	for i, f := range feeds {
+		parts[i] = fmt.Sprintf("feed %s paused: %s", f, p.paused.reason[f])
+	}
+	return errors.New(strings.Join(parts, "; "))
 }
 
 // hooks are called, when set, at the points of a page where a crash
@@ -140,6 +185,7 @@ type settings struct {
 	logger      *slog.Logger
 	observer    Observer
 	hooks       hooks
+	paused      *pausedFeeds
 }
 
 func (p *Poller) settings() (*settings, error) {
@@ -147,6 +193,7 @@ func (p *Poller) settings() (*settings, error) {
 		js: p.JetStream, kv: p.Markers, tenant: p.Tenant, feeds: slices.Clone(p.Feeds), toll: p.Toll,
 		interval: p.Interval, pageSize: p.PageSize, retryMin: p.RetryMin, retryMax: p.RetryMax,
 		configRetry: p.ConfigRetryDelay, logger: p.Logger, observer: p.Observer, hooks: p.hooks,
+		paused: &p.paused,
 	}
 	var problems []string
 	if s.js == nil {
@@ -237,6 +284,11 @@ type feedPoller struct {
 	subject string
 	key     string
 	log     *slog.Logger
+	// restarted is set when the poller went back to the start of the
+	// feed because Toll did not know its marker, until a page after a
+	// marker is read again: a marker refused even then is not the feed's
+	// reset, and restarting again would only repeat the first page.
+	restarted bool
 }
 
 // run polls until ctx is done. After any failure it forgets its place and
@@ -267,6 +319,7 @@ func (f *feedPoller) run(ctx context.Context) {
 			pause = f.failed(ctx, err, retry)
 		} else {
 			retry.Reset()
+			f.paused.clear(f.feed)
 		}
 		if wait(ctx, pause) != nil {
 			return
@@ -284,9 +337,16 @@ func (f *feedPoller) step(ctx context.Context, pl **place) (time.Duration, error
 		}
 		*pl = p
 	}
+	after := (*pl).marker
 	n, err := f.page(ctx, *pl)
+	if errors.Is(err, toll.ErrUnknownMarker) && after != "" && !f.restarted {
+		return 0, f.restart(ctx, *pl, err)
+	}
 	if err != nil {
 		return 0, err
+	}
+	if after != "" {
+		f.restarted = false
 	}
 	caughtUp := n < f.pageSize
 	f.observer.Polled(f.tenant, f.feed, n, caughtUp)
@@ -294,6 +354,24 @@ func (f *feedPoller) step(ctx context.Context, pl **place) (time.Duration, error
 		return 0, nil
 	}
 	return f.interval, nil
+}
+
+// restart moves pl to the start of the feed, whose marker Toll does not
+// know (cause): the feed was reset, as a restarted simulator's is, and
+// what it holds now can only be read from its beginning. The empty marker
+// is saved first, so that a crash before the first page resumes there too
+// (an empty marker defers to the stream only for signals fetched after
+// it, see resumeFrom). Signals already published may come again: within
+// the stream's duplicate window their Nats-Msg-Id drops them, after it
+// they are stored a second time.
+func (f *feedPoller) restart(ctx context.Context, pl *place, cause error) error {
+	f.log.WarnContext(ctx, "routing feed: Toll does not know the marker (the feed was reset); reading the feed again from the beginning, so signals may repeat",
+		"marker", pl.marker, "error", cause.Error())
+	if err := f.save(ctx, pl, ""); err != nil {
+		return err
+	}
+	f.restarted = true
+	return nil
 }
 
 // failed logs err and returns the pause before trying again.
@@ -308,6 +386,7 @@ func (f *feedPoller) failed(ctx context.Context, err error, retry *backoff.Expon
 		f.log.WarnContext(ctx, "routing feed: transient failure, retrying", "error", err.Error(), "retry_in", pause)
 		return pause
 	default:
+		f.paused.set(f.feed, "a "+class.String()+" failure that only an operator can fix: "+err.Error())
 		f.log.ErrorContext(ctx, "routing feed paused by a "+class.String()+" failure that only an operator can fix",
 			"error", err.Error(), "retry_in", f.configRetry)
 		return f.configRetry

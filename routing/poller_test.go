@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/failure"
 	"github.com/digitoll/digitoll-worker/simulator"
 	"github.com/digitoll/digitoll-worker/toll"
 )
@@ -437,6 +439,12 @@ func TestConfigurationFailureWaitsForTheFix(t *testing.T) {
 	}
 
 	e.sim.GrantScope("acme-client", scopeEntry)
+	// The poller and this test share c's token cache, which waits out a
+	// backoff after the refused fetches: read the feed once the poller
+	// has got through.
+	waitFor(t, "the poller to publish both signals", func() bool {
+		return len(e.messages(t, contract.RoutingSubject(house, "acme"))) == 2
+	})
 	want := feedSignals(t, c, house)
 	waitFor(t, "the marker of the last signal", func() bool { return e.marker(t, "acme", house) == want[len(want)-1].ID })
 	r.stop(t)
@@ -490,4 +498,100 @@ func TestEnsureBucketIsIdempotent(t *testing.T) {
 	if _, err := EnsureBucket(testCtx(t), e.js, -1); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("negative replicas: %v, want ErrInvalidConfig", err)
 	}
+}
+
+// A simulator restarted beside a kept NATS store has a fresh feed that
+// does not know the saved marker: the poller reads the new feed from its
+// beginning, says so in one warning, and publishes the new signals beside
+// the old ones, none lost to the duplicate window.
+func TestUnknownMarkerRestartsTheFeed(t *testing.T) {
+	e := newEnv(t)
+	c := e.client(t, "acme-client", scopeEntry)
+	e.addSignals(t, "acme-client", house, 4)
+	before := feedSignals(t, c, house)
+	r := start(t, e.poller("acme", c, house))
+	waitFor(t, "the marker of the last signal", func() bool { return e.marker(t, "acme", house) == before[len(before)-1].ID })
+	r.stop(t)
+
+	// The simulator restarts: same client, a new feed.
+	sim, err := simulator.Start(simulator.Config{RoutingPageSize: pageSize}, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	e.sim = sim
+	c = e.client(t, "acme-client", scopeEntry)
+	e.addSignals(t, "acme-client", house, 5)
+	after := feedSignals(t, c, house)
+	p := e.poller("acme", c, house)
+	r = start(t, p)
+	waitFor(t, "the marker of the new feed's last signal", func() bool { return e.marker(t, "acme", house) == after[len(after)-1].ID })
+	r.stop(t)
+
+	if n := strings.Count(e.logs.String(), `level=WARN msg="routing feed: Toll does not know the marker`); n != 1 {
+		t.Errorf("%d warnings about the unknown marker, want 1:\n%s", n, e.logs)
+	}
+	if strings.Contains(e.logs.String(), "level=ERROR") {
+		t.Errorf("the feed was paused:\n%s", e.logs)
+	}
+	if err := p.Health(); err != nil {
+		t.Errorf("Health after the restart: %v", err)
+	}
+	checkExactlyOnce(t, "acme", e.messages(t, contract.RoutingSubject(house, "acme")), append(before, after...))
+}
+
+// markerRefusingToll answers its feed from the start, and refuses every
+// marker: a marker refused again after going back to the start is not a
+// reset feed, and the poller pauses instead of repeating the first page.
+type markerRefusingToll struct {
+	calls atomic.Int32
+}
+
+func (m *markerRefusingToll) Routing(_ context.Context, _ contract.Feed, marker string) ([]toll.RoutingSignal, error) {
+	m.calls.Add(1)
+	if marker != "" {
+		return nil, fmt.Errorf("%w %q: HTTP 400: %w", toll.ErrUnknownMarker, marker, failure.ErrPermanent)
+	}
+	return []toll.RoutingSignal{{ID: "only", Routing: "TO_ENTRY", Raw: []byte(`{"routingResult":{"id":"only","routing":"TO_ENTRY"}}`)}}, nil
+}
+
+func TestMarkerRefusedAfterARestartPauses(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.kv.Create(testCtx(t), MarkerKey("acme", house), []byte("gone")); err != nil {
+		t.Fatal(err)
+	}
+	p := e.poller("acme", &markerRefusingToll{}, house)
+	r := start(t, p)
+	waitFor(t, "Health to report the paused feed", func() bool { return p.Health() != nil })
+	r.stop(t)
+	if err := p.Health(); !strings.Contains(err.Error(), "feed house-consignment paused") || !strings.Contains(err.Error(), "does not know the marker") {
+		t.Errorf("Health: %v", err)
+	}
+	if n := strings.Count(e.logs.String(), `msg="routing feed: Toll does not know the marker`); n != 1 {
+		t.Errorf("%d restarts from the beginning, want 1:\n%s", n, e.logs)
+	}
+	if n := len(e.messages(t, contract.RoutingSubject(house, "acme"))); n != 1 {
+		t.Errorf("%d messages, want the one signal once", n)
+	}
+}
+
+// A feed paused by a configuration failure shows in Health, naming the
+// feed and why, until a poll succeeds again.
+func TestHealthReportsAPausedFeed(t *testing.T) {
+	e := newEnv(t)
+	c := e.client(t, "acme-client", scopeRoad)
+	p := e.poller("acme", c, house, transport)
+	if err := p.Health(); err != nil {
+		t.Fatalf("Health before Run: %v", err)
+	}
+	start(t, p)
+	waitFor(t, "Health to report both feeds paused", func() bool {
+		err := p.Health()
+		return err != nil && strings.Contains(err.Error(), "feed house-consignment paused") && strings.Contains(err.Error(), "feed transport paused")
+	})
+	if err := p.Health(); !strings.Contains(err.Error(), "config failure") {
+		t.Errorf("Health does not say why: %v", err)
+	}
+	e.sim.GrantScope("acme-client", scopeEntry)
+	waitFor(t, "Health to clear once the scope is granted", func() bool { return p.Health() == nil })
 }

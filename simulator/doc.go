@@ -108,15 +108,15 @@
 // does not hold is 400. Each client has its own two feeds. When the
 // SUCCESS of a create or update of a house consignment or transport
 // becomes visible (its validation delay has passed), one signal is
-// appended to the feed of its level, with a fresh id (monotonic, but
-// opaque to clients) and routing TO_ENTRY, or TO_CONTROL when
-// TriggerControl ("SIM-CONTROL") is the value of any string field of the
-// declaration:
+// appended to the feed of its level, with a fresh id (opaque to clients;
+// a random part makes a restarted simulator's ids new) and routing
+// TO_ENTRY, or TO_CONTROL when TriggerControl ("SIM-CONTROL") is the
+// value of any string field of the declaration:
 //
 //	{"entrySummaryDeclarationMRN":"<MRN>",
 //	 "transportDocumentHouseLevel":{"referenceNumber":"HWB-0001","type":"N750"},
 //	 "activeBorderTransportMeans":{…},
-//	 "routingResult":{"id":"rt-1","routing":"TO_ENTRY","documentIssueDate":"<when visible>"}}
+//	 "routingResult":{"id":"rt-4fzq-1","routing":"TO_ENTRY","documentIssueDate":"<when visible>"}}
 //
 // A house signal carries the house's transport document, and the
 // activeBorderTransportMeans of a live transport of the same client that

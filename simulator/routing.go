@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -63,6 +64,12 @@ type routingState struct {
 	feeds   map[feedKey]*routingFeed
 	// lastID numbers signals across all feeds.
 	lastID uint64
+	// idPrefix is drawn at random per simulator, so that a restarted
+	// simulator's ids differ from its predecessor's, as a real reset feed's
+	// would: a client that kept its store (and the stream's duplicate
+	// window on "<tenant>/<id>") must not take a new signal for one it
+	// has published.
+	idPrefix string
 }
 
 // feedKey names one client's feed: each integration has its own.
@@ -278,7 +285,10 @@ func (st *state) appendSignal(key feedKey, sig routingSignal, at time.Time) {
 	rs.lastID++
 	// Monotonic and unique across feeds, but meant to be opaque: clients
 	// must page with it, never compare or compute with it.
-	sig.RoutingResult.ID = "rt-" + strconv.FormatUint(rs.lastID, 10)
+	if rs.idPrefix == "" {
+		rs.idPrefix = "rt-" + strconv.FormatUint(rand.Uint64()&0xffffff, 36) + "-"
+	}
+	sig.RoutingResult.ID = rs.idPrefix + strconv.FormatUint(rs.lastID, 10)
 	sig.RoutingResult.DocumentIssueDate = at.UTC().Format(instantLayout)
 	data, err := json.Marshal(sig)
 	if err != nil {

@@ -25,8 +25,9 @@ type TokenStats interface {
 }
 
 // WatchTokens registers the token metrics of one tenant's cache: fetches
-// (one grant and one exchange each), failed fetches, cache hits and the
-// seconds until the cached token expires, per scope.
+// (one grant and one exchange each), failed fetches, cache hits, requests
+// answered with the last failure during its backoff and the seconds until
+// the cached token expires, per scope.
 func (m *Metrics) WatchTokens(tenant string, src TokenStats) error {
 	c := &tokenCollector{src: src, now: time.Now}
 	labels := prometheus.Labels{"tenant": tenant}
@@ -36,6 +37,8 @@ func (m *Metrics) WatchTokens(tenant string, src TokenStats) error {
 		"Token fetches that failed.", []string{"scope"}, labels)
 	c.hits = prometheus.NewDesc(namespace+"_token_cache_hits_total",
 		"Token requests answered from the cache.", []string{"scope"}, labels)
+	c.backoffs = prometheus.NewDesc(namespace+"_token_backoffs_total",
+		"Token requests answered with the last failed fetch's error, without a fetch, during its backoff.", []string{"scope"}, labels)
 	c.expiry = prometheus.NewDesc(namespace+"_token_expiry_seconds",
 		"Seconds until the cached Toll token expires (absent while none is cached).", []string{"scope"}, labels)
 	if err := m.reg.Register(c); err != nil {
@@ -45,9 +48,9 @@ func (m *Metrics) WatchTokens(tenant string, src TokenStats) error {
 }
 
 type tokenCollector struct {
-	src                             TokenStats
-	now                             func() time.Time
-	fetches, failures, hits, expiry *prometheus.Desc
+	src                                       TokenStats
+	now                                       func() time.Time
+	fetches, failures, hits, backoffs, expiry *prometheus.Desc
 }
 
 // Describe implements prometheus.Collector.
@@ -55,6 +58,7 @@ func (c *tokenCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.fetches
 	ch <- c.failures
 	ch <- c.hits
+	ch <- c.backoffs
 	ch <- c.expiry
 }
 
@@ -66,6 +70,7 @@ func (c *tokenCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.fetches, prometheus.CounterValue, float64(st.Fetches), scope)
 		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(st.Failures), scope)
 		ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(st.Hits), scope)
+		ch <- prometheus.MustNewConstMetric(c.backoffs, prometheus.CounterValue, float64(st.BackedOff), scope)
 		if !st.Expiry.IsZero() {
 			ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, st.Expiry.Sub(now).Seconds(), scope)
 		}

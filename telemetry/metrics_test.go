@@ -92,7 +92,7 @@ func TestTokenAndCertificateMetrics(t *testing.T) {
 	expiry := time.Now().Add(10 * time.Minute)
 	if err := m.WatchTokens("acme", fakeTokens{
 		"toll:movement/road/v2": {Fetches: 2, Failures: 1, Hits: 40, Expiry: expiry},
-		"toll:movement/air":     {Fetches: 1, Failures: 1},
+		"toll:movement/air":     {Fetches: 1, Failures: 1, BackedOff: 7},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +115,7 @@ func TestTokenAndCertificateMetrics(t *testing.T) {
 		promtest.Key("digitoll_token_fetch_failures_total", road...):                                        1,
 		promtest.Key("digitoll_token_cache_hits_total", road...):                                            40,
 		promtest.Key("digitoll_token_fetch_failures_total", "tenant", "acme", "scope", "toll:movement/air"): 1,
+		promtest.Key("digitoll_token_backoffs_total", "tenant", "acme", "scope", "toll:movement/air"):       7,
 	} {
 		if got := s[key]; got != want {
 			t.Errorf("%s = %v, want %v", key, got, want)

@@ -29,6 +29,13 @@ type TracingConfig struct {
 	// OTEL_EXPORTER_OTLP_CERTIFICATE and OTEL_EXPORTER_OTLP_TIMEOUT
 	// variables.
 	Endpoint string
+	// EndpointIsTracesURL says that Endpoint is the full URL spans are
+	// posted to, used as it is, as the standard
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is; otherwise /v1/traces is
+	// added to it, as to OTEL_EXPORTER_OTLP_ENDPOINT.
+	EndpointIsTracesURL bool
+	// ServiceName is the service.name of the spans; empty is ServiceName.
+	ServiceName string
 	// ServiceVersion is the service.version of the spans; optional.
 	ServiceVersion string
 	// Exporter replaces the OTLP exporter when set (tests use an
@@ -48,7 +55,7 @@ func NewTracerProvider(ctx context.Context, cfg TracingConfig) (trace.TracerProv
 		if cfg.Endpoint == "" {
 			return noop.NewTracerProvider(), func(context.Context) error { return nil }, nil
 		}
-		u, err := tracesURL(cfg.Endpoint)
+		u, err := tracesURL(cfg.Endpoint, cfg.EndpointIsTracesURL)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -56,7 +63,11 @@ func NewTracerProvider(ctx context.Context, cfg TracingConfig) (trace.TracerProv
 			return nil, nil, fmt.Errorf("telemetry: OTLP exporter for %s: %w", cfg.Endpoint, err)
 		}
 	}
-	attrs := []attribute.KeyValue{attribute.String("service.name", ServiceName)}
+	name := cfg.ServiceName
+	if name == "" {
+		name = ServiceName
+	}
+	attrs := []attribute.KeyValue{attribute.String("service.name", name)}
 	if cfg.ServiceVersion != "" {
 		attrs = append(attrs, attribute.String("service.version", cfg.ServiceVersion))
 	}
@@ -69,13 +80,13 @@ func NewTracerProvider(ctx context.Context, cfg TracingConfig) (trace.TracerProv
 }
 
 // tracesURL is the traces URL of an OTLP/HTTP base URL. A URL that names
-// /v1/traces already is taken as it is.
-func tracesURL(endpoint string) (string, error) {
+// /v1/traces already is taken as it is, and so is any when asIs is set.
+func tracesURL(endpoint string, asIs bool) (string, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return "", fmt.Errorf("telemetry: OTLP endpoint %q is not an http(s) URL", endpoint)
 	}
-	if !strings.HasSuffix(u.Path, otlpTracesPath) {
+	if !asIs && !strings.HasSuffix(u.Path, otlpTracesPath) {
 		u.Path = strings.TrimRight(u.Path, "/") + otlpTracesPath
 	}
 	return u.String(), nil

@@ -26,9 +26,20 @@ func TestTracesURL(t *testing.T) {
 		"ftp://collector/":               "",
 		"http://":                        "",
 	} {
-		got, err := tracesURL(in)
+		got, err := tracesURL(in, false)
 		if (err != nil) != (want == "") || got != want {
 			t.Errorf("tracesURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is the whole URL.
+	for in, want := range map[string]string{
+		"https://ingest.example/api/spans": "https://ingest.example/api/spans",
+		"http://collector:4318":            "http://collector:4318",
+		"collector:4318":                   "",
+	} {
+		got, err := tracesURL(in, true)
+		if (err != nil) != (want == "") || got != want {
+			t.Errorf("tracesURL(%q, as is) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 }
@@ -93,6 +104,47 @@ func TestNewTracerProvider(t *testing.T) {
 	}
 	if s := strings.Join(service, ","); !strings.Contains(s, "service.name="+ServiceName) || !strings.Contains(s, "service.version=1.2.3") {
 		t.Errorf("resource %s lacks the service name or version", s)
+	}
+}
+
+// OTEL_SERVICE_NAME (as config reads it) names the service; a traces URL
+// is posted to as it is.
+func TestTracerProviderServiceNameAndTracesURL(t *testing.T) {
+	paths := make(chan string, 10)
+	services := make(chan string, 10)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req := &coltrace.ExportTraceServiceRequest{}
+		if proto.Unmarshal(body, req) == nil {
+			for _, rs := range req.GetResourceSpans() {
+				for _, a := range rs.GetResource().GetAttributes() {
+					if a.GetKey() == "service.name" {
+						services <- a.GetValue().GetStringValue()
+					}
+				}
+			}
+		}
+		paths <- r.URL.Path
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(collector.Close)
+	tp, shutdown, err := NewTracerProvider(t.Context(), TracingConfig{
+		Endpoint: collector.URL + "/ingest/spans", EndpointIsTracesURL: true, ServiceName: "customs-edge",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tp.Tracer("test").Start(t.Context(), "process road")
+	span.End()
+	if err := shutdown(t.Context()); err != nil {
+		t.Fatalf("shutdown (flush to the collector): %v", err)
+	}
+	if p := <-paths; p != "/ingest/spans" {
+		t.Errorf("spans posted to %s, want /ingest/spans", p)
+	}
+	if s := <-services; s != "customs-edge" {
+		t.Errorf("service.name %q, want customs-edge", s)
 	}
 }
 

@@ -144,17 +144,47 @@ func (c *Client) attempt(ctx context.Context, scope, method, path string, body p
 		u, err := url.Parse(strings.TrimRight(c.BaseURL, "/") + "/" + path)
 		if err == nil {
 			if err := c.Limiter.Wait(ctx, u); err != nil {
-				return nil, "", fmt.Errorf("toll: %s %s: %w", method, path, err)
+				return nil, "", fmt.Errorf("toll: %s %s: %w: %w", method, path, ErrNotSent, err)
 			}
 		}
 	}
 	token, err := c.Tokens.Token(ctx, scope)
 	if err != nil {
 		// Token errors carry their own failure class (auth marks them).
-		return nil, "", fmt.Errorf("toll: %s %s: token for scope %s: %w", method, path, scope, err)
+		return nil, "", fmt.Errorf("toll: %s %s: token for scope %s: %w: %w", method, path, scope, ErrNotSent, err)
+	}
+	if err := RunBeforeSend(ctx); err != nil {
+		return nil, "", fmt.Errorf("toll: %s %s: %w: %w", method, path, ErrNotSent, err)
 	}
 	resp, err := c.send(ctx, token, method, path, body)
 	return resp, token, err
+}
+
+// beforeSendKey carries the hook of WithBeforeSend.
+type beforeSendKey struct{}
+
+// WithBeforeSend returns a context whose Toll calls run hook right before
+// each exchange can leave: after the rate limiter's wait and the token,
+// which only the client sees (a 401 answered with a fresh token makes a
+// second exchange and a second call of hook). An error from hook ends the
+// call with an error wrapping ErrNotSent and hook's error.
+//
+// A caller that must record "this call may reach Toll" before it does
+// (the worker's send journal) records it here, so that neither a long
+// rate-limit wait nor a token failure leaves such a record behind for a
+// call that never left.
+func WithBeforeSend(ctx context.Context, hook func(context.Context) error) context.Context {
+	return context.WithValue(ctx, beforeSendKey{}, hook)
+}
+
+// RunBeforeSend runs the hook WithBeforeSend put in ctx, if any. The
+// Client calls it; another implementation of a Toll API (a test's fake)
+// calls it where its request would leave.
+func RunBeforeSend(ctx context.Context) error {
+	if hook, ok := ctx.Value(beforeSendKey{}).(func(context.Context) error); ok {
+		return hook(ctx)
+	}
+	return nil
 }
 
 // send makes one HTTP exchange. A transport failure becomes a

@@ -27,6 +27,88 @@ var ErrNotReady = errors.New("toll: validation result not ready yet")
 // with its own records whether to repeat it.
 var ErrAmbiguous = errors.New("toll: no answer to a request Toll may have processed")
 
+// ErrNotSent is wrapped by errors of calls that ended before their
+// request could leave: the rate limiter's wait, getting the token, or the
+// caller's hook (see WithBeforeSend) failed. Toll cannot have acted on
+// such a call.
+var ErrNotSent = errors.New("toll: request not sent")
+
+// NotProcessed reports whether err, from a Toll call, says for certain
+// that Toll did not act on the request, so that repeating it cannot make
+// a duplicate and no record of a call in flight needs to outlive it:
+//   - ErrNotSent: the call ended before its request could leave;
+//   - a *NetworkError that had not written the whole request (connection
+//     refused, DNS failure, a write cut short): Toll cannot act on a
+//     request it did not receive in full;
+//   - 429 Too Many Requests: refused by the rate limit before processing;
+//   - 503 Service Unavailable: Toll (or its gateway) refused the request
+//     before processing it, for overload or maintenance. This is the
+//     status's meaning in RFC 9110 and how the simulator's ErrorRate
+//     fault answers; DIGITOLL.md documents no 503 after Toll acted;
+//   - any other 4xx (400 with validation errors included): Toll answered
+//     that it refused the request, so it created nothing.
+//
+// Everything else may have reached Toll: a request written in full with
+// no answer (ErrAmbiguous), 500, 502, 504 and other 5xx (a gateway may
+// answer them after the service behind it acted, e.g. 504 after a slow
+// write), a 2xx whose answer could not be used, and errors this package
+// does not know.
+func NotProcessed(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrNotSent) {
+		return true
+	}
+	if ne, ok := errors.AsType[*NetworkError](err); ok {
+		return !ne.Written
+	}
+	if _, ok := errors.AsType[*RejectedError](err); ok {
+		return true
+	}
+	if he, ok := errors.AsType[*HTTPError](err); ok {
+		switch s := he.StatusCode; {
+		case s == http.StatusTooManyRequests, s == http.StatusServiceUnavailable:
+			return true
+		case s >= 400 && s < 500:
+			return true
+		}
+	}
+	return false
+}
+
+// earlierAttemptPhrases are the words of FAILURE descriptions by which
+// Toll refuses a declaration because of one it already holds: the
+// document number of a create is in use ("… is already in use", "One or
+// more transport documents are already submitted", DIGITOLL.md), or the
+// declaration a cancel names is cancelled already. Such a FAILURE may be
+// Toll meeting an earlier attempt of the same submission whose answer was
+// lost. The wording is the simulator's and DIGITOLL.md's; Toll documents
+// no error codes for them.
+var earlierAttemptPhrases = []string{"already in use", "already submitted", "is cancelled", "already cancelled"}
+
+// SplitEarlierAttempt separates the validation errors of a FAILURE into
+// those that may be Toll meeting an earlier attempt of the same
+// submission (see earlierAttemptPhrases) and the others.
+func SplitEarlierAttempt(errs []contract.FieldError) (earlier, other []contract.FieldError) {
+	for _, fe := range errs {
+		msg := strings.ToLower(fe.Message)
+		hit := false
+		for _, p := range earlierAttemptPhrases {
+			if strings.Contains(msg, p) {
+				hit = true
+				break
+			}
+		}
+		if hit {
+			earlier = append(earlier, fe)
+		} else {
+			other = append(other, fe)
+		}
+	}
+	return earlier, other
+}
+
 // maxErrorBody bounds how much of a response body goes into an error.
 const maxErrorBody = 300
 

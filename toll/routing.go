@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -21,6 +22,13 @@ func RoutingV1() Movement {
 		ScopeBase: EntryScopeBase,
 	}
 }
+
+// ErrUnknownMarker is wrapped by Routing's error when Toll answers 400 to
+// a request with a marker: the only thing such a request carries besides
+// the feed is the marker, so the feed does not know it (the feed was reset,
+// as a restarted simulator's is). The error stays permanent: asking again
+// with the same marker gives the same answer.
+var ErrUnknownMarker = errors.New("toll: the routing feed does not know the marker")
 
 // RoutingSignal is one signal of a routing feed. Raw is the signal as Toll
 // sent it, to be passed on unchanged; ID and Routing are read from it for
@@ -44,7 +52,8 @@ type RoutingSignal struct {
 // A signal without routingResult.id is a permanent protocol error: the
 // feed cannot be paged past it, and asking again gives the same answer.
 // Other failures are *HTTPError or *NetworkError, classified as for every
-// call; a marker Toll does not know gives a permanent 400.
+// call; a marker Toll does not know gives a permanent 400, which also wraps
+// ErrUnknownMarker.
 func (c *Client) Routing(ctx context.Context, feed contract.Feed, marker string) ([]RoutingSignal, error) {
 	switch feed {
 	case contract.FeedHouseConsignment, contract.FeedTransport:
@@ -57,6 +66,10 @@ func (c *Client) Routing(ctx context.Context, feed contract.Feed, marker string)
 		path += "?marker=" + url.QueryEscape(marker)
 	}
 	resp, err := c.do(ctx, api, http.MethodGet, path, nil)
+	var he *HTTPError
+	if marker != "" && errors.As(err, &he) && he.StatusCode == http.StatusBadRequest {
+		return nil, fmt.Errorf("%w %q: %w", ErrUnknownMarker, marker, err)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -29,15 +29,28 @@ func afterWait(delivery int) time.Duration { return Backoff(afterWaitMin, afterW
 // transport it presents). It returns
 //   - wait: no result yet; the message has been handed back (or
 //     dead-lettered at its deadline) and the caller stops;
-//   - out: the earlier submission was not accepted and this one needs its
-//     MRN: the outcome is a rejection that says so, with no Toll call;
+//   - out: the earlier submission was dead-lettered, or ended without
+//     being accepted: the outcome is a rejection that says so on the
+//     field "after", with no Toll call;
 //   - otherwise the submission to send, with MRN filled in from the
 //     earlier result when the producer left it out.
+//
+// A dead-lettered predecessor answers its successors at once instead of
+// letting them wait a day for a result that comes only if an operator
+// replays it. Replaying it still works (the replay is processed like any
+// submission), but the successors answered meanwhile keep their
+// rejection: upstream sends them again under new ids.
 func (j *job) awaitAfter(sub *contract.Submission) (resolved *contract.Submission, out *handlers.Outcome, wait bool) {
-	prev, err := j.findResult(sub.After)
+	prev, dead, err := j.findResult(sub.After)
 	if err != nil {
 		j.fail(err, j.d.receivedAt.Add(j.w.cfg.MessageDeadline))
 		return nil, nil, true
+	}
+	if prev == nil && dead {
+		j.log.Info("the submission named in after was dead-lettered; rejecting this one without a Toll call", "after", sub.After)
+		return nil, afterRefused(fmt.Sprintf(
+			"not sent to Toll: the submission it names, %s, was dead-lettered; once %s is replayed or resent and accepted, send this one again under a new id",
+			sub.After, sub.After)), false
 	}
 	if prev == nil {
 		deadline := j.d.receivedAt.Add(j.w.cfg.MessageDeadline)
@@ -53,16 +66,19 @@ func (j *job) awaitAfter(sub *contract.Submission) (resolved *contract.Submissio
 		return nil, nil, true
 	}
 	needsMRN := sub.MRN == "" && sub.Operation != contract.OpCreate && sub.Operation != contract.OpUpload
+	if needsMRN && (prev.Status != contract.StatusAccepted || prev.MRN == "") {
+		return nil, afterRefused(fmt.Sprintf(
+			"%s has no MRN to act on: the submission it names, %s, ended %s", sub.Operation, sub.After, prev.Status)), false
+	}
+	if prev.Status != contract.StatusAccepted {
+		// Sending it anyway would act out of the order upstream asked
+		// for: what it follows did not happen.
+		return nil, afterRefused(fmt.Sprintf(
+			"not sent to Toll: the submission it names, %s, ended %s; once %s is accepted, send this one again under a new id",
+			sub.After, prev.Status, sub.After)), false
+	}
 	if !needsMRN {
 		return sub, nil, false
-	}
-	if prev.Status != contract.StatusAccepted || prev.MRN == "" {
-		return nil, &handlers.Outcome{
-			Status: contract.StatusRejected,
-			Errors: []contract.FieldError{{Path: "after", Message: fmt.Sprintf(
-				"%s has no MRN to act on: the submission it names, %s, ended %s", sub.Operation, sub.After, prev.Status)}},
-			Note: "not sent to Toll",
-		}, false
 	}
 	cp := *sub
 	cp.MRN = prev.MRN
@@ -71,10 +87,22 @@ func (j *job) awaitAfter(sub *contract.Submission) (resolved *contract.Submissio
 	return &cp, nil, false
 }
 
+// afterRefused is the rejection of a submission whose `after` cannot be
+// followed.
+func afterRefused(msg string) *handlers.Outcome {
+	return &handlers.Outcome{
+		Status: contract.StatusRejected,
+		Errors: []contract.FieldError{{Path: "after", Message: msg}},
+		Note:   "not sent to Toll",
+	}
+}
+
 // findResult returns the recorded result of the tenant's submission id,
-// of any kind, or nil when there is none yet. The message's own kind is
-// looked at first: that is where `after` points nearly always.
-func (j *job) findResult(id string) (*contract.Result, error) {
+// of any kind, or nil when there is none yet; dead is true when there is
+// none but a submission of that id was dead-lettered (and not replayed
+// since). The message's own kind is looked at first: that is where
+// `after` points nearly always.
+func (j *job) findResult(id string) (res *contract.Result, dead bool, err error) {
 	kinds := append([]contract.Kind{j.d.kind}, contract.Kinds()...)
 	seen := map[contract.Kind]bool{}
 	for _, k := range kinds {
@@ -86,11 +114,14 @@ func (j *job) findResult(id string) (*contract.Result, error) {
 		st, _, err := loadState(ctx, j.r.kv, stateKey(j.d.tenant, k, id))
 		cancel()
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if st != nil && st.Phase == phaseDone && st.Result != nil {
-			return st.Result, nil
+			return st.Result, false, nil
+		}
+		if st != nil && st.Phase == phaseDeadLettered {
+			dead = true
 		}
 	}
-	return nil, nil
+	return nil, dead, nil
 }

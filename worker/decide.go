@@ -12,6 +12,9 @@ const (
 	reasonPermanentHTTP    = "permanent-http"
 	reasonDeadline         = "deadline"
 	reasonRetriesExhausted = "retries-exhausted"
+	// reasonPanic: the handler panicked on the message; the stack is in
+	// the worker's log.
+	reasonPanic = "panic"
 )
 
 // shutdownNakDelay is the redelivery delay of a message whose handler was

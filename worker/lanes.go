@@ -62,15 +62,24 @@ type TenantNotifier interface {
 }
 
 // lane is what one durable consumer delivers: one tenant's submissions of
-// one kind, or with tenant "" every tenant's submissions of the kind.
+// one kind, or with tenant "" every tenant's submissions of the kind; or,
+// with subject set, a stray subject.
 type lane struct {
 	kind   contract.Kind
 	tenant string
+	// subject makes a stray lane: one subject of the submit stream that no
+	// kind's consumer can match (an unknown kind, too few or too many
+	// tokens), whose messages are dead-lettered "malformed". Its kind is
+	// contract.InvalidKind. Both modes run stray lanes (see strays).
+	subject string
 }
 
 // consumer is the lane's durable consumer name.
 func (l lane) consumer() string {
-	if l.tenant == "" {
+	switch {
+	case l.subject != "":
+		return StrayConsumerName(l.subject)
+	case l.tenant == "":
 		return ConsumerName(l.kind)
 	}
 	return LaneConsumerName(l.kind, l.tenant)
@@ -78,17 +87,53 @@ func (l lane) consumer() string {
 
 // filter is the lane's subject filter.
 func (l lane) filter() string {
-	if l.tenant == "" {
+	switch {
+	case l.subject != "":
+		return l.subject
+	case l.tenant == "":
 		return contract.SubmitFilter(l.kind)
 	}
 	return contract.SubmitSubject(l.kind, l.tenant)
 }
 
 func (l lane) String() string {
-	if l.tenant == "" {
+	switch {
+	case l.subject != "":
+		return "stray subject " + l.subject
+	case l.tenant == "":
 		return string(l.kind)
 	}
 	return "tenant " + l.tenant + "'s " + string(l.kind)
+}
+
+// Strays: a producer may publish to any subject under digitoll.submit.>,
+// and the stream stores it, but the consumers filter
+// digitoll.submit.<kind>.<tenant> of the kinds this worker knows: a
+// message on digitoll.submit.ship.default or
+// digitoll.submit.road.default.extra would sit in the work queue forever,
+// with no result and no dead letter. Every LaneSync the worker lists the
+// stream's subjects holding messages (the same look lanes take) and gives
+// each such stray subject a consumer of its own, filtered on exactly that
+// subject, which overlaps no kind's or lane's filter; its messages are
+// dead-lettered "malformed", and the lane stops once the subject is empty.
+
+// StrayConsumerName is the durable consumer of a stray submit subject:
+// digitoll-stray_<digest of the subject>. No kind is named "stray", so it
+// is never taken for a kind's or a lane's consumer.
+func StrayConsumerName(subject string) string {
+	sum := sha256.Sum256([]byte(subject))
+	return "digitoll-stray_" + hex.EncodeToString(sum[:8])
+}
+
+// stray reports whether subject is one no kind's consumer can match: not
+// digitoll.submit.<known kind>.<token>.
+func stray(subject string) bool {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 4 || parts[0] != "digitoll" || parts[1] != "submit" {
+		return true
+	}
+	_, err := contract.ParseKind(parts[2])
+	return err != nil
 }
 
 // LaneConsumerName is the durable consumer of tenant's submissions of kind
@@ -176,9 +221,15 @@ func (w *Worker) stopLane(r *run, l lane) {
 }
 
 // wantedLanes are the lanes of the configured tenants, with their caps
-// set in r's slots.
+// set in r's slots; without Tenants, the consumer of each kind.
 func (w *Worker) wantedLanes(r *run, known map[string]bool) map[lane]bool {
 	want := map[lane]bool{}
+	if w.cfg.Tenants == nil {
+		for k := range w.cfg.Handlers {
+			want[lane{kind: k}] = true
+		}
+		return want
+	}
 	seen := map[string]bool{}
 	for _, t := range w.cfg.Tenants.Tenants() {
 		seen[t.Name] = true
@@ -207,9 +258,10 @@ func (w *Worker) wantedLanes(r *run, known map[string]bool) map[lane]bool {
 
 // waitingLanes lists the lanes whose subjects hold messages, from the
 // submit stream's per-subject counts (a work queue holds exactly the
-// messages not yet acknowledged). Subjects that no lane can consume (not
-// digitoll.submit.<kind>.<token>, or a kind without a handler) are left
-// out.
+// messages not yet acknowledged): the stray lane of every stray subject
+// and, serving tenants, the lane of every digitoll.submit.<kind>.<token>
+// of a kind with a handler. Without Tenants, the kinds' consumers take the
+// rest; a kind without a handler is left to the processes that have one.
 func (w *Worker) waitingLanes(ctx context.Context) (map[lane]uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
 	defer cancel()
@@ -223,14 +275,18 @@ func (w *Worker) waitingLanes(ctx context.Context) (map[lane]uint64, error) {
 	}
 	out := map[lane]uint64{}
 	for subject, n := range info.State.Subjects {
+		if n == 0 {
+			continue
+		}
+		if stray(subject) {
+			out[lane{kind: contract.InvalidKind, subject: subject}] = n
+			continue
+		}
+		if w.cfg.Tenants == nil {
+			continue
+		}
 		parts := strings.Split(subject, ".")
-		if len(parts) != 4 || n == 0 {
-			continue
-		}
-		kind, err := contract.ParseKind(parts[2])
-		if err != nil {
-			continue
-		}
+		kind, _ := contract.ParseKind(parts[2])
 		if _, ok := w.cfg.Handlers[kind]; ok {
 			out[lane{kind: kind, tenant: parts[3]}] = n
 		}
@@ -278,7 +334,10 @@ func (w *Worker) syncLanes(ctx context.Context, r *run, known map[string]bool) {
 		w.stopLane(r, l)
 	}
 	for _, l := range start {
-		if !configured[l] {
+		switch {
+		case l.subject != "":
+			w.log.Warn("consuming "+l.String()+" to dead-letter what it holds: no kind's consumer matches it", "consumer", l.consumer(), "messages", waiting[l])
+		case !configured[l]:
 			w.log.Info("consuming "+l.String()+" to answer what its subject holds: the tenant is not configured for it", "consumer", l.consumer(), "messages", waiting[l])
 		}
 		w.startLane(r, l, nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,9 @@ type job struct {
 	// outcome is how the delivery ended, one of the Outcome* constants.
 	outcome string
 	journal *journal // nil until the submission parsed
+	// noResult: the dead letter gets no dead-lettered result, because the
+	// id's one result belongs to another submission (see idReused).
+	noResult bool
 	// loggedRequestID and loggedMRN are the requestId and MRN already
 	// among log's attributes.
 	loggedRequestID string
@@ -137,6 +141,7 @@ func (j *job) run() {
 		if j.d.id != "" {
 			j.log = j.log.With("id", j.d.id)
 			j.span.SetAttributes(attribute.String("digitoll.id", j.d.id))
+			j.recordMalformed(tenant)
 		}
 		j.deadLetter(reasonMalformed, err)
 		return
@@ -155,7 +160,13 @@ func (j *job) run() {
 		j.fail(err, deadline)
 		return
 	}
+	digest := submissionDigest(j.msg.Data())
+	if st != nil && st.Digest != "" && st.Digest != digest {
+		j.idReused(st, digest)
+		return
+	}
 	j.journal = newJournal(j.r.kv, key, st, rev, j.d.seq, j.d.delivery, j.w.cfg.Now)
+	j.journal.digest = digest
 	req := handlers.Request{
 		Tenant:     tenant,
 		Kind:       j.d.kind,
@@ -202,11 +213,22 @@ func (j *job) run() {
 		req.RequestID = st.RequestID
 		j.withRequestID(st.RequestID)
 		j.log.Debug("resuming the recorded Toll request")
+	case startFresh:
+		if st != nil && st.MaybeSent {
+			// An earlier attempt ended without an answer and released
+			// the record: nothing is in flight, but Toll may hold it.
+			j.log.Info("an earlier attempt may have reached Toll without its answer; submitting again and finding out")
+			req.Unresolved = true
+		}
 	}
 
 	now := j.w.cfg.Now()
 	if !now.Before(deadline) {
 		j.deadLetter(reasonDeadline, fmt.Errorf("message deadline %s passed before attempt %d", deadline.UTC().Format(time.RFC3339), j.d.delivery))
+		return
+	}
+	if err := j.admit(); err != nil {
+		j.refuseTenant(err)
 		return
 	}
 	if req.RequestID == "" && sub.After != "" {
@@ -221,9 +243,12 @@ func (j *job) run() {
 			return
 		}
 		req.Submission = resolved
+		if resolved.Operation == contract.OpCreate {
+			req.AfterMRN = j.afterMRN(resolved.After)
+		}
 	}
 	hctx, hcancel := context.WithDeadline(j.ctx, deadline)
-	out, herr := j.w.cfg.Handlers[j.d.kind].Handle(hctx, req)
+	out, herr := j.handle(hctx, req)
 	if n, last := j.journal.SentRefusals(); n > 0 {
 		j.log.Warn("recording Toll's requestId failed and was retried until it was stored or the time ran out",
 			"attempts", n+1, "error", last)
@@ -234,8 +259,8 @@ func (j *job) run() {
 		j.leave()
 		return
 	}
-	if herr == nil && out.Status != contract.StatusAccepted && out.Status != contract.StatusRejected {
-		herr = failure.Mark(fmt.Errorf("handler returned status %q, want accepted or rejected", out.Status), failure.Permanent)
+	if herr == nil && out.Status != contract.StatusAccepted && out.Status != contract.StatusRejected && out.Status != contract.StatusUnresolved {
+		herr = failure.Mark(fmt.Errorf("handler returned status %q, want accepted, rejected or unresolved", out.Status), failure.Permanent)
 	}
 	if herr != nil {
 		if j.r.handlerCtx.Err() == nil {
@@ -246,6 +271,36 @@ func (j *job) run() {
 	}
 	j.w.succeeded(j.lane)
 	j.complete(out)
+}
+
+// afterMRN is the MRN of the accepted result of the tenant's submission
+// id of the message's own kind, or "": for a create, the parent it may
+// have been declared under (handlers.Request.AfterMRN); a master's or
+// house's parent is a declaration of the same API. A failed read only
+// costs the lookup that the MRN would allow after a lost answer.
+func (j *job) afterMRN(id string) string {
+	ctx, cancel := j.opCtx()
+	defer cancel()
+	st, _, err := loadState(ctx, j.r.kv, stateKey(j.d.tenant, j.d.kind, id))
+	if err != nil || st == nil || st.Phase != phaseDone || st.Result == nil || st.Result.Status != contract.StatusAccepted {
+		return ""
+	}
+	return st.Result.MRN
+}
+
+// handle runs the kind's handler on req. A handler that panics has met a
+// message it cannot cope with, and every redelivery of that message would
+// crash the worker that takes it, one after another: the panic becomes a
+// poison error instead, so the message is dead-lettered with reason
+// "panic" and the stack, which the DLQ entry should not carry, is logged.
+func (j *job) handle(ctx context.Context, req handlers.Request) (out handlers.Outcome, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			j.log.Error("the handler panicked; the message is dead-lettered", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			out, err = handlers.Outcome{}, failure.WithReason(fmt.Errorf("the %s handler panicked: %v", j.d.kind, v), failure.Poison, reasonPanic)
+		}
+	}()
+	return j.w.cfg.Handlers[j.d.kind].Handle(ctx, req)
 }
 
 // complete records, publishes and acks the result of an outcome.
@@ -329,6 +384,9 @@ func (j *job) fail(err error, deadline time.Time) {
 			cause = CauseConfiguration
 			// The remedy is logged once, when the kind is paused.
 			j.log.Info("configuration fault; the message is kept and retried", "error", err, "retryIn", a.delay)
+		case errors.Is(err, handlers.ErrFileMissing):
+			cause = CauseMissingObject
+			j.log.Info("the submission names a file that is not stored (yet); retrying until its grace passes", "error", err, "retryIn", a.delay)
 		default:
 			j.log.Info("transient failure; retrying later", "error", err, "retryIn", a.delay)
 		}
@@ -357,7 +415,7 @@ func (j *job) deadLetter(reason string, cause error) {
 		requestID = j.journal.RequestID()
 	}
 	j.withRequestID(requestID)
-	if err == nil && j.d.tenant != "" && j.d.id != "" {
+	if err == nil && j.d.tenant != "" && j.d.id != "" && !j.noResult {
 		var rm *nats.Msg
 		rm, err = resultMsg(j.ctx, deadLetterResult(j.d, reason, errText, requestID, now), j.msg.Headers())
 		if err == nil {

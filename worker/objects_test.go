@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,4 +252,108 @@ func TestObjectReader(t *testing.T) {
 			t.Errorf("%v, want a permanent failure", err)
 		}
 	})
+}
+
+func documentBody(id, object string) []byte {
+	return fmt.Appendf(nil, `{"id":%q,"operation":"upload","document":{"declarationId":"123456789-01092023-1","documentType":"faktura","filename":"scan.pdf","object":%q}}`, id, object)
+}
+
+// Submissions naming objects that are not stored are the producer's
+// mistake, not an outage: they wait for their object a bounded time and
+// are then dead-lettered naming it, while the document kind is never
+// paused and other documents go through, one whose object is stored late
+// included.
+func TestMissingObjectsNeverPauseTheKind(t *testing.T) {
+	e := newEnv(t)
+	h, sim := documentHandler(t, e)
+	h.MissingFileGrace = 1500 * time.Millisecond
+	const threshold = 2
+	obs := &fakeObserver{}
+	r := runWorker(t, e.js, Config{
+		Observer:        obs,
+		Handlers:        map[contract.Kind]handlers.Handler{contract.KindDocument: h},
+		Concurrency:     8,
+		RetryDelay:      func(int) time.Duration { return 50 * time.Millisecond },
+		OutageThreshold: threshold,
+		ProbeInterval:   50 * time.Millisecond,
+		PauseFor:        5 * time.Second,
+	})
+	// Watch the kind's health for the whole test, as /readyz would.
+	var everPaused atomic.Value
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if err := r.w.KindHealth(contract.KindDocument); err != nil && everPaused.Load() == nil {
+				everPaused.Store(err.Error())
+			}
+			select {
+			case <-watchCtx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+
+	subject := contract.SubmitSubject(contract.KindDocument, contract.DefaultTenant)
+	const missing = 5
+	for i := range missing {
+		submit(t, e.js, subject, "", documentBody(fmt.Sprintf("missing-%d", i), fmt.Sprintf("default/missing/%d.pdf", i)), nil)
+	}
+	submit(t, e.js, subject, "", documentBody("late", "default/late/scan.pdf"), nil)
+	// Many more failures in a row than the threshold, then the late
+	// object arrives and a good document is sent.
+	retriedMissing := func() int {
+		_, events := obs.snapshot()
+		n := 0
+		for _, ev := range events {
+			if ev == "retried document/"+contract.DefaultTenant+" "+CauseMissingObject {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 20*time.Second, "the missing objects to be retried", func() bool {
+		return retriedMissing() >= 3*threshold
+	})
+	putObject(t, e.js, "default/late/scan.pdf", 2, 1000)
+	putObject(t, e.js, "default/good/scan.pdf", 3, 1000)
+	submit(t, e.js, subject, "", documentBody("good", "default/good/scan.pdf"), nil)
+
+	results := map[string]contract.Result{}
+	for _, m := range collect(t, e.js, contract.StreamResults, contract.ResultSubject(contract.KindDocument, contract.DefaultTenant), missing+2, 30*time.Second) {
+		res := decodeResult(t, m)
+		results[res.ID] = res
+	}
+	stopWatching()
+	<-watched
+	if msg := everPaused.Load(); msg != nil {
+		t.Errorf("the document kind was unhealthy: %v", msg)
+	}
+	for _, id := range []string{"late", "good"} {
+		if results[id].Status != contract.StatusAccepted {
+			t.Errorf("%s: %+v, want accepted", id, results[id])
+		}
+	}
+	for i := range missing {
+		id := fmt.Sprintf("missing-%d", i)
+		res := results[id]
+		if res.Status != contract.StatusDeadLettered || !strings.Contains(res.Note, fmt.Sprintf("default/missing/%d.pdf", i)) || res.Attempts < threshold {
+			t.Errorf("%s: %+v, want dead-lettered after retries, naming its object", id, res)
+		}
+	}
+	for _, m := range collect(t, e.js, contract.StreamDLQ, contract.SubjectsDLQ, missing, 10*time.Second) {
+		if got := m.Headers().Get(contract.HeaderDLQReason); got != reasonMalformed {
+			t.Errorf("dead letter reason %q, want %q (%s)", got, reasonMalformed, m.Headers().Get(contract.HeaderDLQError))
+		}
+	}
+	if consumerPaused(t, e, contract.KindDocument) {
+		t.Error("the document consumer is paused on the server")
+	}
+	if docs := sim.Documents(); len(docs) != 2 {
+		t.Errorf("Toll received %d documents, want the late and the good one", len(docs))
+	}
 }

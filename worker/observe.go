@@ -39,6 +39,10 @@ const (
 	// OutcomeAccepted and OutcomeRejected: the result was published.
 	OutcomeAccepted = string(contract.StatusAccepted)
 	OutcomeRejected = string(contract.StatusRejected)
+	// OutcomeUnresolved: the result was published; Toll may hold the
+	// declaration but the worker could not find out (see
+	// contract.StatusUnresolved).
+	OutcomeUnresolved = string(contract.StatusUnresolved)
 	// OutcomeDeadLettered: the message went to the DLQ.
 	OutcomeDeadLettered = string(contract.StatusDeadLettered)
 	// OutcomeRetried: handed back for a later delivery (see the Cause*).
@@ -64,6 +68,10 @@ const (
 	// CauseLease: an earlier delivery began a Toll call recently and may
 	// still be making it; this one waits for that call's lease to lapse.
 	CauseLease = "lease"
+	// CauseMissingObject: the document's file is not in the documents
+	// bucket (yet); it is retried until its grace passes, then
+	// dead-lettered. The submission's fault, never an outage.
+	CauseMissingObject = "missing-object"
 )
 
 // tracerName names the worker's tracer.

@@ -110,6 +110,10 @@ func (w *Worker) Status() []KindStatus {
 	w.gates.mu.Lock()
 	out := make([]KindStatus, 0, len(w.gates.m))
 	for l, g := range w.gates.m {
+		if l.subject != "" {
+			// A stray lane only dead-letters; it has no health.
+			continue
+		}
 		g.mu.Lock()
 		out = append(out, KindStatus{Kind: l.kind, Tenant: l.tenant, Paused: g.paused, Reason: g.reason, Since: g.since, Error: g.errText})
 		g.mu.Unlock()
@@ -138,9 +142,11 @@ func (w *Worker) succeeded(l lane) {
 // tenant's submissions of one kind: a tenant whose scope is not granted
 // is paused on its own.
 func (w *Worker) failed(r *run, l lane, err error) {
-	if errors.Is(err, errSuperseded) || errors.Is(err, handlers.ErrPending) {
-		// Neither says anything about the lane's health: another
-		// worker took the message, or Toll is still validating.
+	if errors.Is(err, errSuperseded) || errors.Is(err, handlers.ErrPending) || errors.Is(err, handlers.ErrFileMissing) {
+		// None says anything about the lane's health: another worker
+		// took the message, Toll is still validating, or the message
+		// names a file its producer has not stored (yet). One
+		// producer's mistake must not pause everyone's documents.
 		return
 	}
 	ctx, consuming := r.laneCtx(l)

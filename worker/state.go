@@ -23,6 +23,14 @@ const (
 	// phaseSent: Toll answered with RequestID; a redelivery follows that
 	// request and never sends again.
 	phaseSent = "sent"
+	// phaseIdle: no Toll call is in flight and no requestId is known. A
+	// call that certainly did not reach Toll (refused before processing:
+	// 429, 503, connection refused, rate-limit wait, token failure; see
+	// toll.NotProcessed) or that ended without an answer writes it, so
+	// that the next delivery goes on at once instead of waiting out the
+	// send lease that protects a call still under way. MaybeSent keeps
+	// what an unanswered call leaves: Toll may hold the declaration.
+	phaseIdle = "idle"
 	// phaseDone: Result is final and was (or is about to be) published.
 	phaseDone = "done"
 	// phaseDeadLettered: the message with stream sequence Seq went to the
@@ -34,8 +42,13 @@ const (
 
 // state is the JSON record of one submission in StateBucket.
 type state struct {
-	Phase     string           `json:"phase"`
-	RequestID string           `json:"requestId,omitempty"`
+	Phase     string `json:"phase"`
+	RequestID string `json:"requestId,omitempty"`
+	// MaybeSent: an earlier attempt of the submission may have reached
+	// Toll without its answer being recorded (its answer was lost, or a
+	// delivery died during the call), so a later attempt must read a
+	// duplicate FAILURE as possibly its own (handlers.Request.Unresolved).
+	MaybeSent bool             `json:"maybeSent,omitempty"`
 	Result    *contract.Result `json:"result,omitempty"`
 	UpdatedAt time.Time        `json:"updatedAt"`
 	// Seq and Delivery identify the delivery that wrote the record, so
@@ -43,6 +56,11 @@ type state struct {
 	// the same message knows it is stale (see stateAction).
 	Seq      uint64 `json:"seq,omitempty"`
 	Delivery int    `json:"delivery,omitempty"`
+	// Digest identifies the submission that owns the id (see
+	// submissionDigest): a later message with the same id and another
+	// digest is another submission, not a repeat. Empty in records of
+	// unreadable messages and of versions before it.
+	Digest string `json:"digest,omitempty"`
 }
 
 // stateKey is the KV key of a submission: "<tenant>.<kind>.<id>", the id
@@ -86,11 +104,16 @@ type journal struct {
 	seq      uint64
 	delivery int
 	now      func() time.Time
+	// digest is the submission's, stored with every write.
+	digest string
 
 	mu         sync.Mutex
 	rev        uint64
 	requestID  string
 	superseded bool
+	// maybeSent: an attempt of this submission, in this delivery or an
+	// earlier one, may have reached Toll unanswered (state.MaybeSent).
+	maybeSent bool
 	// sentRefusals counts failed attempts of Sent; lastRefusal is the
 	// last one's error.
 	sentRefusals int
@@ -101,6 +124,9 @@ func newJournal(kv jetstream.KeyValue, key string, st *state, rev, seq uint64, d
 	j := &journal{kv: kv, key: key, seq: seq, delivery: delivery, now: now, rev: rev}
 	if st != nil {
 		j.requestID = st.RequestID
+		// A sending record that a delivery finds is an earlier call
+		// whose answer was never recorded.
+		j.maybeSent = st.MaybeSent || st.Phase == phaseSending
 	}
 	return j
 }
@@ -108,6 +134,26 @@ func newJournal(kv jetstream.KeyValue, key string, st *state, rev, seq uint64, d
 // Sending records that a non-idempotent Toll call is about to be made.
 func (j *journal) Sending(ctx context.Context) error {
 	return j.write(ctx, state{Phase: phaseSending})
+}
+
+// Release records that the call Sending announced is over without a
+// requestId: refused before Toll processed it, or (maybeSent) without an
+// answer although Toll may have acted. Nothing is in flight any more, so
+// a redelivery starts at once rather than waiting out the send lease;
+// maybeSent is kept in the record for every later attempt.
+func (j *journal) Release(ctx context.Context, maybeSent bool) error {
+	j.mu.Lock()
+	j.maybeSent = j.maybeSent || maybeSent
+	j.mu.Unlock()
+	return j.write(ctx, state{Phase: phaseIdle})
+}
+
+// MaybeSent reports whether an attempt of the submission may have reached
+// Toll without its answer being recorded.
+func (j *journal) MaybeSent() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.maybeSent
 }
 
 // Sent records the requestId Toll answered with. It is the one record that
@@ -235,9 +281,13 @@ func (j *journal) write(ctx context.Context, st state) error {
 	if st.RequestID == "" {
 		st.RequestID = j.requestID
 	}
+	if st.Phase == phaseSending || st.Phase == phaseIdle {
+		st.MaybeSent = j.maybeSent
+	}
 	st.UpdatedAt = j.now().UTC()
 	st.Seq = j.seq
 	st.Delivery = j.delivery
+	st.Digest = j.digest
 	data, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("encode state %s: %w", j.key, err)
@@ -266,7 +316,8 @@ func (j *journal) write(ctx context.Context, st state) error {
 type stateAction int
 
 const (
-	// startFresh: no record, or one that says nothing was sent.
+	// startFresh: no record, or one that says nothing is in flight (an
+	// idle record may still say MaybeSent).
 	startFresh stateAction = iota + 1
 	// startAfterCrash: a record in phase sending from an earlier delivery:
 	// that worker died during the Toll call itself.

@@ -47,23 +47,23 @@ const (
 	// maxBuffer caps the messages the client library holds per kind
 	// before a slot is free for them (see bufferSize).
 	maxBuffer = 64
-	// pullHeartbeat is how often the server tells a waiting pull request
-	// that it is still there. The client library (nats.go v1.55 and
-	// v1.56) can lose a pull: when the last message a pull asked for is
-	// taken by Next before the library's pulling goroutine has marked
-	// that request sent, the next Next sees a request still in flight,
-	// asks for nothing, and waits for messages no request will bring.
-	// With a buffer of one message (bufferSize of a cap below 8) it
-	// happens about once in 500 messages on a loaded machine. Only a
-	// missing heartbeat, after twice this, ends the silence: the
-	// library's default of 15 s held the lane's messages for 30 s.
+	// pullExpiry and pullHeartbeat shape each pull request. The client
+	// library counts the messages it asked for and not yet received, and
+	// asks again only when that count is low; if the server's answer that
+	// ends a request is lost (the library drops what arrives while its
+	// buffer is full, as it is while every slot is busy), the count stays
+	// high, nothing is asked for, and the lane receives nothing until the
+	// library notices the missing heartbeats, 2×pullHeartbeat later, and
+	// forgets the count (nats.go issue #1622). The library's defaults
+	// (30 s requests, 15 s heartbeats) made that a 30 s stall; these make
+	// it 4 s, after which the lane pulls anew (see consume). A request
+	// lasting twice the heartbeat, as the defaults do, keeps the server's
+	// answers to it as few as they can be (a heartbeat and its end), so
+	// that few are lost. The price is one request and its two answers per
+	// idle lane every 4 s.
+	pullExpiry    = 4 * time.Second
 	pullHeartbeat = 2 * time.Second
 )
-
-// errPullLost is consume's answer when its iterator went silent after
-// messages came: the library lost its pull (see pullHeartbeat), and a
-// fresh iterator on the same consumer pulls again.
-var errPullLost = errors.New("the pull went silent after messages came")
 
 // ErrAlreadyRunning is returned by a second call of Run.
 var ErrAlreadyRunning = errors.New("worker is already running")
@@ -79,6 +79,9 @@ type Worker struct {
 	policy  policy
 	gates   *gates
 	running atomic.Bool
+	// pullExpiry and pullHeartbeat are the constants of the same names;
+	// tests change them to provoke lost answers.
+	pullExpiry, pullHeartbeat time.Duration
 }
 
 // New checks cfg and returns a worker; nothing is contacted until Run.
@@ -105,6 +108,9 @@ func New(js jetstream.JetStream, cfg Config) (*Worker, error) {
 		tracer: cfg.TracerProvider.Tracer(tracerName),
 		policy: policy{retryDelay: cfg.RetryDelay, configRetryDelay: cfg.ConfigRetryDelay},
 		gates:  newGates(),
+
+		pullExpiry:    pullExpiry,
+		pullHeartbeat: pullHeartbeat,
 	}, nil
 }
 
@@ -128,7 +134,7 @@ func (w *Worker) consumerConfig(l lane) jetstream.ConsumerConfig {
 		MaxAckPending: w.cfg.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
-	if l.tenant != "" {
+	if l.tenant != "" || l.subject != "" {
 		cfg.InactiveThreshold = laneInactivity
 	}
 	return cfg
@@ -198,28 +204,23 @@ func (w *Worker) run(ctx context.Context) error {
 	defer r.probers.Wait()
 
 	// The lanes to start with: each kind's, or every configured tenant's
-	// and every subject's with messages waiting. Their consumers are made
-	// now, so that a worker that cannot make them does not start.
+	// and every subject's with messages waiting; in both modes every stray
+	// subject's. Their consumers are made now, so that a worker that
+	// cannot make them does not start.
 	known := map[string]bool{}
 	var start []lane
-	if w.cfg.Tenants == nil {
-		for k := range w.cfg.Handlers {
-			start = append(start, lane{kind: k})
+	want := w.wantedLanes(r, known)
+	waiting, err := w.waitingLanes(ctx)
+	if err != nil {
+		return fmt.Errorf("read the subjects of stream %s: %w", contract.StreamSubmit, err)
+	}
+	for l, n := range waiting {
+		if n > 0 {
+			want[l] = true
 		}
-	} else {
-		want := w.wantedLanes(r, known)
-		waiting, err := w.waitingLanes(ctx)
-		if err != nil {
-			return fmt.Errorf("read the subjects of stream %s: %w", contract.StreamSubmit, err)
-		}
-		for l, n := range waiting {
-			if n > 0 {
-				want[l] = true
-			}
-		}
-		for l := range want {
-			start = append(start, l)
-		}
+	}
+	for l := range want {
+		start = append(start, l)
 	}
 	slices.SortFunc(start, func(a, b lane) int { return strings.Compare(a.consumer(), b.consumer()) })
 	consumers, err := w.createConsumers(ctx, start)
@@ -233,14 +234,17 @@ func (w *Worker) run(ctx context.Context) error {
 	if w.cfg.Tenants != nil {
 		w.log.Info("worker started", "lanes", len(start), "tenants", len(known), "concurrency", w.cfg.Concurrency,
 			"tenantConcurrency", w.cfg.TenantConcurrency, "ackWait", w.cfg.AckWait)
-		manager.Go(func() { w.runLanes(pullCtx, r, known) })
 	} else {
 		kinds := make([]contract.Kind, 0, len(start))
 		for _, l := range start {
-			kinds = append(kinds, l.kind)
+			if l.subject == "" {
+				kinds = append(kinds, l.kind)
+			}
 		}
 		w.log.Info("worker started", "kinds", kinds, "concurrency", w.cfg.Concurrency, "ackWait", w.cfg.AckWait)
 	}
+	// Without Tenants too: stray subjects are found the same way.
+	manager.Go(func() { w.runLanes(pullCtx, r, known) })
 
 	<-pullCtx.Done()
 	manager.Wait()
@@ -341,7 +345,8 @@ func (w *Worker) pull(ctx context.Context, r *run, l lane, cons jetstream.Consum
 				continue
 			}
 		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(bufferSize(buffer)), jetstream.PullHeartbeat(pullHeartbeat))
+		it, err := cons.Messages(jetstream.PullMaxMessages(bufferSize(buffer)),
+			jetstream.PullExpiry(w.pullExpiry), jetstream.PullHeartbeat(w.pullHeartbeat))
 		if err == nil {
 			ackWait := cons.CachedInfo().Config.AckWait
 			// A resumed consumer does not answer pull requests made while
@@ -363,10 +368,6 @@ func (w *Worker) pull(ctx context.Context, r *run, l lane, cons jetstream.Consum
 			}
 			if err == nil {
 				log.Debug("pulling anew after a resume")
-				continue
-			}
-			if errors.Is(err, errPullLost) {
-				log.Debug("pulling anew: " + err.Error())
 				continue
 			}
 			wait = repullMin
@@ -392,23 +393,27 @@ func (w *Worker) consume(ctx context.Context, r *run, l lane, it jetstream.Messa
 	if ackWait <= 0 {
 		ackWait = w.cfg.AckWait
 	}
-	got := false
+	var missedAt time.Time
 	for {
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if got && errors.Is(err, jetstream.ErrNoHeartbeat) {
-				// Silence after messages is a pull the library lost
-				// (see pullHeartbeat): pull anew on the same consumer.
-				// Silence from the first pull may be a consumer gone:
-				// the error makes pull create it again.
-				return errPullLost
+			// A heartbeat missed again within 3 heartbeats of the last
+			// miss means no heartbeat came in between: the server does
+			// not answer at all, and the caller re-creates the consumer.
+			again := !missedAt.IsZero() && time.Since(missedAt) < 3*w.pullHeartbeat
+			if errors.Is(err, jetstream.ErrNoHeartbeat) && !again {
+				// The library has forgotten the pull requests it was
+				// counting on; the next Next asks anew at once.
+				w.log.Debug("no heartbeat from the server; pulling anew", "consumer", l.consumer())
+				missedAt = time.Now()
+				continue
 			}
 			return err
 		}
-		got = true
+		missedAt = time.Time{}
 		hb := startHeartbeat(msg, max(ackWait/3, minHeartbeat))
 		release, ok := r.slots.acquire(ctx, l)
 		if ok && ctx.Err() != nil {

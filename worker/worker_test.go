@@ -282,6 +282,9 @@ func TestFailuresThatEndInTheDLQ(t *testing.T) {
 		{"poison", Config{}, func(context.Context, handlers.Request) (handlers.Outcome, error) {
 			return handlers.Outcome{}, fmt.Errorf("document object missing: %w", failure.ErrPoison)
 		}, reasonMalformed, 1},
+		{"panic", Config{}, func(context.Context, handlers.Request) (handlers.Outcome, error) {
+			panic("a handler bug this message triggers")
+		}, reasonPanic, 1},
 		{"deadline", Config{MessageDeadline: time.Hour, Now: deadlineClock.Now}, func(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
 			deadlineClock.Advance(2 * time.Hour)
 			return transient(ctx, req)

@@ -74,21 +74,26 @@ func runConfigCheck(ctx context.Context, env *environment, args []string) error 
 		fs.Usage()
 		return errUsage
 	}
-	if errors.Is(err, config.ErrInvalid) {
-		c := &checker{w: env.stdout}
-		c.fail("settings", "%s", err)
-		return c.result()
-	}
-	if err = parseError(err); err != nil {
-		return err
+	if cfg == nil {
+		return parseError(err)
 	}
 	printSettings(env, fs, cfg)
 	fmt.Fprintln(env.stdout, "\nChecks:")
 	c := &checker{w: env.stdout, now: time.Now()}
-	if err := cfg.Validate(); err != nil {
-		c.fail("settings", "%s", err)
+	// The settings that do not parse and those that do not fit together
+	// are reported all at once, as `digitoll run` reports them.
+	if problems := config.Problems(config.JoinProblems(err, cfg.Validate())); len(problems) > 0 {
+		for _, p := range problems {
+			c.fail("settings", "%s", p)
+		}
 	} else {
 		c.ok("settings", "consistent")
+	}
+	for _, w := range cfg.Ignored() {
+		c.warn("settings", "%s", w)
+	}
+	for _, w := range unknownVariables(env) {
+		c.warn("environment", "%s", w)
 	}
 	if cfg.TenantsFile != "" {
 		// The tenants' keys and scopes are checked one tenant at a time.
@@ -128,6 +133,8 @@ func printSettings(env *environment, fs *flag.FlagSet, cfg *config.Config) {
 			source = "flag --" + s.Flag
 		case env.getenv(s.Env) != "":
 			source = "environment"
+		case cfg.BorrowedFrom(s.Env) != "":
+			source = "from " + cfg.BorrowedFrom(s.Env)
 		case s.Default != "":
 			source = "default"
 		case v != "":
@@ -179,27 +186,20 @@ func (c *checker) result() error {
 }
 
 // secretFile checks that a file holding a secret can be read by the
-// worker and by nobody else: readable by everyone fails, by the group
-// warns. It reports whether the file is readable.
+// worker and by nobody else: readable by everyone fails (as it stops
+// `digitoll run`), by the group warns. It reports whether the file is
+// readable.
 func (c *checker) secretFile(name, env, path string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		c.fail(name, "%s: cannot read %s: %v", env, path, errors.Unwrap(err))
-		return false
-	}
-	info, err := f.Stat()
-	f.Close()
-	if err != nil {
+	mode, group, err := config.PrivateFile(path)
+	switch {
+	case err != nil && mode == 0: // cannot be read
 		c.fail(name, "%s: %v", env, err)
 		return false
-	}
-	mode := info.Mode().Perm()
-	switch {
+	case err != nil: // readable, by everyone
+		c.fail(name, "%s: %v", env, err)
 	case runtime.GOOS == "windows":
 		c.ok(name, "%s: %s readable (permissions not checked on Windows)", env, path)
-	case mode&0o004 != 0:
-		c.fail(name, "%s: %s is readable by everyone (mode %04o): chmod 600 %s", env, path, mode, path)
-	case mode&0o040 != 0:
+	case group:
 		c.warn(name, "%s: %s is readable by its group (mode %04o): chmod 600 %s unless the group is only the worker", env, path, mode, path)
 	default:
 		c.ok(name, "%s: %s readable, mode %04o", env, path, mode)

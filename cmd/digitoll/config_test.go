@@ -164,3 +164,87 @@ func TestConfigUsage(t *testing.T) {
 		t.Errorf("--help: exit %d %s", code, out)
 	}
 }
+
+// `digitoll run` stops on what `config check` fails, reports every bad
+// setting at once, and warns about what has no effect, as `config check`
+// does.
+func TestRunReportsTheConfiguration(t *testing.T) {
+	ca := pkitest.NewCA(t, "business-ca")
+	good := ca.Issue(t, "acme", pkitest.LeafOptions{RSA: true})
+	groupKey := copyWithMode(t, good.KeyFile, 0o640)
+	tenants := filepath.Join(t.TempDir(), "tenants.yaml")
+	if err := os.WriteFile(tenants, []byte("tenants:\n  - name: acme\n    organisationNumber: \"912345678\"\n    clientId: acme-client\n    keyFile: "+good.KeyFile+"\n    keyId: k1\n    kinds: [road]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := func(set map[string]string) map[string]string {
+		vars := map[string]string{
+			"DIGITOLL_CLIENT_ID": "acme-integration", "DIGITOLL_KEY_FILE": good.KeyFile, "DIGITOLL_KEY_ID": "k1",
+			// Connecting fails at once, after the configuration is read.
+			"DIGITOLL_NATS_URL": "nats://127.0.0.1:1", "DIGITOLL_HTTP_ADDR": "off",
+		}
+		for k, v := range set {
+			vars[k] = v
+		}
+		return vars
+	}
+	tests := []struct {
+		name       string
+		vars       map[string]string
+		wantStderr []string
+	}{
+		{"world-readable key", base(map[string]string{"DIGITOLL_KEY_FILE": copyWithMode(t, good.KeyFile, 0o644)}),
+			[]string{"DIGITOLL_KEY_FILE: ", "is readable by everyone (mode 0644): chmod 600"}},
+		{"every bad setting at once", base(map[string]string{"DIGITOLL_CONCURRENCY": "lots", "DIGITOLL_ACK_WAIT": "soon", "DIGITOLL_CLIENT_ID": ""}),
+			[]string{"DIGITOLL_CONCURRENCY (--concurrency)", "DIGITOLL_ACK_WAIT (--ack-wait)", "DIGITOLL_CLIENT_ID: is required"}},
+		{"a typo of a missing setting", base(map[string]string{"DIGITOLL_CLIENT_ID": "", "DIGITOLL_CLIENTID": "acme-integration"}),
+			[]string{"warning: DIGITOLL_CLIENTID is not a setting of digitoll; it is ignored (did you mean DIGITOLL_CLIENT_ID?)", "DIGITOLL_CLIENT_ID: is required"}},
+		{"unknown variable", base(map[string]string{"DIGITOLL_CONCURENCY": "8"}),
+			[]string{"DIGITOLL_CONCURENCY is not a setting of digitoll; it is ignored (did you mean DIGITOLL_CONCURRENCY?)", "connect to NATS"}},
+		{"group-readable key", base(map[string]string{"DIGITOLL_KEY_FILE": groupKey}),
+			[]string{"is readable by its group (mode 0640)", "connect to NATS"}},
+		{"NATS_URL without DIGITOLL_NATS_URL", base(map[string]string{"DIGITOLL_NATS_URL": "", "NATS_URL": "nats://127.0.0.1:1"}),
+			[]string{"NATS: nats://127.0.0.1:1", "from=NATS_URL", "connect to NATS at nats://127.0.0.1:1"}},
+		{"the standard OTLP variables", base(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:1", "OTEL_SERVICE_NAME": "edge"}),
+			[]string{"traces: http://127.0.0.1:1", "from=OTEL_EXPORTER_OTLP_ENDPOINT"}},
+		{"tenants file with single-tenant settings", base(map[string]string{"DIGITOLL_TENANTS_FILE": tenants}),
+			[]string{"DIGITOLL_CLIENT_ID, DIGITOLL_KEY_FILE, DIGITOLL_KEY_ID are ignored: DIGITOLL_TENANTS_FILE is set"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, out, errOut := testEnv(tt.vars)
+			if code := run(context.Background(), env, []string{"run"}); code != 1 {
+				t.Errorf("exit %d, want 1", code)
+			}
+			for _, w := range tt.wantStderr {
+				if !strings.Contains(errOut.String(), w) {
+					t.Errorf("stderr lacks %q", w)
+				}
+			}
+			if t.Failed() {
+				t.Logf("stdout:\n%s\nstderr:\n%s", out, errOut)
+			}
+		})
+	}
+}
+
+func TestConfigCheckWarnsAboutWhatHasNoEffect(t *testing.T) {
+	ca := pkitest.NewCA(t, "business-ca")
+	good := ca.Issue(t, "acme", pkitest.LeafOptions{RSA: true})
+	env, out, _ := testEnv(map[string]string{
+		"DIGITOLL_CLIENT_ID": "acme-integration", "DIGITOLL_KEY_FILE": good.KeyFile, "DIGITOLL_CERT_FILE": good.ChainFile,
+		"DIGITOLL_NATS_DIR": t.TempDir(), "DIGITOLL_KIND": "air", "DIGITOLL_MASKINPORTEN_ISSUER": "https://test.maskinporten.no",
+	})
+	if code := run(context.Background(), env, []string{"config", "check"}); code != 0 {
+		t.Errorf("exit %d, want 0:\n%s", code, out)
+	}
+	for _, w := range []string{
+		"! environment        DIGITOLL_KIND is not a setting of digitoll; it is ignored (did you mean DIGITOLL_KINDS?)",
+		// The issuer without its slash is the issuer with it.
+		"DIGITOLL_MASKINPORTEN_ISSUER     https://test.maskinporten.no/",
+		"✓ settings           consistent",
+	} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+}

@@ -78,7 +78,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		"DIGITOLL_ENV":       string(config.EnvSim),
 		"DIGITOLL_SIM_URL":   sim.URL(),
 		"DIGITOLL_SIM_DIR":   simDir,
-		"DIGITOLL_NATS_URL":  "",
+		"DIGITOLL_NATS_URL":  config.EmbeddedNATS,
 		"DIGITOLL_NATS_DIR":  filepath.Join(*dir, "nats"),
 		"DIGITOLL_NATS_PORT": fmt.Sprint(*natsPort),
 		"DIGITOLL_KINDS":     kindList(demoKinds()),

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/term"
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/dlq"
@@ -73,7 +74,7 @@ func addFilterFlags(fs *flag.FlagSet) filterFlags {
 	return filterFlags{
 		kind:   fs.String("kind", "", "only this kind: road, air, entry or document"),
 		tenant: fs.String("tenant", "", "only this tenant ("+contract.InvalidTenant+": messages whose subject named no valid tenant)"),
-		reason: fs.String("reason", "", "only this reason: malformed, unsupported, too-large, retries-exhausted, deadline, permanent-http"),
+		reason: fs.String("reason", "", "only this reason: malformed, unsupported, too-large, retries-exhausted, deadline, permanent-http, panic"),
 		since:  fs.String("since", "", "only entries dead-lettered since then: an age (90m, 2h, 7d) or an RFC 3339 time"),
 	}
 }
@@ -185,7 +186,7 @@ func runDLQList(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "dlq list", "[flags]\n\nLists the dead letters, oldest first, without removing any.")
 	ff := addFilterFlags(fs)
 	asJSON := fs.Bool("json", false, "print each entry as one JSON line, with its headers and body")
-	nf := addNATSFlags(fs)
+	nf := addNATSFlags(env, fs)
 	f, conn, err := filteredDLQ(env, fs, ff, nf, args)
 	if err != nil {
 		return err
@@ -222,7 +223,7 @@ func runDLQList(ctx context.Context, env *environment, args []string) error {
 func runDLQShow(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "dlq show", "[flags] SEQ\n\nPrints the dead letter with stream sequence SEQ (see `digitoll dlq list`): its headers and body.")
 	asJSON := fs.Bool("json", false, "print the entry as one JSON line")
-	nf := addNATSFlags(fs)
+	nf := addNATSFlags(env, fs)
 	if err := applyEnv(env, fs); err != nil {
 		return err
 	}
@@ -270,7 +271,7 @@ func runDLQReplay(ctx context.Context, env *environment, args []string) error {
 		"Nats-Msg-Id is <tenant>/<id>/replay/<seq>, so replaying one entry twice queues it once.")
 	all := fs.Bool("all", false, "replay every dead letter the filters select")
 	ff := addFilterFlags(fs)
-	nf := addNATSFlags(fs)
+	nf := addNATSFlags(env, fs)
 	if err := applyEnv(env, fs); err != nil {
 		return err
 	}
@@ -332,7 +333,7 @@ func runDLQPurge(ctx context.Context, env *environment, args []string) error {
 		"Asks first; without a terminal it needs --yes.")
 	ff := addFilterFlags(fs)
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	nf := addNATSFlags(fs)
+	nf := addNATSFlags(env, fs)
 	f, conn, err := filteredDLQ(env, fs, ff, nf, args)
 	if err != nil {
 		return err
@@ -390,15 +391,16 @@ func oneSeq(args []string) (uint64, error) {
 // terminal is a reader that knows whether it is an interactive terminal.
 type terminal interface{ IsTerminal() bool }
 
-// isTerminal reports whether a question may be asked on r: a character
-// device (a terminal), or a reader that says it is one.
+// isTerminal reports whether a question may be asked on r: a terminal,
+// or a reader that says it is one. Being a character device is not
+// enough: /dev/null is one, and a purge run from a script with stdin
+// redirected from it must not read its end of file as an answer.
 func isTerminal(r io.Reader) bool {
 	switch v := r.(type) {
 	case terminal:
 		return v.IsTerminal()
 	case *os.File:
-		fi, err := v.Stat()
-		return err == nil && fi.Mode()&os.ModeCharDevice != 0
+		return term.IsTerminal(int(v.Fd()))
 	}
 	return false
 }

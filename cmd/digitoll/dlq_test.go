@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestDLQCommandLine(t *testing.T) {
 		{"replay with both", []string{"dlq", "replay", "3", "--all"}, 2, "", "not both"},
 		{"replay with filters but no --all", []string{"dlq", "replay", "--tenant", "acme", "3"}, 2, "", "for --all"},
 		{"purge with an argument", []string{"dlq", "purge", "all"}, 2, "", `unexpected argument "all"`},
-		{"empty NATS URL", []string{"dlq", "list", "--nats-url", ""}, 1, "", "--nats-url is empty"},
+		{"embedded is for the worker", []string{"dlq", "list", "--nats-url", "embedded"}, 1, "", "DIGITOLL_NATS_URL (--nats-url): the worker's embedded server is reached at its URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -297,6 +298,31 @@ func TestDLQPurge(t *testing.T) {
 	code, _, errOut := s.run(t, strings.NewReader("y\n"), "purge")
 	if code != 1 || !strings.Contains(errOut, "refusing to purge 4 dead letters without confirmation") {
 		t.Fatalf("purge without a terminal: exit %d, %s", code, errOut)
+	}
+	// Real files that are not terminals: /dev/null (a character device,
+	// which once passed for a terminal) and a pipe holding a yes.
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { devNull.Close() })
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pr.Close() })
+	if _, err := pw.WriteString("y\n"); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	for name, stdin := range map[string]*os.File{"/dev/null": devNull, "a pipe": pr} {
+		code, _, errOut := s.run(t, stdin, "purge")
+		if code != 1 || !strings.Contains(errOut, "stdin is not a terminal; pass --yes") {
+			t.Fatalf("purge with stdin from %s: exit %d, %s", name, code, errOut)
+		}
+	}
+	if got := len(s.seqs(t)); got != 4 {
+		t.Fatalf("%d dead letters left after refused purges, want 4", got)
 	}
 	code, out, errOut := s.run(t, fakeTerminal{strings.NewReader("n\n")}, "purge", "--tenant", "acme")
 	if code != 0 || !strings.Contains(errOut, "Purge 2 dead letters? [y/N]") || !strings.Contains(out, "Nothing purged.") {

@@ -31,6 +31,9 @@ type environment struct {
 	getenv         func(string) string
 	// stdin answers questions (`dlq purge`); nil reads as not a terminal.
 	stdin io.Reader
+	// environ lists the variables as "NAME=value", for the warning about
+	// DIGITOLL_* variables that nothing reads; nil lists none.
+	environ func() []string
 }
 
 func commands() []command {
@@ -46,6 +49,7 @@ func commands() []command {
 		{"config", "check the configuration: settings, key and certificate, endpoints, NATS (--online: tokens)", runConfig},
 		{"healthcheck", "exit 0 when the worker's /readyz answers 200 (the container's health check)", runHealthcheck},
 		{"bench", "measure the worker against NATS and the simulator; prints one table", runBench},
+		{"version", "print the version, commit and Go version of this binary (also --version)", runVersion},
 	}
 }
 
@@ -54,7 +58,7 @@ var errUsage = errors.New("usage")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, &environment{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, stdin: os.Stdin}, os.Args[1:])
+	code := run(ctx, &environment{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, stdin: os.Stdin, environ: os.Environ}, os.Args[1:])
 	stop()
 	os.Exit(code)
 }
@@ -68,6 +72,9 @@ func run(ctx context.Context, env *environment, args []string) int {
 			return 2
 		}
 		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = []string{"version"}
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {

@@ -10,7 +10,27 @@ import (
 
 func testEnv(vars map[string]string) (*environment, *buftest.Buffer, *buftest.Buffer) {
 	out, errOut := &buftest.Buffer{}, &buftest.Buffer{}
-	return &environment{stdout: out, stderr: errOut, getenv: func(k string) string { return vars[k] }}, out, errOut
+	// An embedded server on the default port 4222 cannot start while
+	// anything else on the machine (another test binary, a digitoll run by
+	// hand) holds it: unless a test says otherwise, it takes a free port.
+	const port, anyPort = "DIGITOLL_NATS_PORT", "-1"
+	getenv := func(k string) string {
+		if v, ok := vars[k]; ok || k != port {
+			return v
+		}
+		return anyPort
+	}
+	environ := func() []string {
+		var kv []string
+		for k, v := range vars {
+			kv = append(kv, k+"="+v)
+		}
+		if _, ok := vars[port]; !ok {
+			kv = append(kv, port+"="+anyPort)
+		}
+		return kv
+	}
+	return &environment{stdout: out, stderr: errOut, getenv: getenv, environ: environ}, out, errOut
 }
 
 func TestCommandLine(t *testing.T) {

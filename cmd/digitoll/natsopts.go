@@ -34,11 +34,17 @@ func natsSecurity(c config.NATS, embedded *broker.Server) ([]nats.Option, error)
 		}
 		opts = append(opts, o)
 	case c.User != "":
-		password, err := readSecretFile(c.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("DIGITOLL_NATS_PASSWORD_FILE: %w", err)
+		password := c.Password // from a nats context
+		if password == "" {
+			p, err := readSecretFile(c.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("DIGITOLL_NATS_PASSWORD_FILE: %w", err)
+			}
+			password = p
 		}
 		opts = append(opts, nats.UserInfo(c.User, password))
+	case c.Token != "": // from a nats context
+		opts = append(opts, nats.Token(c.Token))
 	}
 	if embedded != nil {
 		return append(opts, inProcess(embedded)), nil
@@ -213,29 +219,40 @@ func natsHint(err error) string {
 // natsFlags are the connection flags of the commands that talk to the
 // worker's NATS server (publish, results, dlq): the worker's NATS client
 // settings, each also read from its variable by applyEnv.
-type natsFlags map[string]*string
+type natsFlags struct {
+	env   *environment
+	flags map[string]*string
+}
 
-func addNATSFlags(fs *flag.FlagSet) natsFlags {
-	nf := natsFlags{}
+func addNATSFlags(env *environment, fs *flag.FlagSet) natsFlags {
+	nf := natsFlags{env: env, flags: map[string]*string{}}
 	for _, s := range config.NATSClientSettings() {
-		def, usage := s.Default, s.Usage
+		usage := s.Usage
 		if s.Env == "DIGITOLL_NATS_URL" {
-			def, usage = nats.DefaultURL, "NATS server URL(s) of the worker"
+			usage = "NATS server URL(s) of the worker; unset: $NATS_URL, else the selected nats context, else " + config.DefaultNATSURL
 		}
-		nf[s.Env] = fs.String(s.Flag, def, usage+" ($"+s.Env+")")
+		nf.flags[s.Env] = fs.String(s.Flag, s.Default, usage+" ($"+s.Env+")")
 	}
 	return nf
 }
 
 // config checks the flags as `digitoll run` would check the same
-// variables.
+// variables, and says on stderr where the server's URL came from when no
+// setting of digitoll gave it.
 func (nf natsFlags) config() (config.NATS, error) {
-	return config.ParseNATS(func(env string) string {
-		if v, ok := nf[env]; ok {
+	c, err := config.ParseNATS(func(env string) string {
+		if v, ok := nf.flags[env]; ok {
 			return *v
 		}
 		return ""
-	})
+	}, nf.env.getenv)
+	if err != nil {
+		return config.NATS{}, err
+	}
+	if c.Source != "" && c.Source != "DIGITOLL_NATS_URL" {
+		fmt.Fprintf(nf.env.stderr, "NATS at %s, from %s\n", redactURL(c.URL), c.Source)
+	}
+	return c, nil
 }
 
 // connect connects to the worker's server.

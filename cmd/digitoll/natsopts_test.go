@@ -278,3 +278,66 @@ func TestNATSHint(t *testing.T) {
 		}
 	}
 }
+
+// The client commands find the worker's server from NATS_URL, or from the
+// nats CLI's selected context, when DIGITOLL_NATS_URL is unset, and say
+// which.
+func TestClientCommandsFindNATSAsTheCLIDoes(t *testing.T) {
+	srv, _ := natsWithStreams(t)
+	xdg := t.TempDir()
+	ctxDir := filepath.Join(xdg, "nats", "context")
+	if err := os.MkdirAll(ctxDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, ctxDir, "local.json", []byte(`{"description":"test","url":"`+srv.ClientURL()+`"}`))
+	writeFile(t, filepath.Join(xdg, "nats"), "context.txt", []byte("local"))
+	for _, tt := range []struct {
+		name       string
+		vars       map[string]string
+		wantStderr string
+	}{
+		{"NATS_URL", map[string]string{"NATS_URL": srv.ClientURL(), "XDG_CONFIG_HOME": xdg}, "NATS at " + srv.ClientURL() + ", from NATS_URL"},
+		{"selected context", map[string]string{"XDG_CONFIG_HOME": xdg}, "NATS at " + srv.ClientURL() + `, from nats context "local"`},
+		{"DIGITOLL_NATS_URL wins, silently", map[string]string{"DIGITOLL_NATS_URL": srv.ClientURL(), "NATS_URL": "nats://127.0.0.1:1", "XDG_CONFIG_HOME": xdg}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env, out, errOut := testEnv(tt.vars)
+			if code := run(t.Context(), env, []string{"dlq", "list"}); code != 0 {
+				t.Fatalf("exit %d\nstderr: %s", code, errOut)
+			}
+			if !strings.Contains(out.String(), "0 dead letters") {
+				t.Errorf("stdout: %s", out)
+			}
+			if tt.wantStderr == "" && errOut.String() != "" || !strings.Contains(errOut.String(), tt.wantStderr) {
+				t.Errorf("stderr %q, want %q", errOut, tt.wantStderr)
+			}
+		})
+	}
+}
+
+// A nats context holds its password or token itself; the connection
+// presents them.
+func TestNATSSecurityFromAContext(t *testing.T) {
+	for _, tt := range []struct {
+		name                  string
+		c                     config.NATS
+		user, password, token string
+	}{
+		{"user and password", config.NATS{User: "worker", Password: "s3cret"}, "worker", "s3cret", ""},
+		{"token", config.NATS{Token: "tok"}, "", "", "tok"},
+	} {
+		opts, err := natsSecurity(tt.c, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		var o nats.Options
+		for _, opt := range opts {
+			if err := opt(&o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if o.User != tt.user || o.Password != tt.password || o.Token != tt.token {
+			t.Errorf("%s: user %q password %q token %q", tt.name, o.User, o.Password, o.Token)
+		}
+	}
+}

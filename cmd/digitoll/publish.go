@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,12 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,7 +43,7 @@ func runPublish(ctx context.Context, env *environment, args []string) error {
 		"publishing the same file again is a duplicate.")
 	kindName := fs.String("kind", "road", "kind of the submissions: road, air, entry or document ($DIGITOLL_PUBLISH_KIND)")
 	tenant := fs.String("tenant", contract.DefaultTenant, "tenant the submissions belong to ($DIGITOLL_TENANT)")
-	nf := addNATSFlags(fs)
+	nf := addNATSFlags(env, fs)
 	noCheck := fs.Bool("no-check", false, "publish files even if they do not parse as submissions (to exercise the DLQ)")
 	declarationID := fs.String("declaration-id", "", "upload the FILEs as documents of this goods declaration (e.g. 123456789-01092023-1)")
 	documentType := fs.String("document-type", "", "type of the uploaded documents: "+strings.Join(toll.DocumentTypes(), ", "))
@@ -82,7 +85,10 @@ func runPublish(ctx context.Context, env *environment, args []string) error {
 
 // publishSubmissions publishes submission files as they are.
 func publishSubmissions(ctx context.Context, env *environment, nc config.NATS, kind contract.Kind, tenant string, args []string, noCheck bool) error {
-	files, err := submissionFiles(args)
+	files, skipped, err := submissionFiles(args)
+	for _, sk := range skipped {
+		fmt.Fprintf(env.stderr, "skipped %s: %s\n", sk.path, sk.why)
+	}
 	if err != nil {
 		return err
 	}
@@ -103,7 +109,7 @@ func publishSubmissions(ctx context.Context, env *environment, nc config.NATS, k
 		case noCheck:
 			ids[i] = fmt.Sprintf("unchecked-%d-%s", time.Now().UnixNano(), filepath.Base(f))
 		default:
-			return fmt.Errorf("%s: %w (use --no-check to publish it anyway)", f, err)
+			return fmt.Errorf("%s: %w (use --no-check to publish it anyway)", jsonPosition(f, b), err)
 		}
 	}
 
@@ -337,13 +343,19 @@ func (p *progress) abort() {
 	fmt.Fprintf(p.env.stdout, "published %d files to %s before the error\n", p.n, p.subject)
 }
 
-// submissionFiles expands directories into their *.json files, sorted.
-func submissionFiles(args []string) ([]string, error) {
+// skippedFile is an entry of a directory that publish leaves out, and why.
+type skippedFile struct{ path, why string }
+
+// submissionFiles expands directories into their *.json files, sorted,
+// and lists the entries of the directories it leaves out: other files and
+// subdirectories (which are not searched).
+func submissionFiles(args []string) ([]string, []skippedFile, error) {
 	var out []string
+	var skipped []skippedFile
 	for _, a := range args {
 		st, err := os.Stat(a)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !st.IsDir() {
 			out = append(out, a)
@@ -351,19 +363,52 @@ func submissionFiles(args []string) ([]string, error) {
 		}
 		entries, err := os.ReadDir(a)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		var names []string
 		for _, e := range entries {
-			if !e.IsDir() && strings.HasSuffix(e.Name(), ".json") {
-				names = append(names, filepath.Join(a, e.Name()))
+			p := filepath.Join(a, e.Name())
+			switch {
+			case e.IsDir():
+				skipped = append(skipped, skippedFile{p, "a directory (only the *.json files directly in " + a + " are published)"})
+			case !strings.HasSuffix(e.Name(), ".json"):
+				skipped = append(skipped, skippedFile{p, "not a *.json file"})
+			case !e.Type().IsRegular() && e.Type()&fs.ModeSymlink == 0:
+				skipped = append(skipped, skippedFile{p, "not a regular file"})
+			default:
+				names = append(names, p)
 			}
 		}
 		if len(names) == 0 {
-			return nil, errors.New(a + " holds no *.json files")
+			return nil, skipped, errors.New(a + " holds no *.json files")
 		}
 		sort.Strings(names)
 		out = append(out, names...)
 	}
-	return out, nil
+	return out, skipped, nil
+}
+
+// jsonPosition names where in file the JSON of data stops making sense,
+// as file:line:column (the column counted in characters, from 1), so that
+// an editor can jump there; it is file alone when data is valid JSON or
+// the problem has no place (an unknown field, a missing id).
+func jsonPosition(file string, data []byte) string {
+	var v any
+	err := json.Unmarshal(data, &v)
+	var syntax *json.SyntaxError
+	if !errors.As(err, &syntax) {
+		return file
+	}
+	line, col := lineColumn(data, syntax.Offset)
+	return fmt.Sprintf("%s:%d:%d", file, line, col)
+}
+
+// lineColumn is the line and column, from 1, of the byte the JSON decoder
+// stopped at: its offset counts the bytes read, the bad one included.
+func lineColumn(data []byte, offset int64) (line, col int) {
+	at := int(min(max(offset-1, 0), int64(len(data))))
+	before := data[:at]
+	line = 1 + bytes.Count(before, []byte("\n"))
+	start := bytes.LastIndexByte(before, '\n') + 1
+	return line, utf8.RuneCount(before[start:]) + 1
 }

@@ -215,3 +215,90 @@ func TestProgressBar(t *testing.T) {
 		t.Error("a line per file was printed with the bar")
 	}
 }
+
+// A file that is not JSON is named with the line and column where it
+// stops being JSON; nothing is published (the URL leads nowhere).
+func TestPublishNamesWhereJSONBreaks(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name, body, want string
+	}{
+		{"trailing comma", "{\n  \"id\": \"a-1\",\n  \"operation\": \"create\",\n}\n", ":4:1: "},
+		{"missing quote", "{\n  \"id\": \"a-1\",\n  operation: \"create\"\n}\n", ":3:3: "},
+		{"unfinished", "{\"id\": \"a-1\"", ":1:12: "},
+		{"columns count characters", "{\"id\": \"æøå\" x}", ":1:14: "},
+		{"valid JSON, not a submission", `{"id": "a-1", "colour": "red"}`, "valid.json: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := "bad.json"
+			if strings.HasPrefix(tt.want, "valid") {
+				name = "valid.json"
+			}
+			f := writeFile(t, dir, name, []byte(tt.body))
+			env, _, errOut := testEnv(nil)
+			if code := run(t.Context(), env, []string{"publish", "--nats-url", "nats://127.0.0.1:1", f}); code != 1 {
+				t.Errorf("exit %d, want 1", code)
+			}
+			want := f + tt.want
+			if strings.HasPrefix(tt.want, "valid") {
+				want = filepath.Join(dir, tt.want)
+			}
+			if !strings.Contains(errOut.String(), want) {
+				t.Errorf("stderr lacks %q:\n%s", want, errOut)
+			}
+		})
+	}
+}
+
+func TestLineColumn(t *testing.T) {
+	data := []byte("ab\ncdé\nf")
+	for _, tt := range []struct {
+		offset    int64
+		line, col int
+	}{
+		{0, 1, 1}, {1, 1, 1}, {2, 1, 2}, {4, 2, 1}, {5, 2, 2}, {8, 2, 4}, {9, 3, 1}, {99, 3, 2},
+	} {
+		if line, col := lineColumn(data, tt.offset); line != tt.line || col != tt.col {
+			t.Errorf("offset %d: %d:%d, want %d:%d", tt.offset, line, col, tt.line, tt.col)
+		}
+	}
+}
+
+// A directory is published as its *.json files; what else it holds is
+// listed as skipped, with the reason.
+func TestPublishListsSkippedFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "01.json", []byte(`{"id":"one","operation":"present","mrn":"25NO4TU2HUD59UCBT8","presentation":{"customsOfficeOfPresentation":"NO351001"}}`))
+	writeFile(t, dir, "README.md", []byte("notes"))
+	writeFile(t, dir, "02.json.bak", []byte("{}"))
+	if err := os.Mkdir(filepath.Join(dir, "more"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := natsWithStreams(t)
+	env, out, errOut := testEnv(map[string]string{"DIGITOLL_NATS_URL": srv.ClientURL()})
+	if code := run(t.Context(), env, []string{"publish", "--kind", "entry", dir}); code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", code, errOut)
+	}
+	for _, w := range []string{
+		"skipped " + filepath.Join(dir, "README.md") + ": not a *.json file",
+		"skipped " + filepath.Join(dir, "02.json.bak") + ": not a *.json file",
+		"skipped " + filepath.Join(dir, "more") + ": a directory",
+	} {
+		if !strings.Contains(errOut.String(), w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errOut)
+		}
+	}
+	if got := strings.Count(out.String(), "published "); got != 1 {
+		t.Errorf("%d published, want 1:\n%s", got, out)
+	}
+
+	// A directory with nothing to publish says so, and what it skipped.
+	empty := t.TempDir()
+	writeFile(t, empty, "notes.txt", []byte("x"))
+	env, _, errOut = testEnv(map[string]string{"DIGITOLL_NATS_URL": srv.ClientURL()})
+	if code := run(t.Context(), env, []string{"publish", "--kind", "entry", empty}); code != 1 ||
+		!strings.Contains(errOut.String(), "holds no *.json files") || !strings.Contains(errOut.String(), "notes.txt: not a *.json file") {
+		t.Errorf("exit %d\nstderr: %s", code, errOut)
+	}
+}

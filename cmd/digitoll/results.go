@@ -18,7 +18,7 @@ func runResults(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "results", "[flags]\n\nFollows digitoll.result.<kind>.<tenant> (and with --routing digitoll.routing.<feed>.<tenant>)\nand prints each message as it arrives.")
 	kindName := fs.String("kind", "all", "kind to follow: road, air, entry, document or all")
 	tenant := fs.String("tenant", "all", "tenant to follow, or all ($DIGITOLL_TENANT)")
-	nf := addNATSFlags(fs)
+	nf := addNATSFlags(env, fs)
 	asJSON := fs.Bool("json", false, "print each message body as one JSON line")
 	withRouting := fs.Bool("routing", false, "follow routing signals (TO_CONTROL, TO_ENTRY) too")
 	fromStart := fs.Bool("all", false, "start from the oldest message kept, not from now")

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/digitoll/digitoll-worker/app"
 	"log/slog"
+	"maps"
 	"net/http"
 	"time"
 
+	"github.com/digitoll/digitoll-worker/app"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/ops"
 )
@@ -23,9 +24,14 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 		return errUsage
 	}
 	if err = parseError(err); err != nil {
+		printUnknownVariables(env) // a typo is often why a setting is missing
 		return err
 	}
+	if cfg.Pprof && cfg.HTTPAddr == "" {
+		return errors.New("DIGITOLL_PPROF: the profiles are served on DIGITOLL_HTTP_ADDR, which is off")
+	}
 	logger := newLogger(env, cfg.Log)
+	logConfigAtStart(env, cfg, logger)
 
 	conn, err := connectNATS(cfg.NATS, "digitoll-worker", logger)
 	if err != nil {
@@ -46,7 +52,10 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	defer flushTraces(ctx, svc, logger)
 	if cfg.HTTPAddr != "" {
 		extra := map[string]http.Handler{"GET /metrics": svc.Telemetry.Metrics.Handler()}
-		srv, err := ops.Listen(cfg.HTTPAddr, ops.Handler(readinessChecks(conn, svc.Worker), extra), logger)
+		if cfg.Pprof {
+			maps.Copy(extra, ops.Profiles())
+		}
+		srv, err := ops.Listen(cfg.HTTPAddr, ops.Handler(readinessChecks(conn, svc.Worker, svc.RoutingHealth), extra), logger)
 		if err != nil {
 			return fmt.Errorf("DIGITOLL_HTTP_ADDR: %w", err)
 		}
@@ -56,6 +65,9 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 			_ = srv.Shutdown(ctx)
 		}()
 		fmt.Fprintf(env.stdout, "health at http://%s/healthz, readiness at http://%s/readyz, metrics at http://%s/metrics\n", srv.Addr(), srv.Addr(), srv.Addr())
+		if cfg.Pprof {
+			fmt.Fprintf(env.stdout, "profiles at http://%s/debug/pprof/\n", srv.Addr())
+		}
 	}
 	if cfg.TenantsFile != "" {
 		logger.Info("digitoll-worker configured", "env", cfg.Env, "toll", cfg.TollBaseURL, "tenants_file", cfg.TenantsFile,

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,7 @@ const simScopes = "toll:movement/road/v2,toll:movement/air,toll:movement/entry,t
 func runSim(ctx context.Context, env *environment, args []string) error {
 	fs := newFlagSet(env, "sim", "[flags]")
 	listen := fs.String("listen", "127.0.0.1:8090", "address to serve on ($DIGITOLL_SIM_LISTEN)")
+	publicURL := fs.String("public-url", "", "base URL clients reach the simulator at, e.g. http://simulator:8090 in docker-compose: the Maskinporten issuer, the aud grants must carry, and every advertised URL follow it; default http://<--listen>, 127.0.0.1 for an unspecified host ($DIGITOLL_SIM_PUBLIC_URL)")
 	dir := fs.String("dir", ".digitoll/sim", "where the demo key is written, or read from on restart ($DIGITOLL_SIM_DIR)")
 	clientID := fs.String("client-id", config.SimClientID, "integration id of the simulated client ($DIGITOLL_SIM_CLIENT_ID)")
 	certFile := fs.String("client-cert", "", "PEM certificate of the client (x5c grants); default: a demo key pair made in --dir ($DIGITOLL_SIM_CLIENT_CERT)")
@@ -43,6 +45,10 @@ func runSim(ctx context.Context, env *environment, args []string) error {
 		return errUsage
 	}
 
+	base, err := simPublicURL(*publicURL)
+	if err != nil {
+		return err
+	}
 	client, keyNote, err := simClient(*dir, *clientID, *certFile, *pubFile, *keyID, splitList(*scopes))
 	if err != nil {
 		return err
@@ -52,6 +58,7 @@ func runSim(ctx context.Context, env *environment, args []string) error {
 		TollTokenLifetime: *lifetime,
 		Clients:           []simulator.Client{client},
 		Logger:            newLogger(env, config.Log{Format: "text"}),
+		BaseURL:           base,
 	}, *listen)
 	if err != nil {
 		return fmt.Errorf("start simulator on %s: %w", *listen, err)
@@ -68,6 +75,21 @@ func runSim(ctx context.Context, env *environment, args []string) error {
 	fmt.Fprintf(env.stdout, "Point the worker at it with DIGITOLL_ENV=sim DIGITOLL_SIM_URL=%s DIGITOLL_SIM_DIR=%s digitoll run\n", sim.URL(), *dir)
 	<-ctx.Done()
 	return nil
+}
+
+// simPublicURL checks --public-url: the simulator's issuer is built from
+// it, so it must be an absolute http(s) URL without path, query or
+// fragment. A trailing slash is dropped.
+func simPublicURL(raw string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
+	u, err := neturl.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("%w: DIGITOLL_SIM_PUBLIC_URL (--public-url): %q is not a base URL like http://simulator:8090", config.ErrInvalid, raw)
+	}
+	return strings.TrimSuffix(raw, "/"), nil
 }
 
 // simClient builds the simulator's one client from a given certificate or

@@ -70,10 +70,10 @@ func loadTenants(env *environment, args []string) (*config.Config, []config.Tena
 		fs.Usage()
 		return nil, nil, errUsage
 	}
-	if err = parseError(err); err != nil {
-		return nil, nil, err
+	if cfg == nil {
+		return nil, nil, parseError(err)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := config.JoinProblems(err, cfg.Validate()); err != nil {
 		return nil, nil, err
 	}
 	ts, err := cfg.Tenants()

@@ -79,6 +79,15 @@ func connectNATS(c config.NATS, name string, logger *slog.Logger) (*natsConn, er
 			return nil, err
 		}
 		srv, err := broker.Start(bopts)
+		var inUse *broker.StoreInUseError
+		if errors.As(err, &inUse) {
+			by := "another digitoll process"
+			if inUse.PID != 0 {
+				by += fmt.Sprintf(" (pid %d)", inUse.PID)
+			}
+			return nil, fmt.Errorf("DIGITOLL_NATS_DIR %s is in use by %s: stop it, give this one a DIGITOLL_NATS_DIR of its own, or set DIGITOLL_NATS_URL to connect to the server it runs",
+				inUse.Dir, by)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("start embedded NATS: %w", err)
 		}
@@ -131,8 +140,8 @@ func redactURL(list string) string {
 }
 
 // readinessChecks are the conditions of /readyz: NATS connected, the
-// contract's streams present, and no kind paused.
-func readinessChecks(conn *natsConn, w *worker.Worker) []ops.NamedCheck {
+// contract's streams present, no kind paused, and no routing feed paused.
+func readinessChecks(conn *natsConn, w *worker.Worker, routingHealth func() error) []ops.NamedCheck {
 	checks := []ops.NamedCheck{
 		{Name: "nats", Check: func(context.Context) error {
 			if !conn.nc.IsConnected() {
@@ -158,5 +167,8 @@ func readinessChecks(conn *natsConn, w *worker.Worker) []ops.NamedCheck {
 			return w.KindHealth(kind)
 		}})
 	}
+	// A paused routing feed loses no signal (the feed waits in Toll),
+	// but no TO_CONTROL reaches anyone until an operator acts.
+	checks = append(checks, ops.NamedCheck{Name: "routing", Check: func(context.Context) error { return routingHealth() }})
 	return checks
 }

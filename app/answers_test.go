@@ -1,0 +1,215 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/digitoll/digitoll-worker/config"
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/simulator"
+)
+
+// startDefault runs the services of the one tenant "default" until the
+// test ends: from the environment, or with fromFile from a tenants file
+// listing it alone.
+func (f *tenantsFixture) startDefault(t *testing.T, fromFile bool) {
+	t.Helper()
+	vars := map[string]string{
+		"DIGITOLL_ENV":                    "test",
+		"DIGITOLL_MASKINPORTEN_ISSUER":    f.sim.Issuer(),
+		"DIGITOLL_MASKINPORTEN_TOKEN_URL": f.sim.TokenURL(),
+		"DIGITOLL_MASKINPORTEN_DISCOVERY": "false",
+		"DIGITOLL_TOLL_BASE_URL":          f.sim.TollBaseURL(),
+		"DIGITOLL_NATS_URL":               "nats://127.0.0.1:1",
+		"DIGITOLL_CONCURRENCY":            "8",
+		"DIGITOLL_ROUTING":                "off",
+	}
+	if fromFile {
+		f.addTenant(t, 0, contract.DefaultTenant, "road", roadScope)
+		f.write(t)
+		vars["DIGITOLL_TENANTS_FILE"] = f.file
+	} else {
+		key, err := simulator.WriteDemoKey(filepath.Join(f.dir, "keys"), clientID(contract.DefaultTenant))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.sim.AddClient(key.Client(roadScope))
+		vars["DIGITOLL_CLIENT_ID"] = clientID(contract.DefaultTenant)
+		vars["DIGITOLL_KEY_FILE"] = key.KeyFile
+		vars["DIGITOLL_KEY_ID"] = key.KeyID
+		vars["DIGITOLL_KINDS"] = "road"
+	}
+	cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureStreams(t.Context(), f.js, cfg.NATS); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := newServices(t.Context(), cfg, f.js, Telemetry{}, slog.New(slog.NewTextHandler(&f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if (svc.tenants != nil) != fromFile {
+		t.Fatalf("services from a tenants file: %v, want %v", svc.tenants != nil, fromFile)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("services: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("services did not stop")
+		}
+	})
+}
+
+// send publishes body to subject with its own Nats-Msg-Id.
+func (f *tenantsFixture) send(t *testing.T, subject, msgID string, body []byte) {
+	t.Helper()
+	if _, err := f.js.PublishMsg(t.Context(), &nats.Msg{Subject: subject, Data: body}, jetstream.WithMsgID(msgID)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deadLetters reads the reason and error of every dead letter so far, by
+// the id of its body (or its original subject when the body has none).
+func (f *tenantsFixture) deadLetters(t *testing.T) map[string][2]string {
+	t.Helper()
+	out := map[string][2]string{}
+	s, err := f.js.Stream(t.Context(), contract.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(t.Context(), seq)
+		if err != nil {
+			continue
+		}
+		var v struct {
+			ID string `json:"id"`
+		}
+		key := m.Header.Get(contract.HeaderOriginalSubject)
+		if json.Unmarshal(m.Data, &v) == nil && v.ID != "" && !strings.Contains(key, "ship") && !strings.HasSuffix(key, ".extra") {
+			key = v.ID
+		}
+		out[key] = [2]string{m.Header.Get(contract.HeaderDLQReason), m.Header.Get(contract.HeaderDLQError)}
+	}
+	return out
+}
+
+// One tenant served from the environment or from a tenants file answers
+// the same way: its own messages with its integration; another tenant's
+// dead-lettered "unsupported" (never declared with this tenant's
+// credentials), even one waiting for an after; stray subjects
+// dead-lettered "malformed"; a submission after a dead-lettered one
+// rejected at once; an id reused for another body dead-lettered without a
+// second result.
+func TestOneTenantAnswersEveryMessage(t *testing.T) {
+	for _, mode := range []struct {
+		name     string
+		fromFile bool
+	}{{"environment", false}, {"tenants file", true}} {
+		t.Run(mode.name, func(t *testing.T) {
+			f := newTenantsFixture(t)
+			f.startDefault(t, mode.fromFile)
+			results := f.collect(t)
+
+			own := "default/" + f.publish(t, contract.KindRoad, contract.DefaultTenant, 0)
+			other := "acme/" + f.publish(t, contract.KindRoad, "acme", 0)
+			f.send(t, contract.SubmitSubject(contract.KindRoad, "acme"), "acme/waits",
+				[]byte(`{"id":"waits","operation":"update","level":"house-consignment","after":"never-sent","declaration":{"n":1}}`))
+			f.send(t, "digitoll.submit.ship.default", "stray-1", []byte(`{"id":"s1"}`))
+			f.send(t, "digitoll.submit.road.default.extra", "stray-2", []byte(`{"id":"s2"}`))
+			f.send(t, contract.SubmitSubject(contract.KindRoad, contract.DefaultTenant), "default/unreadable",
+				[]byte(`{"id":"unreadable","operation":"create","declaration":{"n":1}}`))
+			got := results.wait(t, own, other, "acme/waits", "default/unreadable")
+			if r := got[own]; r.Status != contract.StatusAccepted {
+				t.Errorf("%s: %s %s %v", own, r.Status, r.Note, r.Errors)
+			}
+			for _, k := range []string{other, "acme/waits"} {
+				if r := got[k]; r.Status != contract.StatusDeadLettered || !strings.HasPrefix(r.Note, "unsupported") {
+					t.Errorf("%s: %s %q, want dead-lettered unsupported", k, r.Status, r.Note)
+				}
+			}
+			if n := f.sim.Stats().Submissions("HWB-acme-0"); n != 0 {
+				t.Errorf("acme's declaration reached Toll %d times, with another tenant's integration", n)
+			}
+
+			f.send(t, contract.SubmitSubject(contract.KindRoad, contract.DefaultTenant), "default/after-unreadable",
+				[]byte(`{"id":"after-unreadable","operation":"update","level":"house-consignment","after":"unreadable","declaration":{"n":1}}`))
+			// The accepted id again, with another body.
+			id, body := house(t, contract.DefaultTenant, 1)
+			body = []byte(strings.Replace(string(body), id, strings.TrimPrefix(own, "default/"), 1))
+			f.send(t, contract.SubmitSubject(contract.KindRoad, contract.DefaultTenant), "reused", body)
+			r := results.wait(t, "default/after-unreadable")["default/after-unreadable"]
+			if r.Status != contract.StatusRejected || len(r.Errors) != 1 || r.Errors[0].Path != "after" || !strings.Contains(r.Errors[0].Message, "dead-lettered") {
+				t.Errorf("after a dead-lettered submission: %+v, want rejected on after", r)
+			}
+
+			var dead map[string][2]string
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				dead = f.deadLetters(t)
+				if len(dead) == 6 || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			want := map[string]string{
+				strings.TrimPrefix(other, "acme/"):   "unsupported",
+				"waits":                              "unsupported",
+				"digitoll.submit.ship.default":       "malformed",
+				"digitoll.submit.road.default.extra": "malformed",
+				"unreadable":                         "malformed",
+				strings.TrimPrefix(own, "default/"):  "malformed",
+			}
+			for k, reason := range want {
+				if dead[k][0] != reason {
+					t.Errorf("dead letter of %s: %q, want %s (all: %v)", k, dead[k][0], reason, dead)
+				}
+			}
+			if msg := dead[strings.TrimPrefix(own, "default/")][1]; !strings.Contains(msg, "already used") {
+				t.Errorf("dead letter of the reused id says %q", msg)
+			}
+			if n := countSubject(t, f.js, contract.StreamResults, contract.ResultSubject(contract.KindRoad, contract.DefaultTenant)); n != 3 {
+				t.Errorf("%d results for default, want 3: the reused id gets none", n)
+			}
+		})
+	}
+}
+
+// countSubject is how many messages stream holds on subject.
+func countSubject(t *testing.T, js jetstream.JetStream, stream, subject string) int {
+	t.Helper()
+	s, err := js.Stream(t.Context(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context(), jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(info.State.Subjects[subject])
+}

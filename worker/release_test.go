@@ -1,0 +1,159 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/failure"
+	"github.com/digitoll/digitoll-worker/handlers"
+)
+
+// Release ends a sending record: idle, with MaybeSent kept from every
+// earlier unanswered call, so that the next delivery starts at once.
+func TestJournalRelease(t *testing.T) {
+	e := newEnv(t)
+	ctx := testCtx(t)
+	key := stateKey("default", contract.KindRoad, "release")
+	j := newJournal(e.kv, key, nil, 0, 3, 1, time.Now)
+	load := func() *state {
+		t.Helper()
+		st, _, err := loadState(ctx, e.kv, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if err := j.Sending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Release(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if st := load(); st.Phase != phaseIdle || st.MaybeSent || decideState(st, 3, 2) != startFresh {
+		t.Fatalf("after a refused call: %+v (%s), want idle, nothing maybe sent, a fresh start", st, decideState(st, 3, 2))
+	}
+	if err := j.Sending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Release(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Sending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := load(); st.Phase != phaseSending || !st.MaybeSent {
+		t.Fatalf("sending after an unanswered call: %+v, want MaybeSent kept", st)
+	}
+	if err := j.Release(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	st := load()
+	if st.Phase != phaseIdle || !st.MaybeSent || decideState(st, 3, 2) != startFresh {
+		t.Fatalf("a refused call after an unanswered one: %+v, want idle with MaybeSent kept", st)
+	}
+	// A later delivery's journal starts from the record.
+	if k := newJournal(e.kv, key, st, 1, 3, 2, time.Now); !k.MaybeSent() {
+		t.Fatal("a later delivery forgot MaybeSent")
+	}
+	// A sending record found by a delivery is an unanswered call.
+	if k := newJournal(e.kv, key, &state{Phase: phaseSending}, 1, 3, 2, time.Now); !k.MaybeSent() {
+		t.Fatal("a sending record found at the start did not count as maybe sent")
+	}
+}
+
+// A delivery whose call was refused before Toll processed it releases its
+// record, and the next delivery goes on at once: no lease wait, no "died
+// during its Toll call", not unresolved. One whose answer was lost does
+// not wait the lease either, but the next delivery knows Toll may hold it.
+func TestReleasedRecordIsNotWaitedFor(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		maybeSent      bool
+		wantUnresolved bool
+	}{
+		{"refused before processing", false, false},
+		{"answer lost", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			rec := newLogRecorder()
+			var n atomic.Int32
+			h := &fakeHandler{behaviour: func(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+				if n.Add(1) == 1 {
+					if err := req.Journal.Sending(ctx); err != nil {
+						return handlers.Outcome{}, err
+					}
+					r, ok := req.Journal.(handlers.Releaser)
+					if !ok {
+						return handlers.Outcome{}, fmt.Errorf("the worker's journal cannot release: %w", failure.ErrPermanent)
+					}
+					if err := r.Release(ctx, tc.maybeSent); err != nil {
+						return handlers.Outcome{}, err
+					}
+					return handlers.Outcome{}, fmt.Errorf("toll answered 503: %w", failure.ErrTransient)
+				}
+				return accept(ctx, req)
+			}}
+			startWorker(t, e.js, Config{
+				Handlers:   map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+				RetryDelay: func(int) time.Duration { return 10 * time.Millisecond },
+				// A lease the test would notice: the second delivery
+				// comes long before it lapses.
+				SendLease: time.Hour,
+				Logger:    slog.New(rec),
+			})
+			submit(t, e.js, roadSubject, "", roadBody("rel"), nil)
+			r := decodeResult(t, collect(t, e.js, contract.StreamResults, roadResults, 1, 20*time.Second)[0])
+			if r.Status != contract.StatusAccepted || r.Attempts != 2 {
+				t.Fatalf("result %+v, want accepted on the second delivery", r)
+			}
+			reqs := h.requests()
+			var unresolved []bool
+			for _, q := range reqs {
+				unresolved = append(unresolved, q.Unresolved)
+			}
+			if !slices.Equal(unresolved, []bool{false, tc.wantUnresolved}) {
+				t.Errorf("Unresolved per delivery %v, want [false %v]", unresolved, tc.wantUnresolved)
+			}
+			for _, msg := range []string{"waiting for its lease", "died during its Toll call"} {
+				if got := rec.find(msg); len(got) > 0 {
+					t.Errorf("logged %q %d times after the record was released", msg, len(got))
+				}
+			}
+		})
+	}
+}
+
+// A create naming in `after` a submission that was accepted is given that
+// submission's MRN as AfterMRN: the parent under which a lost answer's
+// declaration is looked for. One naming an unaccepted one is given none.
+func TestCreateAfterAnAcceptedParentKnowsItsMRN(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const parentMRN = "25NO4TU2HUD59UCBT8"
+	putState(t, e.kv, "parent-ok", state{Phase: phaseDone, Result: &contract.Result{ID: "parent-ok", Status: contract.StatusAccepted, MRN: parentMRN}})
+	putState(t, e.kv, "parent-unresolved", state{Phase: phaseDone, Result: &contract.Result{ID: "parent-unresolved", Status: contract.StatusUnresolved}})
+	h := &fakeHandler{behaviour: accept}
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	for _, tc := range []struct{ id, after string }{{"child-ok", "parent-ok"}, {"child-unresolved", "parent-unresolved"}} {
+		submit(t, e.js, roadSubject, "", fmt.Appendf(nil, `{"id":%q,"operation":"create","level":"house-consignment","after":%q,"declaration":{"n":1}}`, tc.id, tc.after), nil)
+	}
+	collect(t, e.js, contract.StreamResults, roadResults, 2, 20*time.Second)
+	got := map[string]string{}
+	for _, q := range h.requests() {
+		got[q.Submission.ID] = q.AfterMRN
+	}
+	if got["child-ok"] != parentMRN {
+		t.Errorf("AfterMRN %q after an accepted parent, want %s", got["child-ok"], parentMRN)
+	}
+	if mrn, called := got["child-unresolved"]; called && mrn != "" {
+		t.Errorf("AfterMRN %q after an unresolved parent, want none", mrn)
+	}
+}
