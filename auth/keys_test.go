@@ -290,6 +290,7 @@ func TestSignerDoesNotPrintKey(t *testing.T) {
 		slog.New(slog.NewJSONHandler(&logged, nil)).Info("signer", "signer", s)
 		holder := struct{ Signer *auth.Signer }{s}
 		for _, out := range []string{
+			//lint:ignore S1025 each formatting verb is what is under test
 			fmt.Sprintf("%v", s), fmt.Sprintf("%+v", s), fmt.Sprintf("%#v", s), fmt.Sprintf("%s", s),
 			fmt.Sprintf("%+v", holder), logged.String(),
 		} {

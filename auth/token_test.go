@@ -21,6 +21,7 @@ func TestTokenRedacted(t *testing.T) {
 
 	outputs := map[string]string{
 		"%v": fmt.Sprintf("%v", tok), "%+v": fmt.Sprintf("%+v", tok), "%#v": fmt.Sprintf("%#v", tok),
+		//lint:ignore S1025 each formatting verb is what is under test
 		"%s": fmt.Sprintf("%s", tok), "nested %+v": fmt.Sprintf("%+v", holder), "pointer": fmt.Sprintf("%v", &tok),
 		"slog text": text.String(), "slog json": js.String(),
 	}

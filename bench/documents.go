@@ -98,7 +98,7 @@ func documents(ctx context.Context, r *runner) ([]Figure, error) {
 	}
 	docs := st.sim.Documents()
 	if len(docs) != n {
-		return nil, fmt.Errorf("Toll received %d documents for %d uploads", len(docs), n)
+		return nil, fmt.Errorf("the simulated Toll received %d documents for %d uploads", len(docs), n)
 	}
 	for _, d := range docs {
 		if d.Size != size || d.SHA256 != digests[d.Filename] {

@@ -57,7 +57,7 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 	}
 	stats := st.sim.Stats()
 	if posts := stats.Requests(routeHousePost); posts != n {
-		return nil, fmt.Errorf("Toll received %d house consignments for %d declarations", posts, n)
+		return nil, fmt.Errorf("the simulated Toll received %d house consignments for %d declarations", posts, n)
 	}
 	polls := float64(stats.Requests(routeHouseStatus)) / float64(n)
 

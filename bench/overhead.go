@@ -81,7 +81,7 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 		return nil, fmt.Errorf("bare loop: %w", err)
 	}
 	if posts := st.sim.Stats().Requests(routeHousePost); posts != 3*n+c {
-		return nil, fmt.Errorf("Toll received %d house consignments for 3 × %d declarations and %d to warm up", posts, n, c)
+		return nil, fmt.Errorf("the simulated Toll received %d house consignments for 3 × %d declarations and %d to warm up", posts, n, c)
 	}
 
 	workerRate := float64(n) / wall.Seconds()

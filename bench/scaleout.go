@@ -121,7 +121,7 @@ func (r *runner) scaleStep(ctx context.Context, p, n int) (float64, error) {
 		return 0, err
 	}
 	if posts := st.sim.Stats().Requests(routeHousePost); posts != n {
-		return 0, fmt.Errorf("Toll received %d house consignments for %d declarations", posts, n)
+		return 0, fmt.Errorf("the simulated Toll received %d house consignments for %d declarations", posts, n)
 	}
 	counted := n - p*sz.ScaleOutConcurrency
 	if counted <= 0 {

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -35,6 +37,11 @@ const readyTimeout = 30 * time.Second
 
 // ErrNotReady is returned when a server did not become ready in time.
 var ErrNotReady = errors.New("nats-server not ready")
+
+// ErrPortInUse is returned when the client port the server is to listen on
+// is taken by another process. nats-server itself would only log that and
+// never become ready, so Start would wait out readyTimeout for nothing.
+var ErrPortInUse = errors.New("the client port is in use")
 
 // Options configures an embedded server.
 type Options struct {
@@ -100,6 +107,10 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := portFree(sopts); err != nil {
+		release()
+		return nil, err
+	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {
 		release()
@@ -121,6 +132,26 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("%w after %s (store %s)", ErrNotReady, readyTimeout, opts.Dir)
 	}
 	return &Server{ns: ns, unlock: sync.OnceFunc(release)}, nil
+}
+
+// portFree tells whether the client port of o can be listened on. A port
+// taken between this check and the server's own listen still ends in
+// ErrNotReady; this only spares the common case (another server already
+// there) its wait.
+func portFree(o *server.Options) error {
+	if o.Port == RandomPort {
+		return nil
+	}
+	port := o.Port
+	if port == DefaultPort {
+		port = server.DEFAULT_PORT
+	}
+	addr := net.JoinHostPort(o.Host, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrPortInUse, addr, err)
+	}
+	return ln.Close()
 }
 
 func serverOptions(opts Options) (*server.Options, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -265,4 +266,35 @@ func TestStartRefusesAStoreInUse(t *testing.T) {
 		t.Fatalf("Start after the first shut down: %v", err)
 	}
 	again.Shutdown()
+}
+
+// A port another process listens on is refused at once, naming the port,
+// rather than after the wait for a server that cannot become ready; the
+// store's lock is released for the next try.
+func TestStartRefusesAPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	port := ln.Addr().(*net.TCPAddr).Port
+	dir := t.TempDir()
+
+	srv, err := Start(Options{Dir: dir, Port: port})
+	if !errors.Is(err, ErrPortInUse) {
+		if srv != nil {
+			srv.Shutdown()
+		}
+		t.Fatalf("Start on taken port %d: %v, want ErrPortInUse", port, err)
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("127.0.0.1:%d", port)) {
+		t.Errorf("error %q does not name the address", err)
+	}
+
+	ln.Close()
+	srv, err = Start(Options{Dir: dir, Port: port})
+	if err != nil {
+		t.Fatalf("Start once the port is free: %v", err)
+	}
+	srv.Shutdown()
 }

@@ -51,7 +51,7 @@ func TestNATSRestartMidRun(t *testing.T) {
 	srv.Shutdown()
 	down := time.Now()
 	notReady := watchReadiness(t, w, natsOutage)
-	srv = startBroker(t, dir, port)
+	startBroker(t, dir, port) // shut down by its own cleanup
 	t.Logf("NATS down for %s after %d results; /readyz answered 503 %d times, %d other answers", time.Since(down).Round(time.Millisecond),
 		before, notReady.unready, notReady.other)
 	if notReady.unready == 0 {

@@ -100,7 +100,7 @@ func TestPollingIsASpanOfTheMessage(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, a := range poll.Attributes {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.String()
 	}
 	if attrs["digitoll.request_id"] != "req-1" || attrs["digitoll.verdict"] != VerdictSuccess || attrs["digitoll.polls"] != "1" {
 		t.Errorf("polling span attributes %v", attrs)

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,5 +45,30 @@ func TestSecondRunOnTheSameNATSDirRefuses(t *testing.T) {
 		done <- code
 		t.Fatalf("the first run exited %d\n%s", code, errOut)
 	default:
+	}
+}
+
+// A run whose embedded server's port is taken stops at once, naming the
+// setting to change, instead of waiting for a server that cannot start.
+func TestRunOnAPortInUseNamesTheSetting(t *testing.T) {
+	_, vars := workerAgainstSim(t, splitList(simScopes)...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	addr := ln.Addr().String()
+	vars["DIGITOLL_NATS_DIR"] = filepath.Join(t.TempDir(), "nats")
+	vars["DIGITOLL_NATS_PORT"] = strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	env, out, errOut := testEnv(vars)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if code := run(ctx, env, []string{"run"}); code != 1 {
+		t.Fatalf("run exited %d, want 1\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"DIGITOLL_NATS_PORT", addr} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("run said:\n%s\nwant it to name %q", errOut, want)
+		}
 	}
 }

@@ -193,7 +193,7 @@ func publishDocuments(ctx context.Context, env *environment, nc config.NATS, ten
 		return fmt.Errorf("the Object Store bucket %s does not exist: start the worker once, it creates the streams and the bucket", contract.BucketDocuments)
 	}
 	if err != nil {
-		return fmt.Errorf("Object Store bucket %s: %w", contract.BucketDocuments, err)
+		return fmt.Errorf("object store bucket %s: %w", contract.BucketDocuments, err)
 	}
 	subject := contract.SubmitSubject(contract.KindDocument, tenant)
 	p := newProgress(env, len(docs), subject)

@@ -77,7 +77,7 @@ func runStatus(ctx context.Context, env *environment, args []string) error {
 	}
 	tree, err := client.StatusWithDescendants(ctx, api, level, mrn)
 	if errors.Is(err, toll.ErrNotFound) {
-		return fmt.Errorf("Toll knows no %s %s declaration %s of integration %s", api.Kind, level, mrn, cfg.Tenant.ClientID)
+		return fmt.Errorf("no %s %s declaration %s of integration %s is known to Toll", api.Kind, level, mrn, cfg.Tenant.ClientID)
 	}
 	if err != nil {
 		return err
@@ -98,7 +98,7 @@ func runStatus(ctx context.Context, env *environment, args []string) error {
 func loadStatus(env *environment, args []string) (*config.Config, statusFlags, string, error) {
 	f := newStatusFlags(env)
 	prepareHelp(env, f.fs, args)
-	cfg, err := config.Load(f.fs, args, env.getenv)
+	_, err := config.Load(f.fs, args, env.getenv)
 	if !errors.Is(err, config.ErrArgument) {
 		if err := parseError(err); err != nil && !errors.Is(err, config.ErrInvalid) {
 			return nil, f, "", err
@@ -117,7 +117,7 @@ func loadStatus(env *environment, args []string) (*config.Config, statusFlags, s
 	}
 	f = newStatusFlags(env)
 	prepareHelp(env, f.fs, args)
-	cfg, err = config.Load(f.fs, args[:len(args)-1], env.getenv)
+	cfg, err := config.Load(f.fs, args[:len(args)-1], env.getenv)
 	if err := parseError(err); err != nil {
 		return nil, f, "", err
 	}

@@ -152,8 +152,8 @@ func TestStatusErrors(t *testing.T) {
 		{"bad level", vars, []string{"--level", "house-consignment", unknown}, 2, "", "--level"},
 		{"bad flag", vars, []string{"--bogus", unknown}, 2, "", "flag provided but not defined: -bogus"},
 		{"missing configuration names the setting", nil, []string{unknown}, 1, "", "DIGITOLL_CLIENT_ID"},
-		{"unknown MRN", vars, []string{unknown}, 1, "", "Toll knows no road transport declaration " + unknown},
-		{"after --", vars, []string{"--", unknown}, 1, "", "Toll knows no road transport declaration " + unknown},
+		{"unknown MRN", vars, []string{unknown}, 1, "", "no road transport declaration " + unknown},
+		{"after --", vars, []string{"--", unknown}, 1, "", "no road transport declaration " + unknown},
 		{"air scope not granted", vars, []string{"--kind", "air", unknown}, 1, "", "toll:movement/air"},
 	}
 	for _, tt := range tests {

@@ -88,6 +88,9 @@ func connectNATS(c config.NATS, name string, logger *slog.Logger) (*natsConn, er
 			return nil, fmt.Errorf("DIGITOLL_NATS_DIR %s is in use by %s: stop it, give this one a DIGITOLL_NATS_DIR of its own, or set DIGITOLL_NATS_URL to connect to the server it runs",
 				inUse.Dir, by)
 		}
+		if errors.Is(err, broker.ErrPortInUse) {
+			return nil, fmt.Errorf("DIGITOLL_NATS_PORT: %w: another nats-server or digitoll listens there; set DIGITOLL_NATS_PORT to a free port (-1: any), or DIGITOLL_NATS_URL to connect to that server", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("start embedded NATS: %w", err)
 		}
