@@ -572,34 +572,42 @@ func (r *rig) readAll(stream string, limit time.Duration) []jetstream.Msg {
 	if want == 0 {
 		return out
 	}
-	cons, err := r.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		r.t.Fatalf("ordered consumer on %s: %v", stream, err)
-	}
+	// Right after a node of a cluster is lost the stream may have no
+	// leader for a while: making the consumer, a fetch or a batch then
+	// fails (no responders, no response from the stream, no heartbeat,
+	// cluster not available, …). Every error is asked again until limit;
+	// only one that lasts fails the test, with its text.
+	var cons jetstream.Consumer
 	var lastErr error
+	retry := func(err error) {
+		lastErr = err
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	for uint64(len(out)) < want {
 		if ctx.Err() != nil {
 			r.t.Fatalf("read %d of %d messages of %s within %s (last error: %v)", len(out), want, stream, limit, lastErr)
 		}
-		batch, err := cons.Fetch(int(want)-len(out), jetstream.FetchMaxWait(2*time.Second))
-		if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
-			// Right after a node of a cluster is lost the stream may
-			// have no leader for a moment: ask again.
-			lastErr = err
-			select {
-			case <-ctx.Done():
-			case <-time.After(200 * time.Millisecond):
+		if cons == nil {
+			c, err := r.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+			if err != nil {
+				retry(fmt.Errorf("ordered consumer: %w", err))
+				continue
 			}
-			continue
+			cons = c
 		}
+		batch, err := cons.Fetch(int(want)-len(out), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			r.t.Fatalf("fetch from %s: %v", stream, err)
+			retry(fmt.Errorf("fetch: %w", err))
+			continue
 		}
 		for m := range batch.Messages() {
 			out = append(out, m)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			r.t.Fatalf("fetch from %s: %v", stream, err)
+			retry(fmt.Errorf("fetch: %w", err))
 		}
 	}
 	return out

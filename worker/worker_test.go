@@ -21,6 +21,7 @@ import (
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/failure"
 	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/internal/clocktest"
 )
 
 var roadSubject = contract.SubmitSubject(contract.KindRoad, contract.DefaultTenant)
@@ -263,6 +264,11 @@ func TestFailuresThatEndInTheDLQ(t *testing.T) {
 	transient := func(context.Context, handlers.Request) (handlers.Outcome, error) {
 		return handlers.Outcome{}, fmt.Errorf("toll timed out: %w", failure.ErrTransient)
 	}
+	// The deadline case's attempt outlasts the message's deadline on a
+	// clock of the test's: a deadline on the wall clock short enough for a
+	// test could pass before a loaded machine delivers the message at all,
+	// and the handler would never be called.
+	deadlineClock := clocktest.New(time.Now())
 	cases := []struct {
 		name      string
 		cfg       Config
@@ -279,7 +285,10 @@ func TestFailuresThatEndInTheDLQ(t *testing.T) {
 		{"panic", Config{}, func(context.Context, handlers.Request) (handlers.Outcome, error) {
 			panic("a handler bug this message triggers")
 		}, reasonPanic, 1},
-		{"deadline", Config{MessageDeadline: 300 * time.Millisecond}, transient, reasonDeadline, 0},
+		{"deadline", Config{MessageDeadline: time.Hour, Now: deadlineClock.Now}, func(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+			deadlineClock.Advance(2 * time.Hour)
+			return transient(ctx, req)
+		}, reasonDeadline, 1},
 		{"retries exhausted", Config{MaxAttempts: 3}, transient, reasonRetriesExhausted, 3},
 	}
 	for _, tc := range cases {
