@@ -51,7 +51,7 @@ func TestReadmeStaysTrue(t *testing.T) {
 	if !strings.Contains(readme, "\n.ci/run ") {
 		t.Error("README's test command is not .ci/run, the script CI runs")
 	}
-	for _, cmd := range []string{"go vet ./...", "go test -race -count=1 ./...", "go test -count=1 ./..."} {
+	for _, cmd := range []string{"go vet ./...", "go tool staticcheck ./...", "go test -race -count=1 ./...", "go test -count=1 ./..."} {
 		if !strings.Contains(ci, "\n"+cmd+"\n") {
 			t.Errorf(".ci/run does not run %q", cmd)
 		}
