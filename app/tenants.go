@@ -103,7 +103,9 @@ func (b *byTenant) handler(tenant string) (handlers.Handler, error) {
 	return h, nil
 }
 
-// prober is a handler that can tell whether its kind works again.
+// prober is a handler that can tell whether its kind works again. Every
+// handler NewHandlers builds has one; it is asserted, not required, since
+// the worker's handlers need no probe (see worker.Prober).
 type prober interface {
 	Probe(ctx context.Context) error
 }

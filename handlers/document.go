@@ -51,6 +51,9 @@ type DocumentAPI interface {
 	// UploadDocument sends one file and returns Toll's document id, if
 	// its answer has one; a 400 comes back as *toll.RejectedError.
 	UploadDocument(ctx context.Context, d toll.DocumentUpload) (string, error)
+	// Authorize obtains a token for the API's scope without calling it;
+	// Probe uses it, since the document API has no test-auth.
+	Authorize(ctx context.Context, api toll.Movement) error
 }
 
 // FileSource gives the files that submissions name by reference (the

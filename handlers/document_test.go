@@ -276,6 +276,9 @@ type fakeDocuments struct {
 	answer func(n int) (string, error)
 }
 
+// Authorize passes.
+func (f *fakeDocuments) Authorize(context.Context, toll.Movement) error { return nil }
+
 func (f *fakeDocuments) UploadDocument(ctx context.Context, d toll.DocumentUpload) (string, error) {
 	if err := toll.RunBeforeSend(ctx); err != nil {
 		return "", err

@@ -44,6 +44,9 @@ type EntryAPI interface {
 	// *toll.RejectedError, matching toll.ErrRequestIDUsed when Toll has
 	// seen the requestId before.
 	Present(ctx context.Context, p toll.Presentation) error
+	// Authorize obtains a token for the API's scope without calling it;
+	// Probe uses it, since the entry API has no test-auth.
+	Authorize(ctx context.Context, api toll.Movement) error
 }
 
 // Entry handles entry presentations: it presents the goods of the

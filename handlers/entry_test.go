@@ -207,6 +207,9 @@ type fakePresenter struct {
 	n       int
 }
 
+// Authorize passes.
+func (f *fakePresenter) Authorize(context.Context, toll.Movement) error { return nil }
+
 func (f *fakePresenter) Present(ctx context.Context, p toll.Presentation) error {
 	if err := toll.RunBeforeSend(ctx); err != nil {
 		return err

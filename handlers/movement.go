@@ -36,6 +36,15 @@ type MovementAPI interface {
 	// ValidationStatus returns the result of a request, or an error
 	// wrapping toll.ErrNotReady while Toll is still working on it.
 	ValidationStatus(ctx context.Context, api toll.Movement, level contract.Level, requestID string) (toll.Validation, error)
+	// StatusWithDescendants and EntryStatus look up what Toll holds,
+	// after an attempt whose answer was lost (see lookup). They are part
+	// of the interface, not discovered, so that a client without them
+	// fails to compile instead of ending such answers unresolved.
+	StatusWithDescendants(ctx context.Context, api toll.Movement, level contract.Level, mrn string) (toll.StatusTree, error)
+	EntryStatus(ctx context.Context, api toll.Movement, mrn string) (toll.EntryStatus, error)
+	// TestAuth obtains a token for the API's scope and calls Toll's
+	// test-auth; Probe uses it.
+	TestAuth(ctx context.Context, api toll.Movement) error
 }
 
 // Movement handles road and air submissions (the API says which): it

@@ -68,6 +68,22 @@ func (f *fakeAPI) Declare(ctx context.Context, _ toll.Movement, op contract.Oper
 	return f.declare(n)
 }
 
+// errNoLookup is the answer of fakeAPI's lookups: Toll finds nothing.
+var errNoLookup = errors.New("fakeAPI has no lookup")
+
+// StatusWithDescendants finds nothing; fakeQueryAPI answers lookups.
+func (f *fakeAPI) StatusWithDescendants(context.Context, toll.Movement, contract.Level, string) (toll.StatusTree, error) {
+	return toll.StatusTree{}, errNoLookup
+}
+
+// EntryStatus finds nothing; fakeQueryAPI answers lookups.
+func (f *fakeAPI) EntryStatus(context.Context, toll.Movement, string) (toll.EntryStatus, error) {
+	return toll.EntryStatus{}, errNoLookup
+}
+
+// TestAuth passes.
+func (f *fakeAPI) TestAuth(context.Context, toll.Movement) error { return nil }
+
 func (f *fakeAPI) ValidationStatus(ctx context.Context, _ toll.Movement, _ contract.Level, requestID string) (toll.Validation, error) {
 	f.mu.Lock()
 	f.nStat++

@@ -46,14 +46,6 @@ import (
 // sent twice) and after a repeat's duplicate FAILURE (Toll may list a
 // declaration only once it has validated it).
 
-// queryAPI is the part of the Toll client that reads what Toll holds;
-// *toll.Client provides it. A MovementAPI without it cannot look anything
-// up, and a lost answer ends unresolved.
-type queryAPI interface {
-	StatusWithDescendants(ctx context.Context, api toll.Movement, level contract.Level, mrn string) (toll.StatusTree, error)
-	EntryStatus(ctx context.Context, api toll.Movement, mrn string) (toll.EntryStatus, error)
-}
-
 // Statuses of declarations in a status-with-descendants answer that mean
 // Toll does not hold a live declaration (the simulator's words).
 const (
@@ -66,10 +58,7 @@ const (
 // a duplicate, or "". It reports false when Toll offers no lookup for the
 // case or the declaration was not found.
 func (m *Movement) lookup(ctx context.Context, req Request, repeatID string, log *slog.Logger) (Outcome, bool) {
-	q, ok := m.Toll.(queryAPI)
-	if !ok {
-		return Outcome{}, false
-	}
+	q := m.Toll
 	sub := req.Submission
 	switch sub.Operation {
 	case contract.OpCreate:
