@@ -10,14 +10,6 @@ import (
 	"github.com/digitoll/digitoll-worker/auth"
 )
 
-func ExampleScope() {
-	fmt.Println(auth.Scope(false, "movement/road/v2"))
-	fmt.Println(auth.Scope(true, "movement/road/v2"))
-	// Output:
-	// toll:movement/road/v2
-	// toll:eu/movement/road/v2
-}
-
 // Wiring one tenant in the test environment with a business certificate.
 func ExampleNewCache() {
 	key, chain, err := auth.LoadPKCS12("/etc/digitoll/acme.p12", "password from a secret store")
@@ -44,7 +36,7 @@ func ExampleNewCache() {
 	})
 	defer cache.Close()
 
-	token, err := cache.Token(context.Background(), auth.Scope(false, "movement/road/v2"))
+	token, err := cache.Token(context.Background(), "toll:movement/road/v2")
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -35,9 +35,6 @@ const (
 	LevelHouseConsignment  Level = "house-consignment"
 )
 
-// Levels lists the levels in the order Toll links them.
-func Levels() []Level { return []Level{LevelTransport, LevelMasterConsignment, LevelHouseConsignment} }
-
 // Submission is one message on digitoll.submit.<kind>.<tenant>.
 type Submission struct {
 	ID           string            `json:"id"`

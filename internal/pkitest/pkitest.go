@@ -80,16 +80,6 @@ type Leaf struct {
 	KeyFile   string
 }
 
-// RSAKey returns Key as an RSA key; it fails the test for another kind.
-func (l *Leaf) RSAKey(t testing.TB) *rsa.PrivateKey {
-	t.Helper()
-	k, ok := l.Key.(*rsa.PrivateKey)
-	if !ok {
-		t.Fatalf("pkitest: %s has a %T key, not RSA", l.Cert.Subject.CommonName, l.Key)
-	}
-	return k
-}
-
 // Issue makes a key (unless o.Key is set) and a certificate for it named
 // name, signed by ca, and writes both to files in ca's directory.
 func (ca *CA) Issue(t testing.TB, name string, o LeafOptions) *Leaf {
