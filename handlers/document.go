@@ -53,7 +53,7 @@ type DocumentAPI interface {
 	UploadDocument(ctx context.Context, d toll.DocumentUpload) (string, error)
 	// Authorize obtains a token for the API's scope without calling it;
 	// Probe uses it, since the document API has no test-auth.
-	Authorize(ctx context.Context, api toll.Movement) error
+	Authorize(ctx context.Context, api toll.API) error
 }
 
 // FileSource gives the files that submissions name by reference (the

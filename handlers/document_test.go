@@ -277,7 +277,7 @@ type fakeDocuments struct {
 }
 
 // Authorize passes.
-func (f *fakeDocuments) Authorize(context.Context, toll.Movement) error { return nil }
+func (f *fakeDocuments) Authorize(context.Context, toll.API) error { return nil }
 
 func (f *fakeDocuments) UploadDocument(ctx context.Context, d toll.DocumentUpload) (string, error) {
 	if err := toll.RunBeforeSend(ctx); err != nil {

@@ -46,7 +46,7 @@ type EntryAPI interface {
 	Present(ctx context.Context, p toll.Presentation) error
 	// Authorize obtains a token for the API's scope without calling it;
 	// Probe uses it, since the entry API has no test-auth.
-	Authorize(ctx context.Context, api toll.Movement) error
+	Authorize(ctx context.Context, api toll.API) error
 }
 
 // Entry handles entry presentations: it presents the goods of the

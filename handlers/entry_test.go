@@ -208,7 +208,7 @@ type fakePresenter struct {
 }
 
 // Authorize passes.
-func (f *fakePresenter) Authorize(context.Context, toll.Movement) error { return nil }
+func (f *fakePresenter) Authorize(context.Context, toll.API) error { return nil }
 
 func (f *fakePresenter) Present(ctx context.Context, p toll.Presentation) error {
 	if err := toll.RunBeforeSend(ctx); err != nil {

@@ -32,19 +32,19 @@ const journalTimeout = 30 * time.Second
 type MovementAPI interface {
 	// Declare sends a create, update or delete and returns Toll's
 	// requestId; a 400 comes back as *toll.RejectedError.
-	Declare(ctx context.Context, api toll.Movement, op contract.Operation, level contract.Level, mrn string, body []byte) (string, error)
+	Declare(ctx context.Context, api toll.API, op contract.Operation, level contract.Level, mrn string, body []byte) (string, error)
 	// ValidationStatus returns the result of a request, or an error
 	// wrapping toll.ErrNotReady while Toll is still working on it.
-	ValidationStatus(ctx context.Context, api toll.Movement, level contract.Level, requestID string) (toll.Validation, error)
+	ValidationStatus(ctx context.Context, api toll.API, level contract.Level, requestID string) (toll.Validation, error)
 	// StatusWithDescendants and EntryStatus look up what Toll holds,
 	// after an attempt whose answer was lost (see lookup). They are part
 	// of the interface, not discovered, so that a client without them
 	// fails to compile instead of ending such answers unresolved.
-	StatusWithDescendants(ctx context.Context, api toll.Movement, level contract.Level, mrn string) (toll.StatusTree, error)
-	EntryStatus(ctx context.Context, api toll.Movement, mrn string) (toll.EntryStatus, error)
+	StatusWithDescendants(ctx context.Context, api toll.API, level contract.Level, mrn string) (toll.StatusTree, error)
+	EntryStatus(ctx context.Context, api toll.API, mrn string) (toll.EntryStatus, error)
 	// TestAuth obtains a token for the API's scope and calls Toll's
 	// test-auth; Probe uses it.
-	TestAuth(ctx context.Context, api toll.Movement) error
+	TestAuth(ctx context.Context, api toll.API) error
 }
 
 // Movement handles road and air submissions (the API says which): it
@@ -53,7 +53,7 @@ type MovementAPI interface {
 // rejected. API and Toll are required; Retry, Poll, Logger and Observer
 // may be left zero for the defaults.
 type Movement struct {
-	API      toll.Movement
+	API      toll.API
 	Toll     MovementAPI
 	Retry    RetryPolicy
 	Poll     PollPolicy

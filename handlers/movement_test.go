@@ -55,7 +55,7 @@ type fakeAPI struct {
 	status  func(n int) (toll.Validation, error)
 }
 
-func (f *fakeAPI) Declare(ctx context.Context, _ toll.Movement, op contract.Operation, level contract.Level, mrn string, _ []byte) (string, error) {
+func (f *fakeAPI) Declare(ctx context.Context, _ toll.API, op contract.Operation, level contract.Level, mrn string, _ []byte) (string, error) {
 	// Where a real client's request would leave: the journal's Sending.
 	if err := toll.RunBeforeSend(ctx); err != nil {
 		return "", err
@@ -72,19 +72,19 @@ func (f *fakeAPI) Declare(ctx context.Context, _ toll.Movement, op contract.Oper
 var errNoLookup = errors.New("fakeAPI has no lookup")
 
 // StatusWithDescendants finds nothing; fakeQueryAPI answers lookups.
-func (f *fakeAPI) StatusWithDescendants(context.Context, toll.Movement, contract.Level, string) (toll.StatusTree, error) {
+func (f *fakeAPI) StatusWithDescendants(context.Context, toll.API, contract.Level, string) (toll.StatusTree, error) {
 	return toll.StatusTree{}, errNoLookup
 }
 
 // EntryStatus finds nothing; fakeQueryAPI answers lookups.
-func (f *fakeAPI) EntryStatus(context.Context, toll.Movement, string) (toll.EntryStatus, error) {
+func (f *fakeAPI) EntryStatus(context.Context, toll.API, string) (toll.EntryStatus, error) {
 	return toll.EntryStatus{}, errNoLookup
 }
 
 // TestAuth passes.
-func (f *fakeAPI) TestAuth(context.Context, toll.Movement) error { return nil }
+func (f *fakeAPI) TestAuth(context.Context, toll.API) error { return nil }
 
-func (f *fakeAPI) ValidationStatus(ctx context.Context, _ toll.Movement, _ contract.Level, requestID string) (toll.Validation, error) {
+func (f *fakeAPI) ValidationStatus(ctx context.Context, _ toll.API, _ contract.Level, requestID string) (toll.Validation, error) {
 	f.mu.Lock()
 	f.nStat++
 	n := f.nStat

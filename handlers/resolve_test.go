@@ -220,11 +220,11 @@ type fakeQueryAPI struct {
 	entryErr error
 }
 
-func (f *fakeQueryAPI) StatusWithDescendants(context.Context, toll.Movement, contract.Level, string) (toll.StatusTree, error) {
+func (f *fakeQueryAPI) StatusWithDescendants(context.Context, toll.API, contract.Level, string) (toll.StatusTree, error) {
 	return f.tree, nil
 }
 
-func (f *fakeQueryAPI) EntryStatus(_ context.Context, _ toll.Movement, mrn string) (toll.EntryStatus, error) {
+func (f *fakeQueryAPI) EntryStatus(_ context.Context, _ toll.API, mrn string) (toll.EntryStatus, error) {
 	return toll.EntryStatus{MRN: mrn}, f.entryErr
 }
 

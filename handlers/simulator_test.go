@@ -67,7 +67,7 @@ func startSim(t testing.TB) *simEnv {
 }
 
 // handler returns a road (or air) handler with short policies.
-func (e *simEnv) handler(api toll.Movement) *Movement {
+func (e *simEnv) handler(api toll.API) *Movement {
 	return &Movement{
 		API:    api,
 		Toll:   e.client,

@@ -101,12 +101,12 @@ func jsonPayload(body []byte) payload {
 // sending the same bytes again (body is a []byte, so it can be re-sent). A
 // second 401 means Toll does not accept the tokens this integration gets:
 // configuration, not bad luck, so it is marked failure.ErrConfig.
-func (c *Client) do(ctx context.Context, api Movement, method, path string, body []byte, handled ...int) (*response, error) {
+func (c *Client) do(ctx context.Context, api API, method, path string, body []byte, handled ...int) (*response, error) {
 	return c.doPayload(ctx, api, method, path, jsonPayload(body), handled...)
 }
 
 // doPayload is do for any body; the body is opened anew for each attempt.
-func (c *Client) doPayload(ctx context.Context, api Movement, method, path string, body payload, handled ...int) (*response, error) {
+func (c *Client) doPayload(ctx context.Context, api API, method, path string, body payload, handled ...int) (*response, error) {
 	if c.Tokens == nil || c.BaseURL == "" {
 		return nil, fmt.Errorf("toll: client needs BaseURL and Tokens: %w", failure.ErrConfig)
 	}

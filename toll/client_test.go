@@ -314,7 +314,7 @@ func TestDeclareOperations(t *testing.T) {
 	issueDate := regexp.MustCompile(`^\{"documentIssueDate":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"\}$`)
 	tests := []struct {
 		name       string
-		api        Movement
+		api        API
 		foreign    bool
 		op         contract.Operation
 		level      contract.Level

@@ -99,8 +99,8 @@ func ValidDeclarationID(id string) bool {
 
 // DocumentV2 is the goods declaration document API. It has no query API:
 // an upload is done when Toll answers 2xx.
-func DocumentV2() Movement {
-	return Movement{
+func DocumentV2() API {
+	return API{
 		Kind:      contract.KindDocument,
 		Path:      "goodsdeclaration/document/v2",
 		ScopeBase: "goodsdeclaration/document.write",

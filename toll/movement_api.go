@@ -48,7 +48,7 @@ type Validation struct {
 // failures are *HTTPError or *NetworkError; a *NetworkError wrapping
 // ErrAmbiguous means Toll may hold the request although no requestId came
 // back, and blindly repeating the call may create a duplicate.
-func (c *Client) Declare(ctx context.Context, api Movement, op contract.Operation, level contract.Level, mrn string, body []byte) (string, error) {
+func (c *Client) Declare(ctx context.Context, api API, op contract.Operation, level contract.Level, mrn string, body []byte) (string, error) {
 	if level == "" {
 		return "", fmt.Errorf("toll: declare %s: level is empty: %w", op, failure.ErrPermanent)
 	}
@@ -127,7 +127,7 @@ func rejection(status int, body []byte) *RejectedError {
 // query API. Until Toll has processed it the error wraps ErrNotReady. An
 // answer with a status other than SUCCESS or FAILURE is a transient error:
 // it may be a state this client does not know yet.
-func (c *Client) ValidationStatus(ctx context.Context, api Movement, level contract.Level, requestID string) (Validation, error) {
+func (c *Client) ValidationStatus(ctx context.Context, api API, level contract.Level, requestID string) (Validation, error) {
 	if requestID == "" || level == "" {
 		return Validation{}, fmt.Errorf("toll: validation status needs a level and a requestId: %w", failure.ErrPermanent)
 	}
@@ -243,7 +243,7 @@ func readable(raw json.RawMessage) string {
 
 // TestAuth calls the API's test-auth endpoint: success proves that the
 // integration gets a token Toll accepts for api's scope.
-func (c *Client) TestAuth(ctx context.Context, api Movement) error {
+func (c *Client) TestAuth(ctx context.Context, api API) error {
 	_, err := c.do(ctx, api, http.MethodGet, api.Path+"/test-auth", nil)
 	return err
 }

@@ -9,7 +9,7 @@ import (
 // fails the way a call would while the scope is not granted to the
 // integration or Maskinporten is down, so it serves as a probe for APIs
 // that have no test-auth endpoint.
-func (c *Client) Authorize(ctx context.Context, api Movement) error {
+func (c *Client) Authorize(ctx context.Context, api API) error {
 	if c.Tokens == nil {
 		return fmt.Errorf("toll: client has no token source")
 	}

@@ -98,7 +98,7 @@ func (n treeNode) consignment(level contract.Level) Consignment {
 // StatusWithDescendants reads what Toll has received under a transport
 // or master consignment (level) of api: its masters and houses, their
 // MRNs, statuses and weights. A 404 wraps ErrNotFound.
-func (c *Client) StatusWithDescendants(ctx context.Context, api Movement, level contract.Level, mrn string) (StatusTree, error) {
+func (c *Client) StatusWithDescendants(ctx context.Context, api API, level contract.Level, mrn string) (StatusTree, error) {
 	if level != contract.LevelTransport && level != contract.LevelMasterConsignment {
 		return StatusTree{}, fmt.Errorf("toll: status-with-descendants of level %q: only transport and master-consignment have descendants: %w", level, failure.ErrPermanent)
 	}
@@ -132,7 +132,7 @@ type EntryStatus struct {
 
 // EntryStatus reads entry/status of a declaration from api's query API
 // (entry has no query API of its own). A 404 wraps ErrNotFound.
-func (c *Client) EntryStatus(ctx context.Context, api Movement, mrn string) (EntryStatus, error) {
+func (c *Client) EntryStatus(ctx context.Context, api API, mrn string) (EntryStatus, error) {
 	if mrn == "" {
 		return EntryStatus{}, fmt.Errorf("toll: entry status needs an MRN: %w", failure.ErrPermanent)
 	}
@@ -163,7 +163,7 @@ func (c *Client) EntryStatus(ctx context.Context, api Movement, mrn string) (Ent
 }
 
 // query GETs path from a query API; 404 becomes ErrNotFound.
-func (c *Client) query(ctx context.Context, api Movement, path, mrn string) ([]byte, error) {
+func (c *Client) query(ctx context.Context, api API, path, mrn string) ([]byte, error) {
 	if api.QueryPath == "" {
 		return nil, fmt.Errorf("toll: %s has no query API: %w", api.Path, failure.ErrPermanent)
 	}

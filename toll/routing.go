@@ -15,8 +15,8 @@ import (
 
 // RoutingV1 is Toll's routing feed API (movement/routing/v1), a pull feed
 // per level under the entry scope. It has no query API.
-func RoutingV1() Movement {
-	return Movement{
+func RoutingV1() API {
+	return API{
 		Kind:      contract.KindEntry,
 		Path:      "movement/routing/v1",
 		ScopeBase: EntryScopeBase,

@@ -51,7 +51,7 @@ func runStatus(ctx context.Context, env *environment, args []string) error {
 		f.fs.Usage()
 		return errUsage
 	}
-	var api toll.Movement
+	var api toll.API
 	switch *f.kind {
 	case string(contract.KindRoad):
 		api = toll.RoadV2()
