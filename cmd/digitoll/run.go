@@ -11,7 +11,7 @@ import (
 
 	"github.com/digitoll/digitoll-worker/app"
 	"github.com/digitoll/digitoll-worker/config"
-	"github.com/digitoll/digitoll-worker/ops"
+	"github.com/digitoll/digitoll-worker/health"
 )
 
 func runWorker(ctx context.Context, env *environment, args []string) error {
@@ -53,9 +53,9 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	if cfg.HTTPAddr != "" {
 		extra := map[string]http.Handler{"GET /metrics": svc.Telemetry.Metrics.Handler()}
 		if cfg.Pprof {
-			maps.Copy(extra, ops.Profiles())
+			maps.Copy(extra, health.Profiles())
 		}
-		srv, err := ops.Listen(cfg.HTTPAddr, ops.Handler(readinessChecks(conn, svc.Worker, svc.RoutingHealth), extra), logger)
+		srv, err := health.Listen(cfg.HTTPAddr, health.Handler(readinessChecks(conn, svc.Worker, svc.RoutingHealth), extra), logger)
 		if err != nil {
 			return fmt.Errorf("DIGITOLL_HTTP_ADDR: %w", err)
 		}

@@ -15,7 +15,7 @@ import (
 	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
-	"github.com/digitoll/digitoll-worker/ops"
+	"github.com/digitoll/digitoll-worker/health"
 	"github.com/digitoll/digitoll-worker/telemetry"
 	"github.com/digitoll/digitoll-worker/worker"
 )
@@ -144,8 +144,8 @@ func redactURL(list string) string {
 
 // readinessChecks are the conditions of /readyz: NATS connected, the
 // contract's streams present, no kind paused, and no routing feed paused.
-func readinessChecks(conn *natsConn, w *worker.Worker, routingHealth func() error) []ops.NamedCheck {
-	checks := []ops.NamedCheck{
+func readinessChecks(conn *natsConn, w *worker.Worker, routingHealth func() error) []health.NamedCheck {
+	checks := []health.NamedCheck{
 		{Name: "nats", Check: func(context.Context) error {
 			if !conn.nc.IsConnected() {
 				return fmt.Errorf("not connected (%s)", conn.nc.Status())
@@ -166,12 +166,12 @@ func readinessChecks(conn *natsConn, w *worker.Worker, routingHealth func() erro
 		}},
 	}
 	for _, kind := range w.Kinds() {
-		checks = append(checks, ops.NamedCheck{Name: string(kind), Check: func(context.Context) error {
+		checks = append(checks, health.NamedCheck{Name: string(kind), Check: func(context.Context) error {
 			return w.KindHealth(kind)
 		}})
 	}
 	// A paused routing feed loses no signal (the feed waits in Toll),
 	// but no TO_CONTROL reaches anyone until an operator acts.
-	checks = append(checks, ops.NamedCheck{Name: "routing", Check: func(context.Context) error { return routingHealth() }})
+	checks = append(checks, health.NamedCheck{Name: "routing", Check: func(context.Context) error { return routingHealth() }})
 	return checks
 }

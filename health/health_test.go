@@ -1,4 +1,4 @@
-package ops_test
+package health_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/digitoll/digitoll-worker/ops"
+	"github.com/digitoll/digitoll-worker/health"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -31,7 +31,7 @@ func get(t *testing.T, url string) (int, string) {
 // does not depend on them.
 func TestReadinessFollowsItsChecks(t *testing.T) {
 	var paused atomic.Bool
-	checks := []ops.NamedCheck{
+	checks := []health.NamedCheck{
 		{Name: "nats", Check: func(context.Context) error { return nil }},
 		{Name: "road", Check: func(context.Context) error {
 			if paused.Load() {
@@ -40,7 +40,7 @@ func TestReadinessFollowsItsChecks(t *testing.T) {
 			return nil
 		}},
 	}
-	srv, err := ops.Listen("127.0.0.1:0", ops.Handler(checks, map[string]http.Handler{
+	srv, err := health.Listen("127.0.0.1:0", health.Handler(checks, map[string]http.Handler{
 		"GET /extra": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "extra") }),
 	}), nil)
 	if err != nil {
@@ -74,12 +74,12 @@ func TestProfilesAreOptIn(t *testing.T) {
 		extra map[string]http.Handler
 		want  int
 	}{
-		{"mounted", ops.Profiles(), http.StatusOK},
+		{"mounted", health.Profiles(), http.StatusOK},
 		{"not mounted", nil, http.StatusNotFound},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(ops.Handler(nil, tc.extra))
+			srv := httptest.NewServer(health.Handler(nil, tc.extra))
 			t.Cleanup(srv.Close)
 			for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
 				code, body := get(t, srv.URL+path)

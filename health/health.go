@@ -1,9 +1,9 @@
-// Package ops serves what operators and orchestrators ask a running worker:
+// Package health serves what operators and orchestrators ask a running worker:
 // liveness (/healthz) and readiness (/readyz). Readiness is the worker's
 // own judgement: connected to NATS, the streams present, and no kind or
 // routing feed paused by a configuration fault or an outage. A probe that
 // fails says why in its body, one line per reason.
-package ops
+package health
 
 import (
 	"context"
@@ -96,7 +96,7 @@ type Server struct {
 func Listen(addr string, h http.Handler, logger *slog.Logger) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("ops: listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("health: listen on %s: %w", addr, err)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
