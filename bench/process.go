@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/digitoll/digitoll-worker/broker"
+	"github.com/digitoll/digitoll-worker/embednats"
 )
 
 // ServeNATS serves an embedded NATS server with JetStream storing in dir
@@ -20,7 +20,7 @@ import (
 // benchmark closed it or died) or ctx is done. The documents scenario
 // measures the worker's heap, which an embedded server would share.
 func ServeNATS(ctx context.Context, dir string, stdin io.Reader, stdout io.Writer) error {
-	srv, err := broker.Start(broker.Options{Dir: dir, Port: broker.RandomPort})
+	srv, err := embednats.Start(embednats.Options{Dir: dir, Port: embednats.RandomPort})
 	if err != nil {
 		return err
 	}

@@ -16,9 +16,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/digitoll/digitoll-worker/app"
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/simulator"
 	"github.com/digitoll/digitoll-worker/toll"
 	"github.com/digitoll/digitoll-worker/worker"
@@ -100,7 +100,7 @@ func (r *runner) newStage(ctx context.Context, o stageOptions) (_ *stage, err er
 		s.closers = append(s.closers, p.stop)
 		url = p.url
 	} else {
-		srv, err := broker.Start(broker.Options{Dir: filepath.Join(dir, "nats"), Port: broker.RandomPort})
+		srv, err := embednats.Start(embednats.Options{Dir: filepath.Join(dir, "nats"), Port: embednats.RandomPort})
 		if err != nil {
 			return nil, err
 		}

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
 
@@ -88,7 +88,7 @@ type killRow struct {
 
 func runKills(t *testing.T, sc killScenario) {
 	rnd := seed(t)
-	srv := startBroker(t, t.TempDir(), broker.RandomPort)
+	srv := startBroker(t, t.TempDir(), embednats.RandomPort)
 	r := newRig(t, rigConfig{
 		natsURLs:        []string{srv.ClientURL()},
 		concurrency:     sc.concurrency,
@@ -210,11 +210,11 @@ func logKillTable(t *testing.T, rows []killRow, f figures, crashes int) {
 	t.Log(b.String())
 }
 
-// startBroker starts a single embedded server on port (broker.RandomPort
+// startBroker starts a single embedded server on port (embednats.RandomPort
 // for any) with its store in dir, shut down when the test ends.
-func startBroker(t *testing.T, dir string, port int) *broker.Server {
+func startBroker(t *testing.T, dir string, port int) *embednats.Server {
 	t.Helper()
-	srv, err := broker.Start(broker.Options{Dir: filepath.Join(dir, "nats"), Port: port})
+	srv, err := embednats.Start(embednats.Options{Dir: filepath.Join(dir, "nats"), Port: port})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
 
@@ -29,7 +29,7 @@ func TestNATSRestartMidRun(t *testing.T) {
 	t.Parallel()
 	const messages = 120
 	dir := t.TempDir()
-	srv := startBroker(t, dir, broker.RandomPort)
+	srv := startBroker(t, dir, embednats.RandomPort)
 	port := portOf(t, srv.ClientURL())
 	r := newRig(t, rigConfig{natsURLs: []string{srv.ClientURL()}, concurrency: 16, validationDelay: 300 * time.Millisecond})
 	// Slow answers keep declarations in flight at the moment NATS goes
@@ -90,7 +90,7 @@ func TestClusterNodeLossMidRun(t *testing.T) {
 // kind, or with lanes (a tenants file), whose consumers are R3 as well.
 func clusterNodeLoss(t *testing.T, lanes bool) {
 	const messages = 120
-	servers, err := broker.StartCluster(3, filepath.Join(t.TempDir(), "cluster"), nil)
+	servers, err := embednats.StartCluster(3, filepath.Join(t.TempDir(), "cluster"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

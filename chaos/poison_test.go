@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/embednats"
 )
 
 // Valid and malformed messages mixed: the DLQ holds exactly the malformed
@@ -15,7 +15,7 @@ import (
 // a declaration Toll refuses with 400 is a rejected result, not a dead
 // letter; and the worker process neither exits nor panics.
 func TestPoisonAmongValidMessages(t *testing.T) {
-	srv := startBroker(t, t.TempDir(), broker.RandomPort)
+	srv := startBroker(t, t.TempDir(), embednats.RandomPort)
 	r := newRig(t, rigConfig{natsURLs: []string{srv.ClientURL()}, concurrency: 8, validationDelay: 100 * time.Millisecond})
 	valid := houses(t, "poison", 30)
 	bad := poison(t)

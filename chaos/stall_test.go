@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/digitoll/digitoll-worker/broker"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/simulator"
 	"github.com/digitoll/digitoll-worker/worker"
 )
@@ -37,7 +37,7 @@ func TestPartitionedWorkerCausesNoResends(t *testing.T) {
 		messages  = 48
 		partition = 6 * time.Second // AckWait is 3 s
 	)
-	srv := startBroker(t, t.TempDir(), broker.RandomPort)
+	srv := startBroker(t, t.TempDir(), embednats.RandomPort)
 	r := newRig(t, rigConfig{natsURLs: []string{srv.ClientURL()}, concurrency: 8, validationDelay: 200 * time.Millisecond})
 	r.sim.SetFaults(simulator.Faults{Latency: tollLatency})
 	link := startProxy(t, srv.ClientURL())
@@ -85,7 +85,7 @@ func TestStateStoreRefusingWritesCausesNoResends(t *testing.T) {
 		messages = 48
 		refusal  = 3 * time.Second
 	)
-	srv := startBroker(t, t.TempDir(), broker.RandomPort)
+	srv := startBroker(t, t.TempDir(), embednats.RandomPort)
 	r := newRig(t, rigConfig{natsURLs: []string{srv.ClientURL()}, concurrency: 16, validationDelay: 200 * time.Millisecond})
 	r.sim.SetFaults(simulator.Faults{Latency: tollLatency})
 	subs := houses(t, "kvfull", messages)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/digitoll/digitoll-worker/broker"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
 
@@ -42,7 +42,7 @@ func TestStormOfTollErrorsAndMaskinportenOutage(t *testing.T) {
 }
 
 func runStorm(t *testing.T, sc stormScenario) {
-	srv := startBroker(t, t.TempDir(), broker.RandomPort)
+	srv := startBroker(t, t.TempDir(), embednats.RandomPort)
 	r := newRig(t, rigConfig{
 		natsURLs:          []string{srv.ClientURL()},
 		concurrency:       sc.concurrency,

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
 
@@ -70,7 +70,7 @@ func TestLostAnswersAreFoundOrUnresolved(t *testing.T) {
 // runLostAnswers publishes transports chains of a transport, a master and
 // perMaster houses with 30 % of Toll's answers to declarations lost.
 func runLostAnswers(t *testing.T, transports, perMaster int, limit time.Duration) {
-	srv := startBroker(t, t.TempDir(), broker.RandomPort)
+	srv := startBroker(t, t.TempDir(), embednats.RandomPort)
 	r := newRig(t, rigConfig{
 		natsURLs:        []string{srv.ClientURL()},
 		concurrency:     16,
@@ -167,7 +167,7 @@ func TestRefusedCallsDoNotHoldTheirMessages(t *testing.T) {
 // 10 % 429 and checks that none waited a send lease; env holds further
 // worker settings.
 func runRefusedStorm(t *testing.T, messages int, storm, limit time.Duration, env map[string]string) {
-	srv := startBroker(t, t.TempDir(), broker.RandomPort)
+	srv := startBroker(t, t.TempDir(), embednats.RandomPort)
 	r := newRig(t, rigConfig{
 		natsURLs:        []string{srv.ClientURL()},
 		concurrency:     16,

@@ -9,13 +9,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/embednats"
 )
 
 func TestEnsureStreamsOnAThreeNodeCluster(t *testing.T) {
 	t.Parallel()
-	servers, err := broker.StartCluster(3, t.TempDir(), nil)
+	servers, err := embednats.StartCluster(3, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,15 +14,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/handlers"
 	"github.com/digitoll/digitoll-worker/internal/natstest"
 )
 
 // env is a real embedded server with the streams created.
 type env struct {
-	srv *broker.Server
+	srv *embednats.Server
 	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/internal/buftest"
 	"github.com/digitoll/digitoll-worker/samples"
 	"github.com/digitoll/digitoll-worker/simulator"
@@ -120,7 +120,7 @@ func TestComposeSettingsDeclareEndToEnd(t *testing.T) {
 		t.Fatal("the nats service runs without --jetstream")
 	}
 	natsPort, _ := strconv.Atoi(hostPorts["nats"])
-	srv, err := broker.Start(broker.Options{Dir: filepath.Join(dir, "nats"), Host: "127.0.0.1", Port: natsPort})
+	srv, err := embednats.Start(embednats.Options{Dir: filepath.Join(dir, "nats"), Host: "127.0.0.1", Port: natsPort})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,9 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/internal/buftest"
 	"github.com/digitoll/digitoll-worker/internal/schematest"
 	"github.com/digitoll/digitoll-worker/samples"
@@ -151,7 +151,7 @@ type runFixture struct {
 	// key is the integration's key the simulator knows (the worker uses
 	// it unless extra settings name another).
 	key    simulator.DemoKey
-	srv    *broker.Server
+	srv    *embednats.Server
 	js     jetstream.JetStream
 	out    *buftest.Buffer
 	errOut *buftest.Buffer
@@ -176,7 +176,7 @@ func startRun(t *testing.T, extra map[string]string) *runFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close() })
-	srv, err := broker.Start(broker.Options{Dir: filepath.Join(dir, "nats"), Port: -1})
+	srv, err := embednats.Start(embednats.Options{Dir: filepath.Join(dir, "nats"), Port: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

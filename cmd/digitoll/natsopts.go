@@ -14,15 +14,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/config"
+	"github.com/digitoll/digitoll-worker/embednats"
 )
 
 // natsSecurity returns the options that authenticate and, for a server
 // elsewhere, encrypt a connection as c says. A connection to the embedded
 // server of this process goes in-process: it crosses no network and so
 // needs no TLS, but it authenticates like any other client.
-func natsSecurity(c config.NATS, embedded *broker.Server) ([]nats.Option, error) {
+func natsSecurity(c config.NATS, embedded *embednats.Server) ([]nats.Option, error) {
 	var opts []nats.Option
 	switch {
 	case c.CredsFile != "":
@@ -63,7 +63,7 @@ func natsSecurity(c config.NATS, embedded *broker.Server) ([]nats.Option, error)
 // names is then only a label; it is given the nats:// scheme, since a
 // tls:// URL would make the client start TLS on a connection that crosses
 // no wire (and that the server accepts without TLS).
-func inProcess(srv *broker.Server) nats.Option {
+func inProcess(srv *embednats.Server) nats.Option {
 	return func(o *nats.Options) error {
 		o.InProcessServer = srv
 		o.Url = ""
@@ -103,8 +103,8 @@ func natsClientTLS(c config.NATS) (*tls.Config, error) {
 // configured it requires authentication, and the worker's own connection
 // presents the same credentials; with a server certificate it requires
 // TLS from other processes, and with a CA too, their client certificates.
-func embeddedOptions(c config.NATS, logger *slog.Logger) (broker.Options, error) {
-	opts := broker.Options{
+func embeddedOptions(c config.NATS, logger *slog.Logger) (embednats.Options, error) {
+	opts := embednats.Options{
 		Dir:        c.EmbeddedDir,
 		Host:       c.EmbeddedHost,
 		Port:       c.EmbeddedPort,
@@ -115,26 +115,26 @@ func embeddedOptions(c config.NATS, logger *slog.Logger) (broker.Options, error)
 	case c.NKeyFile != "":
 		pub, err := publicNKey(c.NKeyFile)
 		if err != nil {
-			return broker.Options{}, fmt.Errorf("DIGITOLL_NATS_NKEY_FILE: %w", err)
+			return embednats.Options{}, fmt.Errorf("DIGITOLL_NATS_NKEY_FILE: %w", err)
 		}
 		opts.NKeys = []string{pub}
 	case c.User != "":
 		password, err := readSecretFile(c.PasswordFile)
 		if err != nil {
-			return broker.Options{}, fmt.Errorf("DIGITOLL_NATS_PASSWORD_FILE: %w", err)
+			return embednats.Options{}, fmt.Errorf("DIGITOLL_NATS_PASSWORD_FILE: %w", err)
 		}
-		opts.Users = []broker.User{{Name: c.User, Password: password}}
+		opts.Users = []embednats.User{{Name: c.User, Password: password}}
 	}
 	if c.ServerCertFile != "" {
 		pair, err := tls.LoadX509KeyPair(c.ServerCertFile, c.ServerKeyFile)
 		if err != nil {
-			return broker.Options{}, fmt.Errorf("DIGITOLL_NATS_SERVER_CERT_FILE and DIGITOLL_NATS_SERVER_KEY_FILE: %w", err)
+			return embednats.Options{}, fmt.Errorf("DIGITOLL_NATS_SERVER_CERT_FILE and DIGITOLL_NATS_SERVER_KEY_FILE: %w", err)
 		}
 		opts.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 		if c.CAFile != "" {
 			pool, err := loadCAPool(c.CAFile)
 			if err != nil {
-				return broker.Options{}, fmt.Errorf("DIGITOLL_NATS_CA_FILE: %w", err)
+				return embednats.Options{}, fmt.Errorf("DIGITOLL_NATS_CA_FILE: %w", err)
 			}
 			opts.TLS.ClientCAs = pool
 			opts.TLS.ClientAuth = tls.RequireAndVerifyClientCert

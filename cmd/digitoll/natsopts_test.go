@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/internal/pkitest"
 	"github.com/digitoll/digitoll-worker/worker"
 )
@@ -56,7 +56,7 @@ func newNATSPKI(t *testing.T) natsPKI {
 
 // startLockedNATS starts a server that requires TLS with a client
 // certificate, and a password or an NKey.
-func startLockedNATS(t *testing.T, p natsPKI) *broker.Server {
+func startLockedNATS(t *testing.T, p natsPKI) *embednats.Server {
 	t.Helper()
 	pair, err := tls.LoadX509KeyPair(p.server.CertFile, p.server.KeyFile)
 	if err != nil {
@@ -64,11 +64,11 @@ func startLockedNATS(t *testing.T, p natsPKI) *broker.Server {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(p.ca.Cert)
-	srv, err := broker.Start(broker.Options{
+	srv, err := embednats.Start(embednats.Options{
 		Dir:   t.TempDir(),
-		Port:  broker.RandomPort,
+		Port:  embednats.RandomPort,
 		TLS:   &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert},
-		Users: []broker.User{{Name: "worker", Password: "s3cret"}},
+		Users: []embednats.User{{Name: "worker", Password: "s3cret"}},
 		NKeys: []string{p.nkeyPublic},
 	})
 	if err != nil {
@@ -143,7 +143,7 @@ func TestConnectNATSFileErrorsNameTheSetting(t *testing.T) {
 		{config.NATS{URL: "nats://127.0.0.1:1", User: "w", PasswordFile: empty}, "DIGITOLL_NATS_PASSWORD_FILE"},
 		{config.NATS{URL: "nats://127.0.0.1:1", NKeyFile: notSeed}, "DIGITOLL_NATS_NKEY_FILE"},
 		{config.NATS{URL: "nats://127.0.0.1:1", CertFile: notPEM, KeyFile: notPEM}, "DIGITOLL_NATS_CERT_FILE"},
-		{config.NATS{EmbeddedDir: t.TempDir(), EmbeddedPort: broker.RandomPort, NKeyFile: notSeed}, "DIGITOLL_NATS_NKEY_FILE"},
+		{config.NATS{EmbeddedDir: t.TempDir(), EmbeddedPort: embednats.RandomPort, NKeyFile: notSeed}, "DIGITOLL_NATS_NKEY_FILE"},
 	} {
 		_, err := connectNATS(tt.c, "test", slog.New(slog.DiscardHandler))
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -158,7 +158,7 @@ func TestConnectNATSFileErrorsNameTheSetting(t *testing.T) {
 func TestEmbeddedServerWithTLSAndAuth(t *testing.T) {
 	p := newNATSPKI(t)
 	c := config.NATS{
-		EmbeddedDir: t.TempDir(), EmbeddedHost: "127.0.0.1", EmbeddedPort: broker.RandomPort,
+		EmbeddedDir: t.TempDir(), EmbeddedHost: "127.0.0.1", EmbeddedPort: embednats.RandomPort,
 		NKeyFile: p.seedFile, CAFile: p.ca.CertFile, ServerCertFile: p.server.CertFile, ServerKeyFile: p.server.KeyFile,
 	}
 	conn, err := connectNATS(c, "test", slog.New(slog.DiscardHandler))

@@ -13,8 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/worker"
 )
@@ -80,7 +80,7 @@ func TestPublishDocumentArguments(t *testing.T) {
 
 // natsWithStreams is an embedded server with the worker's streams and
 // buckets.
-func natsWithStreams(t *testing.T) (*broker.Server, jetstream.JetStream) {
+func natsWithStreams(t *testing.T) (*embednats.Server, jetstream.JetStream) {
 	t.Helper()
 	srv, js := natstest.Start(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

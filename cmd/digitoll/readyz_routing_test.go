@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/digitoll/digitoll-worker/broker"
+	"github.com/digitoll/digitoll-worker/embednats"
 )
 
 // A routing feed paused by a fault only an operator can fix (here the
@@ -19,7 +19,7 @@ import (
 // configuration failure after 5 min.)
 func TestReadyzReportsAPausedRoutingFeed(t *testing.T) {
 	_, vars := workerAgainstSim(t, "toll:movement/road/v2")
-	srv, err := broker.Start(broker.Options{Dir: filepath.Join(t.TempDir(), "nats"), Port: broker.RandomPort})
+	srv, err := embednats.Start(embednats.Options{Dir: filepath.Join(t.TempDir(), "nats"), Port: embednats.RandomPort})
 	if err != nil {
 		t.Fatal(err)
 	}

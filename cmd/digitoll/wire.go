@@ -12,9 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/health"
 	"github.com/digitoll/digitoll-worker/telemetry"
 	"github.com/digitoll/digitoll-worker/worker"
@@ -35,7 +35,7 @@ func newLogger(env *environment, c config.Log) *slog.Logger {
 type natsConn struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
-	embedded *broker.Server
+	embedded *embednats.Server
 }
 
 // Close drains the connection (so acks and publishes in flight complete)
@@ -78,8 +78,8 @@ func connectNATS(c config.NATS, name string, logger *slog.Logger) (*natsConn, er
 		if err != nil {
 			return nil, err
 		}
-		srv, err := broker.Start(bopts)
-		var inUse *broker.StoreInUseError
+		srv, err := embednats.Start(bopts)
+		var inUse *embednats.StoreInUseError
 		if errors.As(err, &inUse) {
 			by := "another digitoll process"
 			if inUse.PID != 0 {
@@ -88,7 +88,7 @@ func connectNATS(c config.NATS, name string, logger *slog.Logger) (*natsConn, er
 			return nil, fmt.Errorf("DIGITOLL_NATS_DIR %s is in use by %s: stop it, give this one a DIGITOLL_NATS_DIR of its own, or set DIGITOLL_NATS_URL to connect to the server it runs",
 				inUse.Dir, by)
 		}
-		if errors.Is(err, broker.ErrPortInUse) {
+		if errors.Is(err, embednats.ErrPortInUse) {
 			return nil, fmt.Errorf("DIGITOLL_NATS_PORT: %w: another nats-server or digitoll listens there; set DIGITOLL_NATS_PORT to a free port (-1: any), or DIGITOLL_NATS_URL to connect to that server", err)
 		}
 		if err != nil {

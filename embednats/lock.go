@@ -1,4 +1,4 @@
-package broker
+package embednats
 
 import (
 	"errors"
@@ -38,19 +38,19 @@ func (e *StoreInUseError) Error() string {
 // returned function releases it.
 func lockStore(dir string) (release func(), err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("broker: store directory: %w", err)
+		return nil, fmt.Errorf("embednats: store directory: %w", err)
 	}
 	path := filepath.Join(dir, LockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("broker: lock file: %w", err)
+		return nil, fmt.Errorf("embednats: lock file: %w", err)
 	}
 	if err := flock(f); err != nil {
 		f.Close()
 		if errors.Is(err, errLocked) {
 			return nil, &StoreInUseError{Dir: dir, PID: readPID(path)}
 		}
-		return nil, fmt.Errorf("broker: lock %s: %w", path, err)
+		return nil, fmt.Errorf("embednats: lock %s: %w", path, err)
 	}
 	// The pid is for the message of the next process refused; failing to
 	// write it costs only that detail.

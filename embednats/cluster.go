@@ -1,4 +1,4 @@
-package broker
+package embednats
 
 import (
 	"errors"
@@ -33,10 +33,10 @@ const ClusterName = "digitoll"
 // start then fails and can be retried.
 func StartCluster(n int, baseDir string, logger *slog.Logger) ([]*Server, error) {
 	if n < 3 {
-		return nil, fmt.Errorf("broker: a JetStream cluster needs at least 3 nodes, got %d", n)
+		return nil, fmt.Errorf("embednats: a JetStream cluster needs at least 3 nodes, got %d", n)
 	}
 	if baseDir == "" {
-		return nil, errors.New("broker: StartCluster needs a base directory for the stores")
+		return nil, errors.New("embednats: StartCluster needs a base directory for the stores")
 	}
 	ports, err := freePorts(n)
 	if err != nil {
@@ -92,7 +92,7 @@ func freePorts(n int) ([]int, error) {
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("broker: find a free route port: %w", err)
+			return nil, fmt.Errorf("embednats: find a free route port: %w", err)
 		}
 		listeners = append(listeners, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)

@@ -1,8 +1,8 @@
-// Package broker runs an embedded nats-server with JetStream: the broker for
+// Package embednats runs an embedded nats-server with JetStream: the broker for
 // a single-machine installation, and the real server the tests of every other
 // package run against. It listens on an ordinary TCP address so that the
 // `nats` CLI and other processes can connect to it as to any nats-server.
-package broker
+package embednats
 
 import (
 	"crypto/tls"
@@ -156,13 +156,13 @@ func portFree(o *server.Options) error {
 
 func serverOptions(opts Options) (*server.Options, error) {
 	if opts.Dir == "" {
-		return nil, errors.New("broker: Options.Dir (the JetStream store directory) is required")
+		return nil, errors.New("embednats: Options.Dir (the JetStream store directory) is required")
 	}
 	if opts.Port < RandomPort {
-		return nil, fmt.Errorf("broker: port %d is not a port, 0 (4222) or -1 (random)", opts.Port)
+		return nil, fmt.Errorf("embednats: port %d is not a port, 0 (4222) or -1 (random)", opts.Port)
 	}
 	if opts.MaxPayload < 0 {
-		return nil, fmt.Errorf("broker: MaxPayload %d is negative", opts.MaxPayload)
+		return nil, fmt.Errorf("embednats: MaxPayload %d is negative", opts.MaxPayload)
 	}
 	host := opts.Host
 	if host == "" {

@@ -1,4 +1,4 @@
-package broker_test
+package embednats_test
 
 import (
 	"bytes"
@@ -18,9 +18,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/digitoll/digitoll-worker/broker"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/dlq"
+	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/failure"
 	"github.com/digitoll/digitoll-worker/handlers"
 	"github.com/digitoll/digitoll-worker/routing"
@@ -66,7 +66,7 @@ func startFromTenantsConf(t *testing.T) *permServer {
 		t.Fatalf("%s: %v", tenantsConf, err)
 	}
 	opts.Host = "127.0.0.1"
-	opts.Port = broker.RandomPort
+	opts.Port = embednats.RandomPort
 	opts.StoreDir = t.TempDir()
 	opts.NoSigs = true
 	opts.NoLog = true

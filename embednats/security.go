@@ -1,4 +1,4 @@
-package broker
+package embednats
 
 import (
 	"crypto/tls"
@@ -23,7 +23,7 @@ type User struct {
 
 // String leaves the password out, so that printing Options by accident
 // leaks nothing.
-func (u User) String() string { return "broker.User{" + u.Name + "}" }
+func (u User) String() string { return "embednats.User{" + u.Name + "}" }
 
 // GoString keeps %#v from printing the password.
 func (u User) GoString() string { return u.String() }
@@ -34,11 +34,11 @@ func (u User) GoString() string { return u.String() }
 func applySecurity(sopts *server.Options, opts Options) error {
 	if opts.TLS != nil {
 		if len(opts.TLS.Certificates) == 0 && opts.TLS.GetCertificate == nil {
-			return errors.New("broker: Options.TLS has no server certificate")
+			return errors.New("embednats: Options.TLS has no server certificate")
 		}
 		verify := opts.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 		if verify && opts.TLS.ClientCAs == nil {
-			return errors.New("broker: Options.TLS requires client certificates but names no ClientCAs to verify them")
+			return errors.New("embednats: Options.TLS requires client certificates but names no ClientCAs to verify them")
 		}
 		cfg := opts.TLS.Clone()
 		if cfg.MinVersion < tls.VersionTLS12 {
@@ -51,13 +51,13 @@ func applySecurity(sopts *server.Options, opts Options) error {
 	}
 	for i, u := range opts.Users {
 		if u.Name == "" || u.Password == "" {
-			return fmt.Errorf("broker: Options.Users[%d] needs a name and a password", i)
+			return fmt.Errorf("embednats: Options.Users[%d] needs a name and a password", i)
 		}
 		sopts.Users = append(sopts.Users, &server.User{Username: u.Name, Password: u.Password})
 	}
 	for _, k := range opts.NKeys {
 		if !nkeys.IsValidPublicUserKey(k) {
-			return fmt.Errorf("broker: Options.NKeys: %q is not a public user NKey (U…)", k)
+			return fmt.Errorf("embednats: Options.NKeys: %q is not a public user NKey (U…)", k)
 		}
 		sopts.Nkeys = append(sopts.Nkeys, &server.NkeyUser{Nkey: k})
 	}
