@@ -16,7 +16,8 @@
 //     JetStream worker without a journal and a bare loop calling the same
 //     handler straight to the same simulator, alternated over rounds;
 //   - latency: with 50 ms per Toll call and 2 s of validation, throughput
-//     against the ideal in-flight limit / per-declaration latency;
+//     against the ideal in-flight limit / per-declaration latency, and
+//     that of the plain JetStream worker;
 //   - tokens: all four kinds at once, one grant and one exchange per scope;
 //   - documents: concurrent 10 MB uploads from the Object Store, peak heap
 //     growth;

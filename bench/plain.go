@@ -121,6 +121,11 @@ func (p plainWorker) handle(ctx context.Context, m jetstream.Msg) error {
 	}
 	h := nats.Header{}
 	h.Set(contract.HeaderResultSubmissionID, sub.ID)
+	// Toll has answered: the result is published and the message acked
+	// even when the run is stopping, which it does as soon as the last
+	// result is seen, often before that result's publish ack is back.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	if _, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: contract.ResultSubject(kind, tenant), Header: h, Data: data}); err != nil {
 		return fmt.Errorf("%s: publish result: %w", sub.ID, err)
 	}
