@@ -86,8 +86,8 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 
 	// worker runs a fresh worker (a Services runs once) with its token
 	// fetched and its connections opened by a wave of its own handler.
-	worker := func(logger *slog.Logger) func(round int, prefix string) (loopRun, error) {
-		return func(round int, prefix string) (loopRun, error) {
+	worker := func(logger *slog.Logger) func(prefix string) (loopRun, error) {
+		return func(prefix string) (loopRun, error) {
 			svc, err := st.servicesLogging(ctx, logger)
 			if err != nil {
 				return loopRun{}, err
@@ -108,7 +108,7 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 	}
 	runs := []overheadRun{
 		{name: "worker", run: worker(r.log)},
-		{name: "plain", run: func(round int, prefix string) (loopRun, error) {
+		{name: "plain", run: func(prefix string) (loopRun, error) {
 			if err := st.clearConsumers(ctx); err != nil {
 				return loopRun{}, err
 			}
@@ -116,7 +116,7 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 			wall, cpu, err := st.throughputOf(ctx, "plain JetStream worker", p.run, prefix, n)
 			return loopRun{wall: wall, cpu: cpu}, err
 		}},
-		{name: "bare", run: func(round int, prefix string) (loopRun, error) {
+		{name: "bare", run: func(prefix string) (loopRun, error) {
 			msgs, err := houses(prefix, n)
 			if err != nil {
 				return loopRun{}, err
@@ -138,7 +138,7 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 		}
 		for _, o := range order {
 			i := slices.IndexFunc(runs, func(x overheadRun) bool { return x.name == o.name })
-			got, err := o.run(round, fmt.Sprintf("%s-%d", o.name, round+1))
+			got, err := o.run(fmt.Sprintf("%s-%d", o.name, round+1))
 			if err != nil {
 				return nil, fmt.Errorf("round %d: %w", round+1, err)
 			}
@@ -169,7 +169,7 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 	if logged, ok := byName["logged"]; ok {
 		figs = append(figs,
 			cpuFigure("CPU per declaration, real logger, worker/plain JetStream", n, logged, plain, "plain JetStream", "≤ 1.35",
-				fmt.Sprintf("overhead: the worker logging through the production %s handler at level %s (as `digitoll run` builds it) into io.Discard, so that formatting is counted; the other worker runs discard their logs unformatted.", cfg.Log.Format, cfg.Log.Level)),
+				fmt.Sprintf("overhead: the worker logging through the production %s handler at level %s (as `digitoll run` builds it) into io.Discard, so that formatting is counted; the other worker run logs to the bench's own logger, which by default discards records unformatted.", cfg.Log.Format, cfg.Log.Level)),
 			cpuFigure("CPU per declaration, real logger, worker/bare", n, logged, bare, "bare loop", "", ""),
 		)
 	}
@@ -183,7 +183,7 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 // overheadRun is one of the runs the overhead scenario alternates.
 type overheadRun struct {
 	name string
-	run  func(round int, prefix string) (loopRun, error)
+	run  func(prefix string) (loopRun, error)
 	// runs are its measurements, one per round.
 	runs []loopRun
 }
