@@ -10,11 +10,14 @@
 // declaration sent once), never how fast it is.
 //
 // The scenarios:
-//   - overhead: declarations per second through the whole worker (publish,
-//     Toll calls, result, ack) against a bare loop calling the same
-//     handler, with the same concurrency, straight to the same simulator;
+//   - overhead: CPU per declaration and declarations per second through
+//     the whole worker (publish, Toll calls, result, ack), with logs
+//     discarded and with the production log handler, against a plain
+//     JetStream worker without a journal and a bare loop calling the same
+//     handler straight to the same simulator, alternated over rounds;
 //   - latency: with 50 ms per Toll call and 2 s of validation, throughput
-//     against the ideal in-flight limit / per-declaration latency;
+//     against the ideal in-flight limit / per-declaration latency, and
+//     that of the plain JetStream worker;
 //   - tokens: all four kinds at once, one grant and one exchange per scope;
 //   - documents: concurrent 10 MB uploads from the Object Store, peak heap
 //     growth;
@@ -78,6 +81,11 @@ type Figure struct {
 	// Ratio is Value over the baseline (or ideal over Value for a
 	// latency); 0 when there is none.
 	Ratio float64 `json:"ratio,omitempty"`
+	// RatioMin and RatioMax are the extremes of the ratios of the pairs
+	// measured one after the other, when the scenario alternates the run
+	// and its baseline over several rounds; Ratio is then their median.
+	RatioMin float64 `json:"ratioMin,omitempty"`
+	RatioMax float64 `json:"ratioMax,omitempty"`
 	// Target is the goal of the issue, as printed; empty for Info.
 	Target  string  `json:"target,omitempty"`
 	Verdict Verdict `json:"verdict"`
@@ -143,6 +151,13 @@ type Config struct {
 	// Logger receives the logs of the workers run in this process; nil
 	// discards them.
 	Logger *slog.Logger
+	// Rounds, when above zero, replaces Sizes.OverheadRounds.
+	Rounds int
+	// DiscardLogsOnly leaves out the overhead scenario's run of the worker
+	// with the production log handler formatting into io.Discard; the
+	// worker then runs only with Logger (by default discarding), which
+	// understates the cost of logging.
+	DiscardLogsOnly bool
 }
 
 // scenario is one benchmark of the issue.
@@ -154,7 +169,7 @@ type scenario struct {
 
 func scenarios() []scenario {
 	return []scenario{
-		{"overhead", "worker against a bare loop to the same simulator", overhead},
+		{"overhead", "worker against a plain JetStream worker and a bare loop to the same simulator", overhead},
 		{"latency", "hiding Toll's latency behind the in-flight limit", latency},
 		{"tokens", "grants and exchanges per scope", tokens},
 		{"documents", "concurrent uploads from the Object Store", documents},
@@ -268,6 +283,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		ratio := ""
 		if f.Ratio != 0 {
 			ratio = fmt.Sprintf("%.2f", f.Ratio)
+		}
+		if f.RatioMin != 0 || f.RatioMax != 0 {
+			ratio += fmt.Sprintf(" (%.2f–%.2f)", f.RatioMin, f.RatioMax)
 		}
 		verdict := string(f.Verdict)
 		if f.Note != "" {

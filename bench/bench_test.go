@@ -39,6 +39,7 @@ func tinySizes() Sizes {
 		Name:                     "tiny",
 		OverheadDeclarations:     30,
 		OverheadConcurrency:      8,
+		OverheadRounds:           2,
 		LatencyDeclarations:      24,
 		LatencyConcurrency:       8,
 		CallLatency:              5 * time.Millisecond,
@@ -90,8 +91,10 @@ func TestEveryScenarioProducesItsFigures(t *testing.T) {
 
 	// The figures each scenario must report, at least.
 	want := map[string][]string{
-		"overhead":  {"declarations/s", "CPU per declaration"},
-		"latency":   {"declarations/s", "handler alone, default polling", "worker against the handler alone", "handler alone, former default polling", "status polls per declaration", "CPU per declaration"},
+		"overhead": {"declarations/s", "CPU per declaration", "CPU per declaration, worker/plain JetStream",
+			"CPU per declaration, real logger, worker/plain JetStream", "CPU per declaration, real logger, worker/bare",
+			"CPU per declaration, plain JetStream/bare", "declarations/s, worker/plain JetStream"},
+		"latency":   {"declarations/s", "handler alone, default polling", "worker against the handler alone", "plain JetStream worker, declarations/s", "worker/plain JetStream, declarations/s", "handler alone, former default polling", "status polls per declaration", "CPU per declaration"},
 		"tokens":    {"Maskinporten grants per scope", "token exchanges per scope"},
 		"documents": {"peak heap growth"},
 		"scaleout":  {"1 worker, declarations/s", "2 workers, declarations/s", "duplicates"},
@@ -123,6 +126,21 @@ func TestEveryScenarioProducesItsFigures(t *testing.T) {
 			if !slices.Contains(got[name], metric) {
 				t.Errorf("%s reported %q, want %q among them", name, got[name], metric)
 			}
+		}
+	}
+	// The overhead scenario alternates its runs: each ratio is the median
+	// of the rounds' ratios, printed with their range.
+	for _, f := range rep.Figures {
+		if f.Scenario != "overhead" || f.Verdict == Skipped || f.Baseline == "" {
+			continue
+		}
+		if f.RatioMin <= 0 || f.RatioMin > f.Ratio || f.Ratio > f.RatioMax {
+			t.Errorf("overhead: %s: ratio %v not within its rounds' range %v–%v", f.Metric, f.Ratio, f.RatioMin, f.RatioMax)
+		}
+		row := fmt.Sprintf("overhead: %s  ", f.Metric)
+		rng := fmt.Sprintf("%.2f (%.2f–%.2f)", f.Ratio, f.RatioMin, f.RatioMax)
+		if !strings.Contains(table.String(), row) || !strings.Contains(table.String(), rng) {
+			t.Errorf("the table has no row %q with the ratio %q", row, rng)
 		}
 	}
 	// The token economy is correctness too: concurrent messages of one

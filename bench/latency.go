@@ -30,8 +30,10 @@ const routeHouseStatus = "GET /toll/api/movement/road/status/v2/house-consignmen
 // after it; with LatencyConcurrency in flight the ideal throughput is the
 // in-flight limit over that latency. The worker runs exactly as
 // configured for production (app.NewServices), default polling included.
-// One wave of the handler alone, with the default and with the former
-// polling, shows how much of the gap is the polling's.
+// A plain JetStream worker without a journal then takes the same backlog
+// with the same handler, for the ratio a naive worker reaches. One wave of
+// the handler alone, with the default and with the former polling, shows
+// how much of the gap is the polling's.
 func latency(ctx context.Context, r *runner) ([]Figure, error) {
 	sz := r.cfg.Sizes
 	n, c := sz.LatencyDeclarations, sz.LatencyConcurrency
@@ -60,6 +62,21 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 		return nil, fmt.Errorf("the simulated Toll received %d house consignments for %d declarations", posts, n)
 	}
 	polls := float64(stats.Requests(routeHouseStatus)) / float64(n)
+
+	// The plain JetStream worker, with the same handler and so the same
+	// default polling, takes the same backlog: what a worker without a
+	// journal reaches against the ideal.
+	if err := st.clearConsumers(ctx); err != nil {
+		return nil, err
+	}
+	p := plainWorker{js: st.js, handler: svc.Handlers[contract.KindRoad], kind: contract.KindRoad, concurrency: c}
+	plainWall, _, err := st.throughputOf(ctx, "plain JetStream worker", p.run, "latency-plain", n)
+	if err != nil {
+		return nil, err
+	}
+	if posts := st.sim.Stats().Requests(routeHousePost); posts != 2*n {
+		return nil, fmt.Errorf("the simulated Toll received %d house consignments for 2 × %d declarations", posts, n)
+	}
 
 	// One wave each of the worker's own handler alone, as production
 	// builds it and with the former default polling.
@@ -90,6 +107,7 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 	idealRate := float64(c) / ideal.Seconds()
 	rate := float64(n) / wall.Seconds()
 	ratio := rate / idealRate
+	plainRate := float64(n) / plainWall.Seconds()
 	handlerRate := float64(c) / defLatency.Seconds()
 	figs := []Figure{
 		{
@@ -100,6 +118,19 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 			Note: fmt.Sprintf("latency: %d house consignments, %d in flight, %s per Toll call and %s of validation; "+
 				"ideal = in-flight limit / (one write + the validation + one status read). The worker is wired as in production, default polling included.",
 				n, c, sz.CallLatency, sz.ValidationDelay),
+		},
+		{
+			Scenario: "latency", Metric: "plain JetStream worker, declarations/s",
+			Measured: perSecond(plainRate), Value: plainRate,
+			Baseline: perSecond(idealRate) + " ideal", Ratio: plainRate / idealRate,
+			Verdict: Info,
+			Note:    "latency: the plain JetStream worker (a pull consumer with a pool of the same size calling the same handler, default polling included, then publishing the result and acking; no journal) with the same backlog, after the worker.",
+		},
+		{
+			Scenario: "latency", Metric: "worker/plain JetStream, declarations/s",
+			Measured: perSecond(rate), Value: rate,
+			Baseline: perSecond(plainRate) + " plain JetStream", Ratio: rate / plainRate,
+			Verdict: Info,
 		},
 		{
 			Scenario: "latency", Metric: "handler alone, default polling",

@@ -95,3 +95,11 @@ func atLeast(ratio, bound float64) Verdict {
 	}
 	return Below
 }
+
+// atMost is the verdict of a ratio with an upper bound.
+func atMost(ratio, bound float64) Verdict {
+	if ratio <= bound {
+		return Pass
+	}
+	return Below
+}

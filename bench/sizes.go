@@ -13,6 +13,9 @@ type Sizes struct {
 	// each, OverheadConcurrency at once.
 	OverheadDeclarations int
 	OverheadConcurrency  int
+	// OverheadRounds is how often each of the scenario's runs is
+	// repeated, alternating with the others.
+	OverheadRounds int
 
 	// LatencyDeclarations go through the worker with LatencyConcurrency in
 	// flight, against a simulator that takes CallLatency for every Toll
@@ -51,6 +54,7 @@ func FullSizes() Sizes {
 		Name:                     "full",
 		OverheadDeclarations:     5000,
 		OverheadConcurrency:      64,
+		OverheadRounds:           5,
 		LatencyDeclarations:      5000,
 		LatencyConcurrency:       256,
 		CallLatency:              50 * time.Millisecond,
@@ -72,6 +76,7 @@ func QuickSizes() Sizes {
 	s := FullSizes()
 	s.Name = "quick"
 	s.OverheadDeclarations = 1500
+	s.OverheadRounds = 3
 	s.LatencyDeclarations = 1000
 	s.TokenDeclarationsPerKind = 10
 	s.Documents = 20

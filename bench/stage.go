@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -257,11 +258,16 @@ func (s *stage) waitPulling(ctx context.Context, kind contract.Kind, n int, aliv
 // services wires the worker as `digitoll run` does, from the stage's
 // settings, on the stage's connection; close flushes its telemetry.
 func (s *stage) services(ctx context.Context, r *runner) (*app.Services, error) {
+	return s.servicesLogging(ctx, r.log)
+}
+
+// servicesLogging is services logging to logger.
+func (s *stage) servicesLogging(ctx context.Context, logger *slog.Logger) (*app.Services, error) {
 	cfg, err := s.config()
 	if err != nil {
 		return nil, err
 	}
-	svc, err := app.NewServices(ctx, cfg, s.js, r.log)
+	svc, err := app.NewServices(ctx, cfg, s.js, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -274,6 +280,20 @@ func (s *stage) services(ctx context.Context, r *runner) (*app.Services, error) 
 // the submit stream acked), and returns the wall and CPU time from the
 // start of the run to the last result.
 func (st *stage) throughput(ctx context.Context, svc *app.Services, prefix string, n int) (wall, cpu time.Duration, err error) {
+	return st.throughputOf(ctx, "worker", svc.Run, prefix, n)
+}
+
+// throughputOf is throughput of any consumer of the submit stream that
+// run runs until its context ends; name says which in errors. The results
+// stream is purged first, so that a stage can measure several runs.
+func (st *stage) throughputOf(ctx context.Context, name string, runFn func(context.Context) error, prefix string, n int) (wall, cpu time.Duration, err error) {
+	results, err := st.js.Stream(ctx, contract.StreamResults)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := results.Purge(ctx); err != nil {
+		return 0, 0, err
+	}
 	msgs, err := houses(prefix, n)
 	if err != nil {
 		return 0, 0, err
@@ -287,17 +307,17 @@ func (st *stage) throughput(ctx context.Context, svc *app.Services, prefix strin
 		return 0, 0, err
 	}
 	sp := startSpan()
-	run := start(ctx, svc.Run)
+	run := start(ctx, runFn)
 	last, err := watch.wait(ctx)
 	wall, cpu = sp.end(last)
 	if stopErr := run.stop(); err == nil {
 		err = stopErr
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("worker: %w", err)
+		return 0, 0, fmt.Errorf("%s: %w", name, err)
 	}
 	if err := st.verify(ctx, msgs); err != nil {
-		return 0, 0, fmt.Errorf("worker: %w", err)
+		return 0, 0, fmt.Errorf("%s: %w", name, err)
 	}
 	return wall, cpu, nil
 }

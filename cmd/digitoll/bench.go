@@ -12,13 +12,15 @@ import (
 )
 
 func runBench(ctx context.Context, env *environment, args []string) error {
-	fs := newFlagSet(env, "bench", "[--quick] [--only NAME,…] [--json]\n\n"+
+	fs := newFlagSet(env, "bench", "[--quick] [--only NAME,…] [--rounds N] [--real-logger=false] [--json]\n\n"+
 		"Starts NATS and the simulator and measures the worker against baselines measured in the same run\n"+
 		"(see docs/performance.md). Prints one table: scenario, measured, baseline or ideal, ratio, target, verdict.\n"+
 		"Exits 1 if a scenario found the worker incorrect; a figure below its target is reported, not an error.")
 	quick := fs.Bool("quick", false, "smaller sizes: about a minute instead of about four, noisier figures")
 	only := fs.String("only", "", "run only these scenarios, comma-separated: "+strings.Join(bench.ScenarioNames(), ", "))
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of the table")
+	rounds := fs.Int("rounds", 0, "rounds of the overhead scenario, each running the worker and its baselines one after the other (0: 5, or 3 with --quick)")
+	realLogger := fs.Bool("real-logger", true, "overhead scenario: also run the worker with the production log handler formatting into io.Discard, next to the run with logs discarded")
 	serveNATS := fs.String("serve-nats", "", "internal: serve NATS storing in this directory for a benchmark running in another process, until stdin ends")
 	if err := parseFlags(env, fs, args); err != nil {
 		return err
@@ -28,13 +30,18 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
+	if *rounds < 0 {
+		fmt.Fprintf(env.stderr, "--rounds %d: want 0 or more\n", *rounds)
+		fs.Usage()
+		return errUsage
+	}
 	if *serveNATS != "" {
 		if env.stdin == nil {
 			return errors.New("--serve-nats serves until stdin ends, and there is no stdin")
 		}
 		return bench.ServeNATS(ctx, *serveNATS, env.stdin, env.stdout)
 	}
-	cfg := bench.Config{Sizes: bench.FullSizes(), Progress: env.stderr}
+	cfg := bench.Config{Sizes: bench.FullSizes(), Progress: env.stderr, Rounds: *rounds, DiscardLogsOnly: !*realLogger}
 	if *quick {
 		cfg.Sizes = bench.QuickSizes()
 	}

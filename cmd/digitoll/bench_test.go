@@ -19,6 +19,9 @@ func TestBenchCommandLine(t *testing.T) {
 		{[]string{"bench", "--help"}, 0, "--only", ""},
 		{[]string{"bench", "--only", "speed"}, 2, "", `unknown scenario "speed"`},
 		{[]string{"bench", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"bench", "--help"}, 0, "--rounds", ""},
+		{[]string{"bench", "--help"}, 0, "--real-logger", ""},
+		{[]string{"bench", "--rounds", "-1"}, 2, "", "--rounds -1: want 0 or more"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
