@@ -234,7 +234,7 @@ func (j *job) run() {
 	if req.RequestID == "" && sub.After != "" {
 		// Ordering is only checked before anything reached Toll: once a
 		// requestId is recorded, the call it follows was already allowed.
-		resolved, out, wait := j.awaitAfter(sub)
+		resolved, prev, out, wait := j.awaitAfter(sub)
 		switch {
 		case wait:
 			return
@@ -243,8 +243,11 @@ func (j *job) run() {
 			return
 		}
 		req.Submission = resolved
-		if resolved.Operation == contract.OpCreate {
-			req.AfterMRN = j.afterMRN(resolved.After)
+		if resolved.Operation == contract.OpCreate && prev.Kind == j.d.kind {
+			// The parent a master or house may have been declared
+			// under, for a lookup after a lost answer: a declaration
+			// of the same API.
+			req.AfterMRN = prev.MRN
 		}
 	}
 	hctx, hcancel := context.WithDeadline(j.ctx, deadline)
@@ -271,21 +274,6 @@ func (j *job) run() {
 	}
 	j.w.succeeded(j.lane)
 	j.complete(out)
-}
-
-// afterMRN is the MRN of the accepted result of the tenant's submission
-// id of the message's own kind, or "": for a create, the parent it may
-// have been declared under (handlers.Request.AfterMRN); a master's or
-// house's parent is a declaration of the same API. A failed read only
-// costs the lookup that the MRN would allow after a lost answer.
-func (j *job) afterMRN(id string) string {
-	ctx, cancel := j.opCtx()
-	defer cancel()
-	st, _, err := loadState(ctx, j.r.kv, stateKey(j.d.tenant, j.d.kind, id))
-	if err != nil || st == nil || st.Phase != phaseDone || st.Result == nil || st.Result.Status != contract.StatusAccepted {
-		return ""
-	}
-	return st.Result.MRN
 }
 
 // handle runs the kind's handler on req. A handler that panics has met a
