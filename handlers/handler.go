@@ -56,15 +56,11 @@ type Journal interface {
 	Sending(ctx context.Context) error
 	// Sent records the requestId Toll answered with.
 	Sent(ctx context.Context, requestID string) error
-}
-
-// Releaser is implemented by a Journal that can end a Sending record
-// without a requestId, so that a redelivery does not wait out the send
-// lease of a call that is over.
-type Releaser interface {
-	// Release records that the call Sending announced is over: refused
-	// before Toll processed it (see toll.NotProcessed), or, with
-	// maybeSent, without an answer although Toll may have acted.
+	// Release records that the call Sending announced is over without a
+	// requestId: refused before Toll processed it (see
+	// toll.NotProcessed), or, with maybeSent, without an answer although
+	// Toll may have acted. A redelivery then starts at once instead of
+	// waiting out the send lease that protects a call still under way.
 	Release(ctx context.Context, maybeSent bool) error
 }
 
@@ -73,16 +69,12 @@ type Releaser interface {
 // for the send lease.
 const releaseTimeout = 5 * time.Second
 
-// release ends j's Sending record if j can; a failure only costs the next
-// delivery the lease, so it is not an error of the attempt.
+// release ends j's Sending record, even after ctx ended; a failure only
+// costs the next delivery the lease, so it is not an error of the attempt.
 func release(ctx context.Context, j Journal, maybeSent bool) error {
-	r, ok := j.(Releaser)
-	if !ok {
-		return nil
-	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	return r.Release(rctx, maybeSent)
+	return j.Release(rctx, maybeSent)
 }
 
 // Outcome is what Toll decided. Business rejections are outcomes, not

@@ -114,6 +114,10 @@ func (j *fakeJournal) Sent(_ context.Context, id string) error {
 	return j.sentErr
 }
 
+// Release is not recorded: these tests look at what is sent and
+// journaled; releasingJournal's tests look at releases.
+func (j *fakeJournal) Release(context.Context, bool) error { return nil }
+
 // retryAfterErr is a transient error asking for a delay.
 type retryAfterErr struct{ d time.Duration }
 

@@ -259,7 +259,7 @@ func isJournalErr(err error) bool {
 // before the request can leave (toll.WithBeforeSend): after the rate
 // limiter's wait and the token, so that neither leaves a "sending" record
 // behind for a call that never left. When the call fails after that, the
-// record is released at once (Releaser): the call is over, and the lease
+// record is released at once (Journal.Release): the call is over, and the lease
 // only protects a call that is still under way. maybeSent is kept unless
 // toll.NotProcessed says Toll certainly did not act. A refused Sending
 // comes back as a permanent *journalError.

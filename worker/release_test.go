@@ -90,11 +90,7 @@ func TestReleasedRecordIsNotWaitedFor(t *testing.T) {
 					if err := req.Journal.Sending(ctx); err != nil {
 						return handlers.Outcome{}, err
 					}
-					r, ok := req.Journal.(handlers.Releaser)
-					if !ok {
-						return handlers.Outcome{}, fmt.Errorf("the worker's journal cannot release: %w", failure.ErrPermanent)
-					}
-					if err := r.Release(ctx, tc.maybeSent); err != nil {
+					if err := req.Journal.Release(ctx, tc.maybeSent); err != nil {
 						return handlers.Outcome{}, err
 					}
 					return handlers.Outcome{}, fmt.Errorf("toll answered 503: %w", failure.ErrTransient)
