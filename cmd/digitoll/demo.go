@@ -18,6 +18,7 @@ import (
 
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/natsconn"
 	"github.com/digitoll/digitoll-worker/samples"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
@@ -89,20 +90,20 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	conn, err := connectNATS(cfg.NATS, "digitoll-demo", logger)
+	conn, err := natsconn.Connect(cfg.NATS, "digitoll-demo", logger)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if err := app.EnsureStreams(ctx, conn.js, cfg.NATS); err != nil {
+	if err := app.EnsureStreams(ctx, conn.JS, cfg.NATS); err != nil {
 		return err
 	}
-	svc, err := app.NewServices(ctx, cfg, conn.js, logger)
+	svc, err := app.NewServices(ctx, cfg, conn.JS, logger)
 	if err != nil {
 		return err
 	}
 	defer flushTraces(ctx, svc, logger)
-	fmt.Fprintf(env.stdout, "NATS (embedded, JetStream) at %s\n", conn.embedded.ClientURL())
+	fmt.Fprintf(env.stdout, "NATS (embedded, JetStream) at %s\n", conn.Embedded.ClientURL())
 	fmt.Fprintf(env.stdout, "Toll and Maskinporten simulator at %s\n", sim.URL())
 
 	workerCtx, stopWorker := context.WithCancel(ctx)
@@ -137,7 +138,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		{contract.StreamResults, "digitoll.result.*." + contract.DefaultTenant},
 		{contract.StreamRouting, "digitoll.routing.*." + contract.DefaultTenant},
 	} {
-		cons, err := streamConsumer(ctx, conn.js, f.stream, f.filter, jetstream.DeliverNewPolicy)
+		cons, err := streamConsumer(ctx, conn.JS, f.stream, f.filter, jetstream.DeliverNewPolicy)
 		if err != nil {
 			return err
 		}
@@ -162,7 +163,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 			return fmt.Errorf("sample %s: %w", s.Name, err)
 		}
 		want[sub.ID] = true
-		if _, err := conn.js.PublishMsg(ctx, &nats.Msg{Subject: contract.SubmitSubject(s.Kind, contract.DefaultTenant), Data: s.Body},
+		if _, err := conn.JS.PublishMsg(ctx, &nats.Msg{Subject: contract.SubmitSubject(s.Kind, contract.DefaultTenant), Data: s.Body},
 			jetstream.WithMsgID(contract.MsgID(contract.DefaultTenant, sub.ID))); err != nil {
 			return fmt.Errorf("publish %s: %w", s.Name, err)
 		}
@@ -205,7 +206,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		return nil
 	}
 	fmt.Fprintf(env.stdout, "Still running (--keep). Try:\n  nats --server %s pub digitoll.submit.road.default \"$(cat samples/road/03-house.json)\"\n  digitoll publish --nats-url %s samples/road\n  digitoll results --routing --nats-url %s\nInterrupt with Ctrl-C.\n",
-		conn.embedded.ClientURL(), conn.embedded.ClientURL(), conn.embedded.ClientURL())
+		conn.Embedded.ClientURL(), conn.Embedded.ClientURL(), conn.Embedded.ClientURL())
 	for {
 		select {
 		case m := <-msgs:

@@ -66,7 +66,7 @@ func runResults(ctx context.Context, env *environment, args []string) error {
 	lines := make(chan string)
 	errs := make(chan error, len(followed))
 	for _, f := range followed {
-		cons, err := streamConsumer(ctx, conn.js, f.stream, f.filter, policy)
+		cons, err := streamConsumer(ctx, conn.JS, f.stream, f.filter, policy)
 		if err != nil {
 			return err
 		}
