@@ -10,6 +10,7 @@ import (
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/embednats"
+	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
 
@@ -90,7 +91,7 @@ func TestClusterNodeLossMidRun(t *testing.T) {
 // kind, or with lanes (a tenants file), whose consumers are R3 as well.
 func clusterNodeLoss(t *testing.T, lanes bool) {
 	const messages = 120
-	servers, err := embednats.StartCluster(3, filepath.Join(t.TempDir(), "cluster"), nil)
+	servers, err := natstest.StartCluster(3, filepath.Join(t.TempDir(), "cluster"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

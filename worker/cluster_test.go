@@ -10,12 +10,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/digitoll/digitoll-worker/contract"
-	"github.com/digitoll/digitoll-worker/embednats"
+	"github.com/digitoll/digitoll-worker/internal/natstest"
 )
 
 func TestEnsureStreamsOnAThreeNodeCluster(t *testing.T) {
 	t.Parallel()
-	servers, err := embednats.StartCluster(3, t.TempDir(), nil)
+	servers, err := natstest.StartCluster(3, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
