@@ -15,19 +15,7 @@ import (
 
 func TestEnsureStreamsOnAThreeNodeCluster(t *testing.T) {
 	t.Parallel()
-	servers, err := natstest.StartCluster(3, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, s := range servers {
-			s.Shutdown()
-		}
-	})
-	urls := make([]string, len(servers))
-	for i, s := range servers {
-		urls[i] = s.ClientURL()
-	}
+	_, urls := natstest.Cluster(t, 3)
 	nc, err := nats.Connect(strings.Join(urls, ","))
 	if err != nil {
 		t.Fatal(err)

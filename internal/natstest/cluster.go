@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"testing"
 	"time"
 
 	"github.com/digitoll/digitoll-worker/embednats"
@@ -124,4 +125,25 @@ func clusterReady(servers []*embednats.Server) bool {
 		}
 	}
 	return led
+}
+
+// Cluster starts a JetStream cluster of n nodes for t, as StartCluster
+// does, shut down when the test ends, and returns its nodes and their
+// client URLs.
+func Cluster(t testing.TB, n int) ([]*embednats.Server, []string) {
+	t.Helper()
+	servers, err := StartCluster(n, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	})
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.ClientURL()
+	}
+	return servers, urls
 }
