@@ -25,6 +25,7 @@ import (
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/objectfiles"
 	"github.com/digitoll/digitoll-worker/routing"
 	"github.com/digitoll/digitoll-worker/telemetry"
 	"github.com/digitoll/digitoll-worker/toll"
@@ -184,7 +185,7 @@ func NewHandlers(cfg *config.Config, js jetstream.JetStream, client *toll.Client
 		case contract.KindEntry:
 			kinds[k] = &handlers.Entry{Toll: client, Retry: retry, Logger: logger, Observer: obs}
 		case contract.KindDocument:
-			kinds[k] = &handlers.Document{Toll: client, Files: worker.NewObjectFiles(js), Retry: retry, Logger: logger, Observer: obs}
+			kinds[k] = &handlers.Document{Toll: client, Files: objectfiles.New(js), Retry: retry, Logger: logger, Observer: obs}
 		default:
 			return nil, fmt.Errorf("kind %s is not supported by this version", k)
 		}

@@ -3,13 +3,13 @@ package chaos
 import (
 	"context"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/embednats"
+	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
 
@@ -90,19 +90,7 @@ func TestClusterNodeLossMidRun(t *testing.T) {
 // kind, or with lanes (a tenants file), whose consumers are R3 as well.
 func clusterNodeLoss(t *testing.T, lanes bool) {
 	const messages = 120
-	servers, err := embednats.StartCluster(3, filepath.Join(t.TempDir(), "cluster"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, s := range servers {
-			s.Shutdown()
-		}
-	})
-	urls := make([]string, len(servers))
-	for i, s := range servers {
-		urls[i] = s.ClientURL()
-	}
+	servers, urls := natstest.Cluster(t, 3)
 	r := newRig(t, rigConfig{natsURLs: urls, replicas: 3, concurrency: 16, validationDelay: 300 * time.Millisecond})
 	subs := houses(t, "cluster", messages)
 	var env []string

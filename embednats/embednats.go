@@ -82,9 +82,20 @@ type Options struct {
 	Users []User
 	NKeys []string
 
-	// cluster is set by StartCluster only.
-	cluster *server.ClusterOpts
-	routes  []*url.URL
+	// Cluster, when set, makes the server a node of a route cluster (the
+	// test kit internal/natstest starts three on loopback).
+	Cluster *Cluster
+}
+
+// Cluster is a server's place in a route cluster: every node has the same
+// Name and the route URLs of all.
+type Cluster struct {
+	// Name is the cluster's name.
+	Name string
+	// Port is this node's route port, on Options.Host.
+	Port int
+	// Routes are the nats-route:// URLs of every node, this one included.
+	Routes []*url.URL
 }
 
 // Server is a running embedded nats-server.
@@ -184,9 +195,9 @@ func serverOptions(opts Options) (*server.Options, error) {
 	if err := applySecurity(sopts, opts); err != nil {
 		return nil, err
 	}
-	if opts.cluster != nil {
-		sopts.Cluster = *opts.cluster
-		sopts.Routes = opts.routes
+	if c := opts.Cluster; c != nil {
+		sopts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: c.Port}
+		sopts.Routes = c.Routes
 	}
 	return sopts, nil
 }
@@ -213,6 +224,13 @@ func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 	s.unlock()
+}
+
+// MetaState is this server's view of JetStream's meta group in a
+// cluster: whether it leads the group, whether its copy of the meta log is
+// current, and how many peers the group has as it knows.
+func (s *Server) MetaState() (leader, current bool, peers int) {
+	return s.ns.JetStreamIsLeader(), s.ns.JetStreamIsCurrent(), len(s.ns.JetStreamClusterPeers())
 }
 
 // Running reports whether the server is still running.

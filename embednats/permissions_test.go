@@ -23,6 +23,7 @@ import (
 	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/failure"
 	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/objectfiles"
 	"github.com/digitoll/digitoll-worker/routing"
 	"github.com/digitoll/digitoll-worker/worker"
 )
@@ -308,7 +309,7 @@ func TestTenantPermissions(t *testing.T) {
 		if _, err := store.PutBytes(ctx, "acme-invoice.pdf", file); err != nil {
 			t.Fatalf("operator: put file: %v", err)
 		}
-		r, size, err := worker.NewObjectFiles(wk.js).Open(ctx, "acme-invoice.pdf")
+		r, size, err := objectfiles.New(wk.js).Open(ctx, "acme-invoice.pdf")
 		if err != nil {
 			t.Fatalf("worker: open file: %v", err)
 		}

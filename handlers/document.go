@@ -57,7 +57,7 @@ type DocumentAPI interface {
 }
 
 // FileSource gives the files that submissions name by reference (the
-// document's object); worker.ObjectFiles reads them from the Object Store.
+// document's object); objectfiles.Source reads them from the Object Store.
 type FileSource interface {
 	// Open returns the named file's bytes from the start and its size.
 	// A file that does not exist gives an error wrapping ErrFileMissing.

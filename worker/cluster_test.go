@@ -10,24 +10,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/digitoll/digitoll-worker/contract"
-	"github.com/digitoll/digitoll-worker/embednats"
+	"github.com/digitoll/digitoll-worker/internal/natstest"
 )
 
 func TestEnsureStreamsOnAThreeNodeCluster(t *testing.T) {
 	t.Parallel()
-	servers, err := embednats.StartCluster(3, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, s := range servers {
-			s.Shutdown()
-		}
-	})
-	urls := make([]string, len(servers))
-	for i, s := range servers {
-		urls[i] = s.ClientURL()
-	}
+	_, urls := natstest.Cluster(t, 3)
 	nc, err := nats.Connect(strings.Join(urls, ","))
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"github.com/digitoll/digitoll-worker/auth"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/natsconn"
 	"github.com/digitoll/digitoll-worker/toll"
 )
 
@@ -373,7 +374,7 @@ func (c *checker) natsSettings(n config.NATS) {
 		return
 	}
 	if n.CAFile == "" && n.CertFile == "" && !strings.Contains(n.URL, "tls://") && !allLoopback(n.URL) {
-		c.warn("NATS TLS", "%s is reached without TLS: set DIGITOLL_NATS_CA_FILE (or use tls://) unless the network is private", redactURL(n.URL))
+		c.warn("NATS TLS", "%s is reached without TLS: set DIGITOLL_NATS_CA_FILE (or use tls://) unless the network is private", natsconn.RedactURL(n.URL))
 	}
 }
 
@@ -411,7 +412,7 @@ func (c *checker) natsServer(ctx context.Context, n config.NATS) {
 		c.ok("NATS", "embedded server on %s:%d, store %s writable", orDefault(n.EmbeddedHost, "127.0.0.1"), n.EmbeddedPort, n.EmbeddedDir)
 		return
 	}
-	conn, err := connectNATS(n, "digitoll-config-check", slog.New(slog.DiscardHandler))
+	conn, err := natsconn.Connect(n, "digitoll-config-check", slog.New(slog.DiscardHandler))
 	if err != nil {
 		c.fail("NATS", "%v", err)
 		return
@@ -419,15 +420,15 @@ func (c *checker) natsServer(ctx context.Context, n config.NATS) {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	if _, err := conn.js.AccountInfo(ctx); err != nil {
-		c.fail("NATS", "connected to %s, but JetStream is not available: %v", conn.nc.ConnectedUrlRedacted(), err)
+	if _, err := conn.JS.AccountInfo(ctx); err != nil {
+		c.fail("NATS", "connected to %s, but JetStream is not available: %v", conn.NC.ConnectedUrlRedacted(), err)
 		return
 	}
 	tls := "without TLS"
-	if conn.nc.TLSRequired() {
+	if conn.NC.TLSRequired() {
 		tls = "over TLS"
 	}
-	c.ok("NATS", "connected to %s %s (server %s), JetStream available", conn.nc.ConnectedUrlRedacted(), tls, conn.nc.ConnectedServerVersion())
+	c.ok("NATS", "connected to %s %s (server %s), JetStream available", conn.NC.ConnectedUrlRedacted(), tls, conn.NC.ConnectedServerVersion())
 }
 
 // writableDir checks that files can be made in dir or, when it does not

@@ -22,6 +22,7 @@ import (
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/dlq"
+	"github.com/digitoll/digitoll-worker/natsconn"
 )
 
 // dlqCommands are the subcommands of `digitoll dlq`.
@@ -160,7 +161,7 @@ func usageError(env *environment, fs *flag.FlagSet, msg string) error {
 
 // filteredDLQ finishes a subcommand that takes only flags: it reads them
 // (environment, then arguments), builds the filter and connects to NATS.
-func filteredDLQ(env *environment, fs *flag.FlagSet, ff filterFlags, nf natsFlags, args []string) (dlq.Filter, *natsConn, error) {
+func filteredDLQ(env *environment, fs *flag.FlagSet, ff filterFlags, nf natsFlags, args []string) (dlq.Filter, *natsconn.Conn, error) {
 	if err := applyEnv(env, fs); err != nil {
 		return dlq.Filter{}, nil, err
 	}
@@ -195,7 +196,7 @@ func runDLQList(ctx context.Context, env *environment, args []string) error {
 
 	if *asJSON {
 		var werr error
-		err := dlq.List(ctx, conn.js, f, func(e dlq.Entry) bool {
+		err := dlq.List(ctx, conn.JS, f, func(e dlq.Entry) bool {
 			werr = writeEntryJSON(env.stdout, e)
 			return werr == nil
 		})
@@ -204,7 +205,7 @@ func runDLQList(ctx context.Context, env *environment, args []string) error {
 	tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tFAILED AT\tKIND/TENANT\tID\tREASON\tATTEMPTS\tERROR")
 	n := 0
-	err = dlq.List(ctx, conn.js, f, func(e dlq.Entry) bool {
+	err = dlq.List(ctx, conn.JS, f, func(e dlq.Entry) bool {
 		n++
 		fmt.Fprintf(tw, "%d\t%s\t%s/%s\t%s\t%s\t%d\t%s\n", e.Seq, e.FailedAt.Local().Format("2006-01-02 15:04:05"),
 			e.Kind, e.Tenant, orDash(clip(e.ID, 48)), orDash(e.Reason), e.Attempts, clip(e.Error, 100))
@@ -240,7 +241,7 @@ func runDLQShow(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	e, err := dlq.Get(ctx, conn.js, seq)
+	e, err := dlq.Get(ctx, conn.JS, seq)
 	if err != nil {
 		return err
 	}
@@ -302,14 +303,14 @@ func runDLQReplay(ctx context.Context, env *environment, args []string) error {
 	defer conn.Close()
 
 	if !*all {
-		r, err := dlq.Replay(ctx, conn.js, seq)
+		r, err := dlq.Replay(ctx, conn.JS, seq)
 		if r.StreamSeq != 0 { // stored, even if not removed
 			fmt.Fprintln(env.stdout, formatReplayed(r))
 		}
 		return err
 	}
 	skipped := 0
-	n, err := dlq.ReplayAll(ctx, conn.js, f, func(r dlq.Replayed, err error) {
+	n, err := dlq.ReplayAll(ctx, conn.JS, f, func(r dlq.Replayed, err error) {
 		if err != nil {
 			skipped++
 			fmt.Fprintf(env.stderr, "skipped %d: %v\n", r.Entry.Seq, err)
@@ -343,7 +344,7 @@ func runDLQPurge(ctx context.Context, env *environment, args []string) error {
 	// Count first and purge exactly what was counted: entries
 	// dead-lettered while the operator reads the question stay.
 	n := 0
-	if err := dlq.List(ctx, conn.js, f, func(e dlq.Entry) bool {
+	if err := dlq.List(ctx, conn.JS, f, func(e dlq.Entry) bool {
 		n++
 		f.UpTo = e.Seq
 		return true
@@ -367,7 +368,7 @@ func runDLQPurge(ctx context.Context, env *environment, args []string) error {
 			return nil
 		}
 	}
-	purged, err := dlq.Purge(ctx, conn.js, f)
+	purged, err := dlq.Purge(ctx, conn.JS, f)
 	fmt.Fprintf(env.stdout, "Purged %s.\n", countNoun(purged, "dead letter"))
 	return err
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/digitoll/digitoll-worker/config"
+	"github.com/digitoll/digitoll-worker/natsconn"
 )
 
 // commandVariables are the DIGITOLL_* variables that are not worker
@@ -53,7 +54,7 @@ func logConfigAtStart(env *environment, cfg *config.Config, logger *slog.Logger)
 	case n.URL == "":
 		logger.Info("NATS: the embedded server (DIGITOLL_NATS_URL, NATS_URL and a nats context name none)")
 	default:
-		logger.Info("NATS: "+redactURL(n.URL), "from", n.Source)
+		logger.Info("NATS: "+natsconn.RedactURL(n.URL), "from", n.Source)
 	}
 	if from := cfg.BorrowedFrom("DIGITOLL_OTLP_ENDPOINT"); from != "" {
 		logger.Info("traces: "+cfg.Tracing.OTLPEndpoint, "from", from)

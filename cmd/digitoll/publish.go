@@ -25,6 +25,7 @@ import (
 
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/natsconn"
 	"github.com/digitoll/digitoll-worker/toll"
 )
 
@@ -113,7 +114,7 @@ func publishSubmissions(ctx context.Context, env *environment, nc config.NATS, k
 		}
 	}
 
-	conn, err := connectNATS(nc, "digitoll-publish", slog.New(slog.DiscardHandler))
+	conn, err := natsconn.Connect(nc, "digitoll-publish", slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
@@ -121,7 +122,7 @@ func publishSubmissions(ctx context.Context, env *environment, nc config.NATS, k
 	subject := contract.SubmitSubject(kind, tenant)
 	p := newProgress(env, len(files), subject)
 	for i, f := range files {
-		dup, seq, err := publishSubmission(ctx, conn.js, subject, tenant, ids[i], bodies[i])
+		dup, seq, err := publishSubmission(ctx, conn.JS, subject, tenant, ids[i], bodies[i])
 		if err != nil {
 			p.abort()
 			return fmt.Errorf("publish %s: %w", f, err)
@@ -183,12 +184,12 @@ func publishDocuments(ctx context.Context, env *environment, nc config.NATS, ten
 		docs = append(docs, document{path: a, name: name, contentType: contentType, size: st.Size()})
 	}
 
-	conn, err := connectNATS(nc, "digitoll-publish", slog.New(slog.DiscardHandler))
+	conn, err := natsconn.Connect(nc, "digitoll-publish", slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	store, err := conn.js.ObjectStore(ctx, contract.BucketDocuments)
+	store, err := conn.JS.ObjectStore(ctx, contract.BucketDocuments)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return fmt.Errorf("the Object Store bucket %s does not exist: start the worker once, it creates the streams and the bucket", contract.BucketDocuments)
 	}
@@ -220,7 +221,7 @@ func publishDocuments(ctx context.Context, env *environment, nc config.NATS, ten
 			p.abort()
 			return fmt.Errorf("%s: %w", d.path, err)
 		}
-		dup, seq, err := publishSubmission(ctx, conn.js, subject, tenant, sub.ID, body)
+		dup, seq, err := publishSubmission(ctx, conn.JS, subject, tenant, sub.ID, body)
 		if err != nil {
 			p.abort()
 			return fmt.Errorf("publish %s: %w", d.path, err)

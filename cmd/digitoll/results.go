@@ -66,7 +66,7 @@ func runResults(ctx context.Context, env *environment, args []string) error {
 	lines := make(chan string)
 	errs := make(chan error, len(followed))
 	for _, f := range followed {
-		cons, err := streamConsumer(ctx, conn.js, f.stream, f.filter, policy)
+		cons, err := streamConsumer(ctx, conn.JS, f.stream, f.filter, policy)
 		if err != nil {
 			return err
 		}
@@ -116,11 +116,6 @@ func streamConsumer(ctx context.Context, js jetstream.JetStream, stream, filter 
 	return cons, nil
 }
 
-// resultConsumer follows the results matching filter.
-func resultConsumer(ctx context.Context, js jetstream.JetStream, filter string, policy jetstream.DeliverPolicy) (jetstream.Consumer, error) {
-	return streamConsumer(ctx, js, contract.StreamResults, filter, policy)
-}
-
 // eachMsg calls each for every message cons delivers until each returns
 // false or ctx ends.
 func eachMsg(ctx context.Context, cons jetstream.Consumer, each func(jetstream.Msg) bool) error {
@@ -143,14 +138,6 @@ func eachMsg(ctx context.Context, cons jetstream.Consumer, each func(jetstream.M
 			return nil
 		}
 	}
-}
-
-// eachResult calls each for every result cons delivers until each returns
-// false or ctx ends.
-func eachResult(ctx context.Context, cons jetstream.Consumer, each func(contract.Result, []byte) bool) error {
-	return eachMsg(ctx, cons, func(m jetstream.Msg) bool {
-		return each(decodeResult(m.Data()), m.Data())
-	})
 }
 
 func decodeResult(data []byte) contract.Result {

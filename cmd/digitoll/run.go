@@ -12,6 +12,7 @@ import (
 	"github.com/digitoll/digitoll-worker/app"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/health"
+	"github.com/digitoll/digitoll-worker/natsconn"
 )
 
 func runWorker(ctx context.Context, env *environment, args []string) error {
@@ -33,19 +34,19 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	logger := newLogger(env, cfg.Log)
 	logConfigAtStart(env, cfg, logger)
 
-	conn, err := connectNATS(cfg.NATS, "digitoll-worker", logger)
+	conn, err := natsconn.Connect(cfg.NATS, "digitoll-worker", logger)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	if conn.embedded != nil {
+	if conn.Embedded != nil {
 		fmt.Fprintf(env.stdout, "embedded NATS with JetStream at %s (store %s); point the nats CLI at it with --server %s\n",
-			conn.embedded.ClientURL(), cfg.NATS.EmbeddedDir, conn.embedded.ClientURL())
+			conn.Embedded.ClientURL(), cfg.NATS.EmbeddedDir, conn.Embedded.ClientURL())
 	}
-	if err := app.EnsureStreams(ctx, conn.js, cfg.NATS); err != nil {
+	if err := app.EnsureStreams(ctx, conn.JS, cfg.NATS); err != nil {
 		return err
 	}
-	svc, err := app.NewServices(ctx, cfg, conn.js, logger)
+	svc, err := app.NewServices(ctx, cfg, conn.JS, logger)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/digitoll/digitoll-worker/app"
 	"github.com/digitoll/digitoll-worker/auth"
 	"github.com/digitoll/digitoll-worker/config"
+	"github.com/digitoll/digitoll-worker/natsconn"
 	"github.com/digitoll/digitoll-worker/worker"
 )
 
@@ -274,20 +275,20 @@ func runTenantsProvision(ctx context.Context, env *environment, args []string) e
 			return fmt.Errorf("tenant %q is not configured (see `digitoll tenants list`)", name)
 		}
 	}
-	conn, err := connectNATS(cfg.NATS, "digitoll-tenants-provision", slog.New(slog.DiscardHandler))
+	conn, err := natsconn.Connect(cfg.NATS, "digitoll-tenants-provision", slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := app.EnsureStreams(ctx, conn.js, cfg.NATS); err != nil {
+	if err := app.EnsureStreams(ctx, conn.JS, cfg.NATS); err != nil {
 		return fmt.Errorf("streams: %w", err)
 	}
 	w := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "TENANT\tCONSUMER\tSTREAM\tFILTER")
 	for _, name := range names {
-		readers, err := worker.EnsureTenantReaders(ctx, conn.js, name)
+		readers, err := worker.EnsureTenantReaders(ctx, conn.JS, name)
 		if err != nil {
 			w.Flush()
 			return fmt.Errorf("tenant %s: %w", name, err)

@@ -1,4 +1,4 @@
-package embednats
+package natstest
 
 import (
 	"errors"
@@ -8,9 +8,10 @@ import (
 	"net/url"
 	"path/filepath"
 	"strconv"
+	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/digitoll/digitoll-worker/embednats"
 )
 
 // clusterReadyTimeout bounds the wait for a JetStream meta leader that
@@ -31,12 +32,12 @@ const ClusterName = "digitoll"
 // other node's route URL up front, which a server picking its own random
 // port cannot give. Another process could take a port in that instant; the
 // start then fails and can be retried.
-func StartCluster(n int, baseDir string, logger *slog.Logger) ([]*Server, error) {
+func StartCluster(n int, baseDir string, logger *slog.Logger) ([]*embednats.Server, error) {
 	if n < 3 {
-		return nil, fmt.Errorf("embednats: a JetStream cluster needs at least 3 nodes, got %d", n)
+		return nil, fmt.Errorf("natstest: a JetStream cluster needs at least 3 nodes, got %d", n)
 	}
 	if baseDir == "" {
-		return nil, errors.New("embednats: StartCluster needs a base directory for the stores")
+		return nil, errors.New("natstest: StartCluster needs a base directory for the stores")
 	}
 	ports, err := freePorts(n)
 	if err != nil {
@@ -46,7 +47,7 @@ func StartCluster(n int, baseDir string, logger *slog.Logger) ([]*Server, error)
 	for i, p := range ports {
 		routes[i] = &url.URL{Scheme: "nats-route", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p))}
 	}
-	servers := make([]*Server, 0, n)
+	servers := make([]*embednats.Server, 0, n)
 	shutdownAll := func() {
 		for _, s := range servers {
 			s.Shutdown()
@@ -54,17 +55,12 @@ func StartCluster(n int, baseDir string, logger *slog.Logger) ([]*Server, error)
 	}
 	for i := range n {
 		name := fmt.Sprintf("node-%d", i+1)
-		s, err := Start(Options{
+		s, err := embednats.Start(embednats.Options{
 			Dir:        filepath.Join(baseDir, name),
-			Port:       RandomPort,
+			Port:       embednats.RandomPort,
 			ServerName: name,
 			Logger:     logger,
-			cluster: &server.ClusterOpts{
-				Name: ClusterName,
-				Host: "127.0.0.1",
-				Port: ports[i],
-			},
-			routes: routes,
+			Cluster:    &embednats.Cluster{Name: ClusterName, Port: ports[i], Routes: routes},
 		})
 		if err != nil {
 			shutdownAll()
@@ -92,7 +88,7 @@ func freePorts(n int) ([]int, error) {
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("embednats: find a free route port: %w", err)
+			return nil, fmt.Errorf("natstest: find a free route port: %w", err)
 		}
 		listeners = append(listeners, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
@@ -102,7 +98,7 @@ func freePorts(n int) ([]int, error) {
 
 // waitClusterReady polls until one node is the JetStream meta leader, it
 // sees every node as a peer and every node's meta log is current.
-func waitClusterReady(servers []*Server, timeout time.Duration) error {
+func waitClusterReady(servers []*embednats.Server, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
@@ -111,21 +107,43 @@ func waitClusterReady(servers []*Server, timeout time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: no JetStream meta leader with %d peers after %s", ErrNotReady, len(servers), timeout)
+			return fmt.Errorf("%w: no JetStream meta leader with %d peers after %s", embednats.ErrNotReady, len(servers), timeout)
 		}
 		<-tick.C
 	}
 }
 
-func clusterReady(servers []*Server) bool {
-	var leader *Server
+func clusterReady(servers []*embednats.Server) bool {
+	led := false
 	for _, s := range servers {
-		if s.ns.JetStreamIsLeader() {
-			leader = s
-		}
-		if !s.ns.JetStreamIsCurrent() {
+		leader, current, peers := s.MetaState()
+		if !current {
 			return false
 		}
+		if leader {
+			led = peers == len(servers)
+		}
 	}
-	return leader != nil && len(leader.ns.JetStreamClusterPeers()) == len(servers)
+	return led
+}
+
+// Cluster starts a JetStream cluster of n nodes for t, as StartCluster
+// does, shut down when the test ends, and returns its nodes and their
+// client URLs.
+func Cluster(t testing.TB, n int) ([]*embednats.Server, []string) {
+	t.Helper()
+	servers, err := StartCluster(n, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	})
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.ClientURL()
+	}
+	return servers, urls
 }

@@ -1,4 +1,7 @@
-package worker
+// Package objectfiles reads the files of document submissions from the
+// JetStream Object Store, a chunk at a time and checked against their
+// digest, for the document handler to upload to Toll.
+package objectfiles
 
 import (
 	"bytes"
@@ -42,24 +45,29 @@ const (
 	consumerInactive       = time.Minute
 )
 
-// ObjectFiles reads document files from the Object Store bucket
+// reasonMalformed is the dead-letter reason of an object whose bytes do
+// not match its digest, the worker's for a submission it cannot use.
+const reasonMalformed = "malformed"
+
+// Source reads document files from the Object Store bucket
 // contract.BucketDocuments, where producers put files too large to travel
 // inside a submission. It is the handlers.FileSource of the document
-// handler. The bucket is looked up on first use (EnsureStreams creates
-// it), so a worker can be built before the bucket exists.
-type ObjectFiles struct {
+// handler. The bucket is looked up on first use (the worker's
+// EnsureStreams creates it), so a worker can be built before the bucket
+// exists.
+type Source struct {
 	js jetstream.JetStream
 
 	mu    sync.Mutex
 	store jetstream.ObjectStore
 }
 
-// NewObjectFiles returns the file source for js's documents bucket.
-func NewObjectFiles(js jetstream.JetStream) *ObjectFiles {
-	return &ObjectFiles{js: js}
+// New returns the file source for js's documents bucket.
+func New(js jetstream.JetStream) *Source {
+	return &Source{js: js}
 }
 
-var _ handlers.FileSource = (*ObjectFiles)(nil)
+var _ handlers.FileSource = (*Source)(nil)
 
 // Open starts reading the object called name and returns it as a stream
 // of its chunks, read ahead by at most about a MiB, with its size. An
@@ -68,7 +76,7 @@ var _ handlers.FileSource = (*ObjectFiles)(nil)
 // configuration failure. The reader checks the object's SHA-256 digest
 // at its end and fails the read on a mismatch. Reads end with ctx;
 // closing the reader stops a read in progress.
-func (f *ObjectFiles) Open(ctx context.Context, name string) (io.ReadCloser, int64, error) {
+func (f *Source) Open(ctx context.Context, name string) (io.ReadCloser, int64, error) {
 	store, err := f.bucket(ctx)
 	if err != nil {
 		return nil, 0, err
@@ -113,7 +121,7 @@ func (f *ObjectFiles) Open(ctx context.Context, name string) (io.ReadCloser, int
 }
 
 // bucket returns the documents bucket, looking it up once.
-func (f *ObjectFiles) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
+func (f *Source) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.store != nil {
