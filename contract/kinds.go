@@ -79,22 +79,23 @@ func ParseKind(s string) (Kind, error) {
 // checkOperationAndLevel checks what r says of every submission of its
 // kind: one of its operations and, for a kind with levels, one of those.
 func (r *kindRules) checkOperationAndLevel(s *Submission) error {
-	ops := joinList(r.operations, " or ")
-	switch {
-	case s.Operation == "":
-		return malformed("operation is missing (want %s)", ops)
-	case !slices.Contains(r.operations, s.Operation):
-		return malformed("operation %q is not %s", truncate(string(s.Operation), 40), ops)
+	if err := oneOf("operation", s.Operation, r.operations); err != nil {
+		return err
 	}
 	if r.levels == nil {
 		return nil
 	}
-	levels := joinList(r.levels, " or ")
+	return oneOf("level", s.Level, r.levels)
+}
+
+// oneOf checks that the field called name has one of the values of list.
+func oneOf[T ~string](name string, v T, list []T) error {
+	want := joinList(list, " or ")
 	switch {
-	case s.Level == "":
-		return malformed("level is missing (want %s)", levels)
-	case !slices.Contains(r.levels, s.Level):
-		return malformed("level %q is not %s", truncate(string(s.Level), 40), levels)
+	case v == "":
+		return malformed("%s is missing (want %s)", name, want)
+	case !slices.Contains(list, v):
+		return malformed("%s %q is not %s", name, truncate(string(v), 40), want)
 	}
 	return nil
 }

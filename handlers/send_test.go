@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,44 +11,6 @@ import (
 	"github.com/digitoll/digitoll-worker/failure"
 	"github.com/digitoll/digitoll-worker/toll"
 )
-
-// protocolJournal records every call of the send protocol in order.
-type protocolJournal struct {
-	mu         sync.Mutex
-	events     []string
-	sendingErr error
-}
-
-func (j *protocolJournal) add(e string) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.events = append(j.events, e)
-}
-
-func (j *protocolJournal) list() string {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return strings.Join(j.events, " ")
-}
-
-func (j *protocolJournal) Sending(context.Context) error {
-	if j.sendingErr != nil {
-		j.add("sending refused")
-		return j.sendingErr
-	}
-	j.add("sending")
-	return nil
-}
-
-func (j *protocolJournal) Sent(_ context.Context, id string) error {
-	j.add("sent " + id)
-	return nil
-}
-
-func (j *protocolJournal) Release(_ context.Context, maybeSent bool) error {
-	j.add(fmt.Sprintf("release(maybeSent=%v)", maybeSent))
-	return nil
-}
 
 // errTokenFailed is a call that ended before its request could leave.
 var errTokenFailed = fmt.Errorf("token: %w: %w", failure.ErrTransient, toll.ErrNotSent)
@@ -91,7 +51,7 @@ func TestSendCallKeepsTheProtocol(t *testing.T) {
 			want: "sending refused", wantErr: true, wantResult: sendResult{attempts: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			j := &protocolJournal{sendingErr: tc.sendingErr}
+			j := &releasingJournal{sendingErr: tc.sendingErr}
 			n := 0
 			res, err := sendCall{
 				kind:    contract.KindRoad,
@@ -126,7 +86,7 @@ func TestSendCallKeepsTheProtocol(t *testing.T) {
 
 // recordID decides the id that is recorded and reported.
 func TestSendCallRecordsTheIDItIsGiven(t *testing.T) {
-	j := &protocolJournal{}
+	j := &releasingJournal{}
 	res, err := sendCall{
 		journal: j,
 		attempt: func(ctx context.Context) (string, error) { return "", toll.RunBeforeSend(ctx) },
