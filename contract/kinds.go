@@ -89,13 +89,13 @@ func (r *kindRules) checkOperationAndLevel(s *Submission) error {
 }
 
 // oneOf checks that the field called name has one of the values of list.
+// The list is joined only for an error: this runs for every message.
 func oneOf[T ~string](name string, v T, list []T) error {
-	want := joinList(list, " or ")
 	switch {
 	case v == "":
-		return malformed("%s is missing (want %s)", name, want)
+		return malformed("%s is missing (want %s)", name, joinList(list, " or "))
 	case !slices.Contains(list, v):
-		return malformed("%s %q is not %s", name, truncate(string(v), 40), want)
+		return malformed("%s %q is not %s", name, truncate(string(v), 40), joinList(list, " or "))
 	}
 	return nil
 }
