@@ -89,22 +89,22 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 				return out, nil
 			}
 		}
-		id, rejected, found, ambiguous, err := m.submit(ctx, req, log)
-		maybeTwice = maybeTwice || ambiguous
+		res, found, err := m.submit(ctx, req, log)
+		maybeTwice = maybeTwice || res.maybeSent
 		if err != nil {
 			return Outcome{}, fmt.Errorf("%s %s %s: %w", m.API.Kind, sub.Operation, sub.Level, err)
 		}
 		if found != nil {
 			return *found, nil
 		}
-		if rejected != nil {
+		if rejected := res.rejected; rejected != nil {
 			if maybeTwice {
 				return m.failure(ctx, req, "", rejected.Errors, log), nil
 			}
 			log.InfoContext(ctx, "toll rejected the declaration", "errors", len(rejected.Errors))
 			return Outcome{Status: contract.StatusRejected, Errors: rejected.Errors}, nil
 		}
-		requestID = id
+		requestID = res.id
 	} else {
 		log.DebugContext(ctx, "following the requestId of an earlier delivery", "requestId", requestID)
 	}
@@ -142,11 +142,12 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 	return out, nil
 }
 
-// submit sends the declaration, retrying transient failures, and records
-// the requestId. It returns a requestId, a rejection, the outcome of a
-// lookup that found the declaration after a lost answer, or an error; and
-// whether an attempt may have reached Toll unanswered.
-func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (string, *toll.RejectedError, *Outcome, bool, error) {
+// submit sends the declaration under the send protocol (see sendCall),
+// retrying transient failures, and records the requestId. Besides the
+// call's result (its requestId or rejection, and whether an attempt may
+// have reached Toll unanswered) it returns the outcome of a lookup that
+// found the declaration after a lost answer, or an error.
+func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (sendResult, *Outcome, error) {
 	sub := req.Submission
 	var mrn string
 	switch sub.Operation {
@@ -154,10 +155,10 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 	case contract.OpUpdate, contract.OpDelete:
 		mrn = sub.MRN
 		if mrn == "" {
-			return "", nil, nil, false, fmt.Errorf("no mrn to %s: the submission has none and the MRN of its `after` submission was not filled in: %w", sub.Operation, failure.ErrPoison)
+			return sendResult{}, nil, fmt.Errorf("no mrn to %s: the submission has none and the MRN of its `after` submission was not filled in: %w", sub.Operation, failure.ErrPoison)
 		}
 	default:
-		return "", nil, nil, false, fmt.Errorf("operation %q is not create, update or delete: %w", sub.Operation, failure.ErrPoison)
+		return sendResult{}, nil, fmt.Errorf("operation %q is not create, update or delete: %w", sub.Operation, failure.ErrPoison)
 	}
 
 	var found *Outcome
@@ -187,16 +188,10 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 			log.DebugContext(ctx, "declaration failed, retrying", "attempt", attempt, "pause", pause, "error", err.Error())
 		},
 	}.run(ctx)
-	switch {
-	case err != nil:
-		return "", nil, nil, res.maybeSent, err
-	case res.found:
-		return "", nil, found, res.maybeSent, nil
-	case res.rejected != nil:
-		return "", res.rejected, nil, res.maybeSent, nil
+	if err == nil && !res.found && res.rejected == nil {
+		log.DebugContext(ctx, "declaration sent", "requestId", res.id, "attempts", res.attempts)
 	}
-	log.DebugContext(ctx, "declaration sent", "requestId", res.id, "attempts", res.attempts)
-	return res.id, nil, nil, res.maybeSent, nil
+	return res, found, err
 }
 
 // poll asks for the validation status of requestID until Toll has a
