@@ -160,35 +160,25 @@ func (tel Telemetry) routingObserver() routing.Observer {
 	return tel.Metrics
 }
 
-// NewHandlers returns the handler of each kind enabled in cfg, all calling
-// Toll through client and reporting to tel; documents named by an object
-// are read from js's Object Store.
+// NewHandlers returns the handler of each kind enabled in cfg (see
+// handlers.Kinds), all calling Toll through client and reporting to tel;
+// documents named by an object are read from js's Object Store.
 func NewHandlers(cfg *config.Config, js jetstream.JetStream, client *toll.Client, tel Telemetry, logger *slog.Logger) (map[contract.Kind]handlers.Handler, error) {
-	obs := tel.handlersObserver()
-	retry := handlers.RetryPolicy{MaxElapsed: cfg.Worker.RetryBudget}
+	deps := handlers.Deps{
+		Toll:     client,
+		Files:    objectfiles.New(js),
+		Retry:    handlers.RetryPolicy{MaxElapsed: cfg.Worker.RetryBudget},
+		Poll:     handlers.PollPolicy{Timeout: cfg.Worker.ValidationTimeout},
+		Logger:   logger,
+		Observer: tel.handlersObserver(),
+	}
 	kinds := map[contract.Kind]handlers.Handler{}
 	for _, k := range cfg.Tenant.Kinds {
-		switch k {
-		case contract.KindRoad, contract.KindAir:
-			api := toll.RoadV2()
-			if k == contract.KindAir {
-				api = toll.AirV1()
-			}
-			kinds[k] = &handlers.Movement{
-				API:      api,
-				Toll:     client,
-				Retry:    retry,
-				Poll:     handlers.PollPolicy{Timeout: cfg.Worker.ValidationTimeout},
-				Logger:   logger,
-				Observer: obs,
-			}
-		case contract.KindEntry:
-			kinds[k] = &handlers.Entry{Toll: client, Retry: retry, Logger: logger, Observer: obs}
-		case contract.KindDocument:
-			kinds[k] = &handlers.Document{Toll: client, Files: objectfiles.New(js), Retry: retry, Logger: logger, Observer: obs}
-		default:
+		spec, ok := handlers.KindOf(k)
+		if !ok {
 			return nil, fmt.Errorf("kind %s is not supported by this version", k)
 		}
+		kinds[k] = spec.New(deps)
 	}
 	return kinds, nil
 }

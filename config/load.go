@@ -187,10 +187,10 @@ func Problems(err error) []string {
 	return out
 }
 
-// SupportedKinds are the kinds this version can process.
-func SupportedKinds() []contract.Kind {
-	return []contract.Kind{contract.KindRoad, contract.KindAir, contract.KindEntry, contract.KindDocument}
-}
+// SupportedKinds are the kinds this version can process: every kind of
+// the contract, each of which has a handler (handlers.Kinds; a test holds
+// the two lists together).
+func SupportedKinds() []contract.Kind { return contract.Kinds() }
 
 // Endpoints returns the Maskinporten issuer, its token URL and the Toll
 // base URL of a public environment.

@@ -48,31 +48,6 @@ const (
 	HeaderResultSubmissionID = "Digitoll-Submission-Id"
 )
 
-// Kind is the family of Toll APIs a submission is for; it is the third
-// token of every submission subject.
-type Kind string
-
-// The kinds of docs/contract.md.
-const (
-	KindRoad     Kind = "road"
-	KindAir      Kind = "air"
-	KindEntry    Kind = "entry"
-	KindDocument Kind = "document"
-)
-
-// Kinds lists every kind in a stable order.
-func Kinds() []Kind { return []Kind{KindRoad, KindAir, KindEntry, KindDocument} }
-
-// ParseKind returns the kind named s or an error naming the valid ones.
-func ParseKind(s string) (Kind, error) {
-	for _, k := range Kinds() {
-		if string(k) == s {
-			return k, nil
-		}
-	}
-	return "", fmt.Errorf("unknown kind %q (want one of road, air, entry, document)", s)
-}
-
 // Feed is one of Toll's routing feeds.
 type Feed string
 

@@ -111,33 +111,19 @@ func (s *Submission) check(kind Kind) error {
 	if s.MRN != "" && !ValidMRN(s.MRN) {
 		return malformed("mrn %q is not an 18-character MRN", truncate(s.MRN, 40))
 	}
-	switch kind {
-	case KindRoad, KindAir:
-		return s.checkMovement()
-	case KindEntry:
-		return s.checkEntry()
-	case KindDocument:
-		return s.checkDocument()
-	default:
+	r := rulesOf(kind)
+	if r == nil {
 		return malformed("unknown kind %q", kind)
 	}
+	if err := r.checkOperationAndLevel(s); err != nil {
+		return err
+	}
+	return r.check(s)
 }
 
+// checkMovement checks a road or air submission whose operation and
+// level are known to be a movement's.
 func (s *Submission) checkMovement() error {
-	switch s.Operation {
-	case OpCreate, OpUpdate, OpDelete:
-	case "":
-		return malformed("operation is missing (want create, update or delete)")
-	default:
-		return malformed("operation %q is not create, update or delete", truncate(string(s.Operation), 40))
-	}
-	switch s.Level {
-	case LevelTransport, LevelMasterConsignment, LevelHouseConsignment:
-	case "":
-		return malformed("level is missing (want transport, master-consignment or house-consignment)")
-	default:
-		return malformed("level %q is not transport, master-consignment or house-consignment", truncate(string(s.Level), 40))
-	}
 	if s.Operation != OpCreate && s.MRN == "" && s.After == "" {
 		return malformed("%s needs mrn, or after naming the submission whose MRN to use", s.Operation)
 	}
@@ -159,10 +145,8 @@ func (s *Submission) checkMovement() error {
 	return nil
 }
 
+// checkEntry checks a presentation.
 func (s *Submission) checkEntry() error {
-	if s.Operation != OpPresent {
-		return malformed("operation %q is not present", truncate(string(s.Operation), 40))
-	}
 	if s.MRN == "" && s.After == "" {
 		return malformed("present needs mrn, or after naming the submission whose MRN to use")
 	}
@@ -175,10 +159,8 @@ func (s *Submission) checkEntry() error {
 	return nil
 }
 
+// checkDocument checks an upload.
 func (s *Submission) checkDocument() error {
-	if s.Operation != OpUpload {
-		return malformed("operation %q is not upload", truncate(string(s.Operation), 40))
-	}
 	d := s.Document
 	if d == nil {
 		return malformed("document is missing")

@@ -118,3 +118,34 @@ func FuzzParseSubmission(f *testing.F) {
 		}
 	})
 }
+
+// The kinds, ParseKind and the operation and level checks all come from
+// one table: every kind parses, an unknown one is refused naming them
+// all, and each kind's operations (and levels) are named when missing.
+func TestKindTable(t *testing.T) {
+	for _, k := range contract.Kinds() {
+		if got, err := contract.ParseKind(string(k)); err != nil || got != k {
+			t.Errorf("ParseKind(%q) = %q, %v", k, got, err)
+		}
+	}
+	if _, err := contract.ParseKind("sea"); err == nil || !strings.Contains(err.Error(), "want one of road, air, entry, document") {
+		t.Errorf("ParseKind(sea) = %v, want it to name every kind", err)
+	}
+	for _, tt := range []struct {
+		kind contract.Kind
+		body string
+		want string
+	}{
+		{contract.KindRoad, `{"id":"a","level":"transport","declaration":{}}`, "operation is missing (want create, update or delete)"},
+		{contract.KindAir, `{"id":"a","operation":"create","declaration":{}}`, "level is missing (want transport, master-consignment or house-consignment)"},
+		{contract.KindEntry, `{"id":"a","mrn":"25NO4TU2HUD59UCBT8","presentation":{"customsOfficeOfPresentation":"NO351001"}}`, "operation is missing (want present)"},
+		{contract.KindEntry, `{"id":"a","operation":"create","mrn":"25NO4TU2HUD59UCBT8","presentation":{"customsOfficeOfPresentation":"NO351001"}}`, `operation "create" is not present`},
+		{contract.KindDocument, `{"id":"a","operation":"present","document":{"declarationId":"1","documentType":"faktura","filename":"a.pdf","object":"o"}}`, `operation "present" is not upload`},
+		{contract.Kind("sea"), `{"id":"a","operation":"create"}`, `unknown kind "sea"`},
+	} {
+		_, err := contract.ParseSubmission(tt.kind, []byte(tt.body))
+		if !errors.Is(err, contract.ErrMalformed) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s %s: err = %v, want it to mention %q", tt.kind, tt.body, err, tt.want)
+		}
+	}
+}

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/failure"
 	"github.com/digitoll/digitoll-worker/toll"
@@ -132,25 +130,16 @@ func (h *Document) Handle(ctx context.Context, req Request) (Outcome, error) {
 		log.WarnContext(ctx, "an earlier delivery may have uploaded the document without recording it; uploading it again")
 	}
 
-	documentID, rejected, err := h.upload(ctx, req, doc, contentType, f, log)
+	res, err := h.upload(ctx, req, doc, contentType, f, log)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("document %s: %w", doc.Filename, h.classifyUploadError(err, req))
 	}
-	if rejected != nil {
+	if rejected := res.rejected; rejected != nil {
 		log.InfoContext(ctx, "toll rejected the document", "errors", len(rejected.Errors))
 		return Outcome{Status: contract.StatusRejected, Errors: rejected.Errors}, nil
 	}
+	documentID := res.id
 	n, sum := f.sent()
-	if documentID == "" {
-		documentID = "upload-" + sum
-	}
-	if req.Journal != nil {
-		jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), journalTimeout)
-		defer cancel()
-		if err := req.Journal.Sent(jctx, documentID); err != nil {
-			return Outcome{}, failure.Mark(fmt.Errorf("document %s: recording upload %s: %w", doc.Filename, documentID, err), failure.Transient)
-		}
-	}
 	out := Outcome{
 		Status:    contract.StatusAccepted,
 		RequestID: documentID,
@@ -163,53 +152,37 @@ func (h *Document) Handle(ctx context.Context, req Request) (Outcome, error) {
 	return out, nil
 }
 
-// upload sends the file, retrying transient failures. It returns Toll's
-// document id (maybe empty), a rejection, or an error.
-func (h *Document) upload(ctx context.Context, req Request, doc *contract.Document, contentType string, f *documentFile, log *slog.Logger) (string, *toll.RejectedError, error) {
-	var documentID string
-	attempt := 0
-	op := func() error {
-		attempt++
-		log.DebugContext(ctx, "uploading document", "attempt", attempt)
-		var id string
-		err := journaled(ctx, req.Journal, func(ctx context.Context) error {
-			var err error
-			id, err = h.Toll.UploadDocument(ctx, toll.DocumentUpload{
+// upload sends the file, retrying transient failures, and records Toll's
+// document id or, if its answer has none, "upload-<sha256 of the file>".
+func (h *Document) upload(ctx context.Context, req Request, doc *contract.Document, contentType string, f *documentFile, log *slog.Logger) (sendResult, error) {
+	return sendCall{
+		kind: contract.KindDocument, retry: h.Retry, observer: h.Observer, journal: req.Journal,
+		log: log, sendingMsg: "uploading document",
+		attempt: func(ctx context.Context) (string, error) {
+			return h.Toll.UploadDocument(ctx, toll.DocumentUpload{
 				DeclarationID: doc.DeclarationID,
 				DocumentType:  doc.DocumentType,
 				Filename:      doc.Filename,
 				ContentType:   contentType,
 				Open:          f.open,
 			})
-			return err
-		})
-		if err != nil {
-			if isJournalErr(err) {
-				return err
+		},
+		retrying: func(err error, pause time.Duration, attempt int, _ bool) {
+			if errors.Is(err, toll.ErrAmbiguous) {
+				log.WarnContext(ctx, "no answer to an upload Toll may have received; sending it again",
+					"attempt", attempt, "pause", pause, "error", err.Error())
+				return
 			}
-			if !retryable(err) {
-				return backoff.Permanent(err)
+			log.DebugContext(ctx, "upload failed, retrying", "attempt", attempt, "pause", pause, "error", err.Error())
+		},
+		recordID: func(id string) string {
+			if id == "" {
+				_, sum := f.sent()
+				id = "upload-" + sum
 			}
-			return err
-		}
-		documentID = id
-		return nil
-	}
-	notify := func(err error, pause time.Duration) {
-		observer(h.Observer).CallRetried(contract.KindDocument)
-		if errors.Is(err, toll.ErrAmbiguous) {
-			log.WarnContext(ctx, "no answer to an upload Toll may have received; sending it again",
-				"attempt", attempt, "pause", pause, "error", err.Error())
-			return
-		}
-		log.DebugContext(ctx, "upload failed, retrying", "attempt", attempt, "pause", pause, "error", err.Error())
-	}
-	err := h.Retry.run(ctx, op, notify)
-	var rejected *toll.RejectedError
-	if errors.As(err, &rejected) {
-		return "", rejected, nil
-	}
-	return documentID, nil, err
+			return id
+		},
+	}.run(ctx)
 }
 
 // checkDocument refuses what Toll would refuse, before anything is read

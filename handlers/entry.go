@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/google/uuid"
 
 	"github.com/digitoll/digitoll-worker/contract"
@@ -123,66 +122,41 @@ func presentation(req Request) (toll.Presentation, error) {
 // present sends p, retrying transient failures, reads Toll's answer in
 // the light of earlier attempts and records the requestId once presented.
 func (e *Entry) present(ctx context.Context, req Request, p toll.Presentation, log *slog.Logger) (Outcome, error) {
-	attempt := 0
-	// lost is set once an attempt of this delivery may have reached Toll
-	// without an answer coming back.
-	lost := false
-	op := func() error {
-		attempt++
-		log.DebugContext(ctx, "presenting", "attempt", attempt)
-		err := journaled(ctx, req.Journal, func(ctx context.Context) error { return e.Toll.Present(ctx, p) })
-		if err == nil {
-			return nil
-		}
-		if isJournalErr(err) {
-			return err
-		}
-		if !toll.NotProcessed(err) {
-			// Toll may have presented it: no answer after the request
-			// was written, or a 500, 502 or 504 a gateway may give
-			// after the service acted.
-			lost = true
-		}
-		if !retryable(err) {
-			return backoff.Permanent(err)
-		}
-		return err
+	res, err := sendCall{
+		kind: contract.KindEntry, retry: e.Retry, observer: e.Observer, journal: req.Journal,
+		log: log, sendingMsg: "presenting",
+		attempt: func(ctx context.Context) (string, error) { return p.RequestID, e.Toll.Present(ctx, p) },
+		retrying: func(err error, pause time.Duration, attempt int, _ bool) {
+			if errors.Is(err, toll.ErrAmbiguous) {
+				// Safe to repeat: the same requestId cannot present twice.
+				log.WarnContext(ctx, "no answer to a presentation Toll may have received; sending it again with the same requestId",
+					"attempt", attempt, "pause", pause, "error", err.Error())
+				return
+			}
+			log.DebugContext(ctx, "presentation failed, retrying", "attempt", attempt, "pause", pause, "error", err.Error())
+		},
+	}.run(ctx)
+	if err != nil {
+		return Outcome{}, err
 	}
-	notify := func(err error, pause time.Duration) {
-		observer(e.Observer).CallRetried(contract.KindEntry)
-		if errors.Is(err, toll.ErrAmbiguous) {
-			// Safe to repeat: the same requestId cannot present twice.
-			log.WarnContext(ctx, "no answer to a presentation Toll may have received; sending it again with the same requestId",
-				"attempt", attempt, "pause", pause, "error", err.Error())
-			return
-		}
-		log.DebugContext(ctx, "presentation failed, retrying", "attempt", attempt, "pause", pause, "error", err.Error())
-	}
-	err := e.Retry.run(ctx, op, notify)
-
-	var rejected *toll.RejectedError
-	if errors.As(err, &rejected) {
+	if rejected := res.rejected; rejected != nil {
 		if !onlyRequestIDUsed(rejected) {
 			log.InfoContext(ctx, "toll rejected the presentation", "errors", len(rejected.Errors))
 			return Outcome{Status: contract.StatusRejected, Errors: rejected.Errors}, nil
 		}
-		if !lost && !req.Unresolved {
-			log.WarnContext(ctx, "toll says the requestId was used, but no earlier attempt is known", "attempts", attempt)
+		// res.maybeSent: an attempt of this delivery may have reached
+		// Toll without an answer coming back.
+		if !res.maybeSent && !req.Unresolved {
+			log.WarnContext(ctx, "toll says the requestId was used, but no earlier attempt is known", "attempts", res.attempts)
 			return Outcome{Status: contract.StatusRejected, Errors: rejected.Errors, Note: noteIDUsedFirstTry}, nil
 		}
-		log.InfoContext(ctx, "an earlier attempt whose answer was lost presented the goods", "attempts", attempt, "unresolved", req.Unresolved)
-		if err := e.record(ctx, req, p.RequestID); err != nil {
+		log.InfoContext(ctx, "an earlier attempt whose answer was lost presented the goods", "attempts", res.attempts, "unresolved", req.Unresolved)
+		if err := recordSent(ctx, req.Journal, p.RequestID); err != nil {
 			return Outcome{}, err
 		}
 		return Outcome{Status: contract.StatusAccepted, MRN: p.MRN, RequestID: p.RequestID, Note: noteAnswerLost}, nil
 	}
-	if err != nil {
-		return Outcome{}, err
-	}
-	if err := e.record(ctx, req, p.RequestID); err != nil {
-		return Outcome{}, err
-	}
-	log.InfoContext(ctx, "toll accepted the presentation", "attempts", attempt)
+	log.InfoContext(ctx, "toll accepted the presentation", "attempts", res.attempts)
 	return Outcome{Status: contract.StatusAccepted, MRN: p.MRN, RequestID: p.RequestID}, nil
 }
 
@@ -199,21 +173,6 @@ func onlyRequestIDUsed(rej *toll.RejectedError) bool {
 		}
 	}
 	return true
-}
-
-// record journals the requestId of a presentation Toll holds, even if
-// ctx was cancelled meanwhile, so that a redelivery answers without
-// calling Toll again.
-func (e *Entry) record(ctx context.Context, req Request, requestID string) error {
-	if req.Journal == nil {
-		return nil
-	}
-	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), journalTimeout)
-	defer cancel()
-	if err := req.Journal.Sent(jctx, requestID); err != nil {
-		return failure.Mark(fmt.Errorf("recording requestId %s: %w", requestID, err), failure.Transient)
-	}
-	return nil
 }
 
 func (e *Entry) logger() *slog.Logger {

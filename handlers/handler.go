@@ -64,19 +64,6 @@ type Journal interface {
 	Release(ctx context.Context, maybeSent bool) error
 }
 
-// releaseTimeout bounds a Release; it is made even when the caller's
-// context ended, since a record left saying "sending" holds the message
-// for the send lease.
-const releaseTimeout = 5 * time.Second
-
-// release ends j's Sending record, even after ctx ended; a failure only
-// costs the next delivery the lease, so it is not an error of the attempt.
-func release(ctx context.Context, j Journal, maybeSent bool) error {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-	defer cancel()
-	return j.Release(rctx, maybeSent)
-}
-
 // Outcome is what Toll decided. Business rejections are outcomes, not
 // errors: an error means the handler could not get an answer.
 type Outcome struct {

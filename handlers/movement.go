@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 
@@ -21,11 +20,6 @@ import (
 // context ran out. The requestId is journaled, so the message should be
 // redelivered later and will resume polling without a new submission.
 var ErrPending = errors.New("toll validation still pending")
-
-// journalTimeout bounds recording a requestId after Toll returned it. The
-// record is made even if the caller's context was cancelled meanwhile:
-// losing a requestId Toll already holds is what makes duplicates.
-const journalTimeout = 30 * time.Second
 
 // MovementAPI is what the movement handler needs from Toll; *toll.Client
 // provides it.
@@ -95,22 +89,22 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 				return out, nil
 			}
 		}
-		id, rejected, found, ambiguous, err := m.submit(ctx, req, log)
-		maybeTwice = maybeTwice || ambiguous
+		res, found, err := m.submit(ctx, req, log)
+		maybeTwice = maybeTwice || res.maybeSent
 		if err != nil {
 			return Outcome{}, fmt.Errorf("%s %s %s: %w", m.API.Kind, sub.Operation, sub.Level, err)
 		}
 		if found != nil {
 			return *found, nil
 		}
-		if rejected != nil {
+		if rejected := res.rejected; rejected != nil {
 			if maybeTwice {
 				return m.failure(ctx, req, "", rejected.Errors, log), nil
 			}
 			log.InfoContext(ctx, "toll rejected the declaration", "errors", len(rejected.Errors))
 			return Outcome{Status: contract.StatusRejected, Errors: rejected.Errors}, nil
 		}
-		requestID = id
+		requestID = res.id
 	} else {
 		log.DebugContext(ctx, "following the requestId of an earlier delivery", "requestId", requestID)
 	}
@@ -148,11 +142,12 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 	return out, nil
 }
 
-// submit sends the declaration, retrying transient failures, and records
-// the requestId. It returns a requestId, a rejection, the outcome of a
-// lookup that found the declaration after a lost answer, or an error; and
-// whether an attempt may have reached Toll unanswered.
-func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (string, *toll.RejectedError, *Outcome, bool, error) {
+// submit sends the declaration under the send protocol (see sendCall),
+// retrying transient failures, and records the requestId. Besides the
+// call's result (its requestId or rejection, and whether an attempt may
+// have reached Toll unanswered) it returns the outcome of a lookup that
+// found the declaration after a lost answer, or an error.
+func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (sendResult, *Outcome, error) {
 	sub := req.Submission
 	var mrn string
 	switch sub.Operation {
@@ -160,88 +155,44 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 	case contract.OpUpdate, contract.OpDelete:
 		mrn = sub.MRN
 		if mrn == "" {
-			return "", nil, nil, false, fmt.Errorf("no mrn to %s: the submission has none and the MRN of its `after` submission was not filled in: %w", sub.Operation, failure.ErrPoison)
+			return sendResult{}, nil, fmt.Errorf("no mrn to %s: the submission has none and the MRN of its `after` submission was not filled in: %w", sub.Operation, failure.ErrPoison)
 		}
 	default:
-		return "", nil, nil, false, fmt.Errorf("operation %q is not create, update or delete: %w", sub.Operation, failure.ErrPoison)
+		return sendResult{}, nil, fmt.Errorf("operation %q is not create, update or delete: %w", sub.Operation, failure.ErrPoison)
 	}
 
-	var (
-		requestID string
-		found     *Outcome
-		attempt   int
-		// ambiguous: an attempt of this delivery may have reached
-		// Toll without its answer reaching us.
-		ambiguous bool
-	)
-	op := func() error {
-		attempt++
-		if ambiguous {
-			// Look before sending again: a declaration Toll holds is
-			// found, and not sent a second time.
-			if out, ok := m.lookup(ctx, req, "", log); ok {
+	var found *Outcome
+	res, err := sendCall{
+		kind: m.API.Kind, retry: m.Retry, observer: m.Observer, journal: req.Journal,
+		log: log, sendingMsg: "sending declaration",
+		attempt: func(ctx context.Context) (string, error) {
+			return m.Toll.Declare(ctx, m.API, sub.Operation, sub.Level, mrn, sub.Declaration)
+		},
+		// Toll has no idempotency key: after an attempt that may have
+		// reached it (ErrAmbiguous, 500, 502, 504, …) the next one looks
+		// for the declaration first where it can, and a duplicate
+		// FAILURE that follows is resolved by failure.
+		beforeRepeat: func() bool {
+			out, ok := m.lookup(ctx, req, "", log)
+			if ok {
 				found = &out
-				return backoff.Permanent(errFound)
 			}
-		}
-		log.DebugContext(ctx, "sending declaration", "attempt", attempt)
-		var id string
-		err := journaled(ctx, req.Journal, func(ctx context.Context) error {
-			var err error
-			id, err = m.Toll.Declare(ctx, m.API, sub.Operation, sub.Level, mrn, sub.Declaration)
-			return err
-		})
-		if err != nil {
-			if !toll.NotProcessed(err) && !isJournalErr(err) {
-				// Toll may hold the declaration (ErrAmbiguous, 500,
-				// 502, 504, …). Toll has no idempotency key: the
-				// next attempt looks for it first where it can, and
-				// a duplicate FAILURE that follows is resolved by
-				// failure.
-				ambiguous = true
+			return ok
+		},
+		retrying: func(err error, pause time.Duration, attempt int, maybeSent bool) {
+			if maybeSent && !toll.NotProcessed(err) {
+				log.WarnContext(ctx, "no answer to a declaration Toll may have received; looking for it, else sending it again",
+					"attempt", attempt, "pause", pause, "error", err.Error())
+				return
 			}
-			if !retryable(err) {
-				return backoff.Permanent(err)
-			}
-			return err
-		}
-		requestID = id
-		return nil
+			log.DebugContext(ctx, "declaration failed, retrying", "attempt", attempt, "pause", pause, "error", err.Error())
+		},
+	}.run(ctx)
+	if err == nil && !res.found && res.rejected == nil {
+		log.DebugContext(ctx, "declaration sent", "requestId", res.id, "attempts", res.attempts)
 	}
-	notify := func(err error, pause time.Duration) {
-		observer(m.Observer).CallRetried(m.API.Kind)
-		if ambiguous && !toll.NotProcessed(err) {
-			log.WarnContext(ctx, "no answer to a declaration Toll may have received; looking for it, else sending it again",
-				"attempt", attempt, "pause", pause, "error", err.Error())
-			return
-		}
-		log.DebugContext(ctx, "declaration failed, retrying", "attempt", attempt, "pause", pause, "error", err.Error())
-	}
-	err := m.Retry.run(ctx, op, notify)
-	if found != nil {
-		return "", nil, found, ambiguous, nil
-	}
-	var rejected *toll.RejectedError
-	if errors.As(err, &rejected) {
-		return "", rejected, nil, ambiguous, nil
-	}
-	if err != nil {
-		return "", nil, nil, ambiguous, err
-	}
-	log.DebugContext(ctx, "declaration sent", "requestId", requestID, "attempts", attempt)
-
-	if req.Journal != nil {
-		jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), journalTimeout)
-		defer cancel()
-		if err := req.Journal.Sent(jctx, requestID); err != nil {
-			return "", nil, nil, ambiguous, failure.Mark(fmt.Errorf("recording requestId %s: %w", requestID, err), failure.Transient)
-		}
-	}
-	return requestID, nil, nil, ambiguous, nil
+	return res, found, err
 }
-
-// errFound ends submit's retries when a lookup found the declaration.
-var errFound = errors.New("declaration found at Toll")
 
 // poll asks for the validation status of requestID until Toll has a
 // verdict, with growing pauses, in a span of its own (the status calls are

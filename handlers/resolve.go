@@ -3,12 +3,9 @@ package handlers
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-
-	"github.com/cenkalti/backoff/v4"
 
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/toll"
@@ -240,53 +237,4 @@ func documentNumber(level contract.Level, body []byte) string {
 		return d.House.Doc.Number
 	}
 	return ""
-}
-
-// journalError is a Journal's refusal to record a call before it is made:
-// the call is not made.
-type journalError struct{ err error }
-
-func (e *journalError) Error() string { return "journal before sending: " + e.err.Error() }
-func (e *journalError) Unwrap() error { return e.err }
-
-// isJournalErr reports whether err is a journalError.
-func isJournalErr(err error) bool {
-	_, ok := errors.AsType[*journalError](err)
-	return ok
-}
-
-// journaled makes call with j's Sending recorded by the Toll client right
-// before the request can leave (toll.WithBeforeSend): after the rate
-// limiter's wait and the token, so that neither leaves a "sending" record
-// behind for a call that never left. When the call fails after that, the
-// record is released at once (Journal.Release): the call is over, and the lease
-// only protects a call that is still under way. maybeSent is kept unless
-// toll.NotProcessed says Toll certainly did not act. A refused Sending
-// comes back as a permanent *journalError.
-func journaled(ctx context.Context, j Journal, call func(context.Context) error) error {
-	if j == nil {
-		return call(ctx)
-	}
-	var (
-		jerr    error
-		sending bool
-	)
-	cctx := toll.WithBeforeSend(ctx, func(c context.Context) error {
-		if err := j.Sending(c); err != nil {
-			jerr = err
-			return err
-		}
-		sending = true
-		return nil
-	})
-	err := call(cctx)
-	if jerr != nil {
-		return backoff.Permanent(&journalError{err: jerr})
-	}
-	if err != nil && sending {
-		// A failed release leaves the record saying "sending": the next
-		// delivery waits the lease, as before, which is safe.
-		_ = release(ctx, j, !toll.NotProcessed(err))
-	}
-	return err
 }

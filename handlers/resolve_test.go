@@ -154,10 +154,12 @@ func TestLostCancelAnswerIsConfirmed(t *testing.T) {
 	}
 }
 
-// releasingJournal records Sending, Sent and Release.
+// releasingJournal records Sending, Sent and Release; with sendingErr
+// set it refuses Sending.
 type releasingJournal struct {
-	mu     sync.Mutex
-	events []string
+	mu         sync.Mutex
+	events     []string
+	sendingErr error
 }
 
 func (j *releasingJournal) add(e string) {
@@ -172,9 +174,17 @@ func (j *releasingJournal) list() string {
 	return strings.Join(j.events, " ")
 }
 
-func (j *releasingJournal) Sending(context.Context) error { j.add("sending"); return nil }
-func (j *releasingJournal) Sent(_ context.Context, _ string) error {
-	j.add("sent")
+func (j *releasingJournal) Sending(context.Context) error {
+	if j.sendingErr != nil {
+		j.add("sending refused")
+		return j.sendingErr
+	}
+	j.add("sending")
+	return nil
+}
+
+func (j *releasingJournal) Sent(_ context.Context, id string) error {
+	j.add("sent " + id)
 	return nil
 }
 func (j *releasingJournal) Release(_ context.Context, maybeSent bool) error {

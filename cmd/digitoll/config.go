@@ -510,7 +510,8 @@ func (c *checker) online(ctx context.Context, cfg *config.Config, signer *auth.S
 			c.skip(string(k), "no probe for this kind")
 			continue
 		}
-		scope := toll.Scope(cfg.Tenant.Foreign, scopeBase(hs[k]))
+		spec, _ := handlers.KindOf(k)
+		scope := toll.Scope(cfg.Tenant.Foreign, spec.API.ScopeBase)
 		pctx, cancel := context.WithTimeout(ctx, checkTimeout)
 		err := p.Probe(pctx)
 		cancel()
@@ -518,23 +519,10 @@ func (c *checker) online(ctx context.Context, cfg *config.Config, signer *auth.S
 			c.fail(string(k), "%v", err)
 			continue
 		}
-		if _, movement := hs[k].(*handlers.Movement); movement {
+		if spec.TestAuth {
 			c.ok(string(k), "token for %s, and Toll's test-auth accepts it", scope)
 		} else {
 			c.ok(string(k), "token for %s", scope)
 		}
 	}
-}
-
-// scopeBase is the scope base of the API a handler calls.
-func scopeBase(h handlers.Handler) string {
-	switch h := h.(type) {
-	case *handlers.Movement:
-		return h.API.ScopeBase
-	case *handlers.Entry:
-		return toll.EntryScopeBase
-	case *handlers.Document:
-		return toll.DocumentV2().ScopeBase
-	}
-	return "?"
 }

@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/digitoll/digitoll-worker/handlers"
+	"github.com/digitoll/digitoll-worker/toll"
 )
 
 // With a public URL the simulator advertises the name its clients reach
@@ -76,6 +80,16 @@ func TestSimPublicURLMustBeABaseURL(t *testing.T) {
 		}
 		if err != nil && !strings.Contains(err.Error(), "DIGITOLL_SIM_PUBLIC_URL") {
 			t.Errorf("simPublicURL(%q): %v does not name the variable", tc.in, err)
+		}
+	}
+}
+
+// The simulator's client is granted the scope of every kind by default,
+// so that `digitoll sim` and the demo serve a new kind without flags.
+func TestSimGrantsEveryKindsScope(t *testing.T) {
+	for _, s := range handlers.Kinds() {
+		if scope := toll.Scope(false, s.API.ScopeBase); !slices.Contains(splitList(simScopes), scope) {
+			t.Errorf("kind %s: simScopes lacks %s", s.Kind(), scope)
 		}
 	}
 }
