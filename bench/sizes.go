@@ -45,6 +45,10 @@ type Sizes struct {
 
 	// HotPathBenchtime is go test's -benchtime for the hot-path benchmarks.
 	HotPathBenchtime string
+
+	// StorageDeclarations go through the worker before the storage
+	// scenario reads what the streams keep.
+	StorageDeclarations int
 }
 
 // FullSizes are the sizes the issue names. The run takes about four
@@ -67,6 +71,7 @@ func FullSizes() Sizes {
 		ScaleOutWaves:            8,
 		ScaleOutLatency:          50 * time.Millisecond,
 		HotPathBenchtime:         "300ms",
+		StorageDeclarations:      5000,
 	}
 }
 
@@ -82,5 +87,6 @@ func QuickSizes() Sizes {
 	s.Documents = 20
 	s.ScaleOutWaves = 3
 	s.HotPathBenchtime = "100ms"
+	s.StorageDeclarations = 2000
 	return s
 }
