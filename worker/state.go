@@ -50,7 +50,9 @@ type state struct {
 	// duplicate FAILURE as possibly its own (handlers.Request.Unresolved).
 	MaybeSent bool             `json:"maybeSent,omitempty"`
 	Result    *contract.Result `json:"result,omitempty"`
-	UpdatedAt time.Time        `json:"updatedAt"`
+	// UpdatedAt, Seq and Delivery are left out of a done record (see
+	// write); nothing reads them once the result is recorded.
+	UpdatedAt time.Time `json:"updatedAt,omitzero"`
 	// Seq and Delivery identify the delivery that wrote the record, so
 	// that a delivery which finds a record written by a later delivery of
 	// the same message knows it is stale (see stateAction).
@@ -85,6 +87,10 @@ func loadState(ctx context.Context, kv jetstream.KeyValue, key string) (*state, 
 		// requestId silently; retrying will not help either, but the
 		// deadline ends it and the error says where to look.
 		return nil, 0, fmt.Errorf("state %s is not a state record: %w", key, err)
+	}
+	if st.RequestID == "" && st.Result != nil {
+		// A done record keeps its requestId in the result only.
+		st.RequestID = st.Result.RequestID
 	}
 	return &st, e.Revision(), nil
 }
@@ -284,11 +290,8 @@ func (j *journal) write(ctx context.Context, st state) error {
 	if st.Phase == phaseSending || st.Phase == phaseIdle {
 		st.MaybeSent = j.maybeSent
 	}
-	st.UpdatedAt = j.now().UTC()
-	st.Seq = j.seq
-	st.Delivery = j.delivery
 	st.Digest = j.digest
-	data, err := json.Marshal(st)
+	data, err := json.Marshal(recordOf(st, j.now().UTC(), j.seq, j.delivery))
 	if err != nil {
 		return fmt.Errorf("encode state %s: %w", j.key, err)
 	}
@@ -310,6 +313,26 @@ func (j *journal) write(ctx context.Context, st state) error {
 	j.rev = rev
 	j.requestID = st.RequestID
 	return nil
+}
+
+// recordOf is st as stored, written at now by delivery of the message
+// with stream sequence seq. The done record is what the journal keeps of
+// nearly every submission for the bucket's TTL, so it holds only what a
+// later delivery reads of it: the result (which holds the requestId) and
+// the digest that tells a repeat from an id reused. The rest decides
+// between deliveries of a submission still under way; decideState answers
+// a done record with its result before looking at any of it, as did the
+// versions that stored the rest, so records of either shape read alike.
+func recordOf(st state, now time.Time, seq uint64, delivery int) state {
+	if st.Phase == phaseDone && st.Result != nil {
+		if st.RequestID == st.Result.RequestID {
+			st.RequestID = ""
+		}
+		st.MaybeSent = false
+		return st
+	}
+	st.UpdatedAt, st.Seq, st.Delivery = now, seq, delivery
+	return st
 }
 
 // stateAction is what a delivery does given the record it found.
