@@ -47,7 +47,10 @@ type Sizes struct {
 	HotPathBenchtime string
 
 	// StorageDeclarations go through the worker before the storage
-	// scenario reads what the streams keep.
+	// scenario reads what the streams keep. The server compresses a
+	// block of a stream once it is full (4 MB for the state bucket, about
+	// 2000 declarations), so a run too short to fill several shows
+	// mostly uncompressed bytes on disk.
 	StorageDeclarations int
 }
 
@@ -71,7 +74,7 @@ func FullSizes() Sizes {
 		ScaleOutWaves:            8,
 		ScaleOutLatency:          50 * time.Millisecond,
 		HotPathBenchtime:         "300ms",
-		StorageDeclarations:      5000,
+		StorageDeclarations:      20000,
 	}
 }
 
@@ -87,6 +90,6 @@ func QuickSizes() Sizes {
 	s.Documents = 20
 	s.ScaleOutWaves = 3
 	s.HotPathBenchtime = "100ms"
-	s.StorageDeclarations = 2000
+	s.StorageDeclarations = 5000
 	return s
 }
