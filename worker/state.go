@@ -113,10 +113,16 @@ type journal struct {
 	// digest is the submission's, stored with every write.
 	digest string
 
+	// unread: the delivery started without reading the record (see
+	// openState); the first write creates it, and finding it there
+	// means a record this delivery never read (found).
+	unread bool
+
 	mu         sync.Mutex
 	rev        uint64
 	requestID  string
 	superseded bool
+	found      bool
 	// maybeSent: an attempt of this submission, in this delivery or an
 	// earlier one, may have reached Toll unanswered (state.MaybeSent).
 	maybeSent bool
@@ -266,6 +272,23 @@ func (j *journal) RequestID() string {
 	return j.requestID
 }
 
+// Found reports whether the first write of a delivery that did not read
+// the record found one there (see openState). Superseded is then true as
+// well; Found is the one to look at first.
+func (j *journal) Found() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.found
+}
+
+// unverified reports whether the delivery neither read nor wrote the
+// record: one may exist that it knows nothing of.
+func (j *journal) unverified() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.unread && j.rev == 0
+}
+
 // Superseded reports whether a write lost the race to another delivery.
 func (j *journal) Superseded() bool {
 	j.mu.Lock()
@@ -302,7 +325,11 @@ func (j *journal) write(ctx context.Context, st state) error {
 		rev, err = j.kv.Update(ctx, j.key, data, j.rev)
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// Superseded either way: nothing more is written. When the
+		// delivery never read the record, found tells the job to hand
+		// the message back to be decided with it.
 		j.superseded = true
+		j.found = j.unread && j.rev == 0
 		return errSuperseded
 	}
 	if err != nil {
@@ -405,4 +432,68 @@ func decideState(st *state, seq uint64, delivery int) stateAction {
 	default:
 		return startFresh
 	}
+}
+
+// openState returns the record a delivery starts from and its revision.
+// A first delivery does not read it (unread): nearly always there is
+// none, and the journal's first write, a create, finds out at no extra
+// cost; a read would add a round trip to every submission. The record is
+// there when a producer repeats the submission after the duplicate
+// window, the DLQ replays it, an id is reused, or a later delivery of
+// this message got ahead of this one; the first write then fails without
+// changing anything, and recordFound hands the message back to be decided
+// with the record, as a redelivery reads it first. Until the first write,
+// the delivery does nothing that cannot be taken back: a Toll call waits
+// for Sending, a result for done, and a dead letter reads the record
+// first (unseenRecord).
+func (j *job) openState(key string) (st *state, rev uint64, unread bool, err error) {
+	if j.d.delivery <= 1 {
+		return nil, 0, true, nil
+	}
+	ctx, cancel := j.opCtx()
+	defer cancel()
+	st, rev, err = loadState(ctx, j.r.kv, key)
+	return st, rev, false, err
+}
+
+// recordFound ends a delivery whose first write found a record it had not
+// read: a later delivery of this message that owns it is left to;
+// otherwise the message is handed back at once, and its next delivery
+// reads the record and does what it says (republish the result, follow
+// the requestId, refuse an id reused...). Nothing was sent or published.
+func (j *job) recordFound() {
+	ctx, cancel := j.opCtx()
+	st, _, err := loadState(ctx, j.r.kv, j.journal.key)
+	cancel()
+	if err == nil && st != nil && st.Seq == j.d.seq && st.Delivery > j.d.delivery {
+		j.leave()
+		return
+	}
+	j.log.Debug("the submission already has a state record; handing the message back to follow it")
+	j.nak(0, CauseRecorded)
+}
+
+// unseenRecord is for a delivery about to dead-letter its message: a dead
+// letter publishes a result, and a recorded result or requestId of the
+// submission must win over it. It reports whether the delivery was ended
+// instead because it had not read the record and finds one (or cannot
+// tell); false means dead-lettering goes on.
+func (j *job) unseenRecord() bool {
+	if j.journal == nil || !j.journal.unverified() {
+		return false
+	}
+	ctx, cancel := j.opCtx()
+	st, _, err := loadState(ctx, j.r.kv, j.journal.key)
+	cancel()
+	switch {
+	case err != nil:
+		delay := j.w.policy.retryDelay(j.d.delivery)
+		j.log.Warn("reading the state record before dead-lettering failed; the message is retried", "error", err, "retryIn", delay)
+		j.nak(delay, CauseTransient)
+		return true
+	case st != nil:
+		j.recordFound()
+		return true
+	}
+	return false
 }
