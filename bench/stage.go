@@ -53,10 +53,11 @@ type stage struct {
 	// `digitoll run` reads; config and worker processes take them alike.
 	settings map[string]string
 	closers  []func()
-	// natsDir is the NATS server's store directory; natsPID its process
-	// id when it runs in a process of its own, else 0.
+	// natsDir is the NATS server's store directory.
 	natsDir string
-	natsPID int
+	// natsHeap tells the heap in use of the NATS server when it runs in
+	// a process of its own; nil otherwise.
+	natsHeap func(context.Context) (uint64, error)
 }
 
 // allScopes are granted to the benchmark's client.
@@ -105,7 +106,7 @@ func (r *runner) newStage(ctx context.Context, o stageOptions) (_ *stage, err er
 		}
 		s.closers = append(s.closers, p.stop)
 		url = p.url
-		s.natsPID = p.cmd.Process.Pid
+		s.natsHeap = p.heapInUse
 	} else {
 		srv, err := embednats.Start(embednats.Options{Dir: s.natsDir, Port: embednats.RandomPort})
 		if err != nil {
