@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"path/filepath"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/worker"
 )
@@ -75,7 +77,7 @@ func storage(ctx context.Context, r *runner) ([]Figure, error) {
 			return figs, err
 		}
 		compression := "uncompressed"
-		if info.Config.Compression != 0 {
+		if info.Config.Compression != jetstream.NoCompression {
 			compression = "S2-compressed"
 		}
 		perMsg := float64(info.State.Bytes) / float64(n)
