@@ -310,7 +310,10 @@ func (j *journal) write(ctx context.Context, st state) error {
 	if st.RequestID == "" {
 		st.RequestID = j.requestID
 	}
-	if st.Phase == phaseSending || st.Phase == phaseIdle {
+	if st.Phase == phaseSending || st.Phase == phaseIdle || st.Phase == phaseDeadLettered {
+		// A dead-lettered record keeps it too: a replay from the DLQ
+		// must know that Toll may hold the declaration, or it would
+		// read Toll's duplicate FAILURE as a rejection.
 		st.MaybeSent = j.maybeSent
 	}
 	st.Digest = j.digest
