@@ -24,7 +24,9 @@
 //   - scaleout: 1, 2 and 4 workers on one consumer, throughput ratio and
 //     no duplicates;
 //   - hotpath: `go test -bench -benchmem` of message parsing, result
-//     building and the Toll request path.
+//     building and the Toll request path;
+//   - storage: bytes per declaration in the journal and the results
+//     stream, on disk, and the NATS server's memory growth.
 package bench
 
 import (
@@ -175,6 +177,7 @@ func scenarios() []scenario {
 		{"documents", "concurrent uploads from the Object Store", documents},
 		{"scaleout", "workers sharing one consumer", scaleOut},
 		{"hotpath", "go test -bench of the per-message code", hotPath},
+		{"storage", "what JetStream keeps per declaration", storage},
 	}
 }
 

@@ -52,6 +52,7 @@ func tinySizes() Sizes {
 		ScaleOutWaves:            2,
 		ScaleOutLatency:          5 * time.Millisecond,
 		HotPathBenchtime:         "1x",
+		StorageDeclarations:      30,
 	}
 }
 
@@ -99,6 +100,8 @@ func TestEveryScenarioProducesItsFigures(t *testing.T) {
 		"documents": {"peak heap growth"},
 		"scaleout":  {"1 worker, declarations/s", "2 workers, declarations/s", "duplicates"},
 		"hotpath":   {"parse a submission, allocs/message", "build a result message, allocs/message", "Toll request path (Declare), allocs/message"},
+		"storage": {"journal bytes per declaration", "journal disk bytes per declaration", "results bytes per declaration", "results disk bytes per declaration",
+			"NATS server memory kept per declaration"},
 	}
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Logf("no go command: the hotpath scenario is skipped")

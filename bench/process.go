@@ -1,12 +1,15 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +21,9 @@ import (
 // for a benchmark running in another process: it prints the server's
 // client URL as one line on stdout, then serves until stdin ends (the
 // benchmark closed it or died) or ctx is done. The documents scenario
-// measures the worker's heap, which an embedded server would share.
+// measures the worker's heap, which an embedded server would share. A
+// line "heap" on stdin is answered on stdout with "heap N": the bytes of
+// the server's heap in use after a collection (the storage scenario).
 func ServeNATS(ctx context.Context, dir string, stdin io.Reader, stdout io.Writer) error {
 	srv, err := embednats.Start(embednats.Options{Dir: dir, Port: embednats.RandomPort})
 	if err != nil {
@@ -33,7 +38,18 @@ func ServeNATS(ctx context.Context, dir string, stdin io.Reader, stdout io.Write
 	eof := make(chan struct{})
 	go func() {
 		defer close(eof)
-		_, _ = io.Copy(io.Discard, stdin)
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			if sc.Text() == "heap" {
+				// Twice: the first collection leaves sync.Pool's
+				// buffers to the second.
+				runtime.GC()
+				runtime.GC()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				_, _ = fmt.Fprintf(stdout, "heap %d\n", ms.HeapInuse)
+			}
+		}
 	}()
 	select {
 	case <-eof:
@@ -112,11 +128,39 @@ func (c *child) exitError() error {
 type natsProcess struct {
 	*child
 	url string
+	out *firstLine
+	// asking serializes heapInUse's questions.
+	asking sync.Mutex
+}
+
+// heapInUse asks the process for its heap in use after a collection.
+func (p *natsProcess) heapInUse(ctx context.Context) (uint64, error) {
+	p.asking.Lock()
+	defer p.asking.Unlock()
+	if _, err := io.WriteString(p.stdin, "heap\n"); err != nil {
+		return 0, fmt.Errorf("ask the NATS process for its heap: %w", err)
+	}
+	t := time.NewTimer(settleTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case line := <-p.out.later:
+			if v, ok := strings.CutPrefix(line, "heap "); ok {
+				return strconv.ParseUint(v, 10, 64)
+			}
+		case <-p.exited:
+			return 0, p.exitError()
+		case <-t.C:
+			return 0, fmt.Errorf("the NATS process did not tell its heap within %s", settleTimeout)
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 }
 
 // startNATSProcess starts cmd (see ServeNATS) and waits for its URL.
 func startNATSProcess(ctx context.Context, cmd *exec.Cmd) (*natsProcess, error) {
-	first := &firstLine{done: make(chan struct{})}
+	first := &firstLine{done: make(chan struct{}), later: make(chan string, 4)}
 	c, err := startChild(cmd, first, true)
 	if err != nil {
 		return nil, err
@@ -139,7 +183,7 @@ func startNATSProcess(ctx context.Context, cmd *exec.Cmd) (*natsProcess, error) 
 		_ = c.stop()
 		return nil, fmt.Errorf("the NATS process printed %q, not a nats:// URL", url)
 	}
-	return &natsProcess{child: c, url: url}, nil
+	return &natsProcess{child: c, url: url, out: first}, nil
 }
 
 // stop ends the NATS process; a failure is only worth a word, the
@@ -147,30 +191,57 @@ func startNATSProcess(ctx context.Context, cmd *exec.Cmd) (*natsProcess, error) 
 func (p *natsProcess) stop() { _ = p.child.stop() }
 
 // firstLine is a writer that keeps the first line written to it and
-// signals when it is complete; the rest is discarded.
+// signals when it is complete; later lines go to later when it is not nil
+// and not full, the rest is discarded.
 type firstLine struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	done chan struct{}
-	seen bool
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	done  chan struct{}
+	seen  bool
+	later chan string
+	rest  bytes.Buffer
 }
 
 func (f *firstLine) Write(p []byte) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.seen {
+		f.passOn(p)
 		return len(p), nil
 	}
 	if i := bytes.IndexByte(p, '\n'); i >= 0 {
 		f.buf.Write(p[:i])
 		f.seen = true
 		close(f.done)
+		f.passOn(p[i+1:])
 		return len(p), nil
 	}
 	if f.buf.Len() < 4096 {
 		f.buf.Write(p)
 	}
 	return len(p), nil
+}
+
+// passOn sends the complete lines of p, after what came before, to later.
+func (f *firstLine) passOn(p []byte) {
+	if f.later == nil {
+		return
+	}
+	f.rest.Write(p)
+	for {
+		i := bytes.IndexByte(f.rest.Bytes(), '\n')
+		if i < 0 {
+			if f.rest.Len() > 4096 {
+				f.rest.Reset()
+			}
+			return
+		}
+		line := strings.TrimSpace(string(f.rest.Next(i + 1)))
+		select {
+		case f.later <- line:
+		default:
+		}
+	}
 }
 
 func (f *firstLine) line() string {

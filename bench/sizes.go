@@ -45,6 +45,17 @@ type Sizes struct {
 
 	// HotPathBenchtime is go test's -benchtime for the hot-path benchmarks.
 	HotPathBenchtime string
+
+	// StorageDeclarations go through the worker before the storage
+	// scenario reads what the streams keep. The server compresses a
+	// block of a stream once it is full (4 MB for the state bucket, about
+	// 2000 declarations), so a run too short to fill several shows
+	// mostly uncompressed bytes on disk.
+	StorageDeclarations int
+	// StorageSettle is waited after the run before the memory kept is
+	// measured: a little more than the 10 s for which a NATS file store
+	// keeps the cache of a block it wrote to.
+	StorageSettle time.Duration
 }
 
 // FullSizes are the sizes the issue names. The run takes about four
@@ -67,6 +78,8 @@ func FullSizes() Sizes {
 		ScaleOutWaves:            8,
 		ScaleOutLatency:          50 * time.Millisecond,
 		HotPathBenchtime:         "300ms",
+		StorageDeclarations:      20000,
+		StorageSettle:            12 * time.Second,
 	}
 }
 
@@ -82,5 +95,6 @@ func QuickSizes() Sizes {
 	s.Documents = 20
 	s.ScaleOutWaves = 3
 	s.HotPathBenchtime = "100ms"
+	s.StorageDeclarations = 5000
 	return s
 }

@@ -53,6 +53,11 @@ type stage struct {
 	// `digitoll run` reads; config and worker processes take them alike.
 	settings map[string]string
 	closers  []func()
+	// natsDir is the NATS server's store directory.
+	natsDir string
+	// natsHeap tells the heap in use of the NATS server when it runs in
+	// a process of its own; nil otherwise.
+	natsHeap func(context.Context) (uint64, error)
 }
 
 // allScopes are granted to the benchmark's client.
@@ -90,18 +95,20 @@ func (r *runner) newStage(ctx context.Context, o stageOptions) (_ *stage, err er
 	s.sim.SetFaults(simulator.Faults{Latency: o.callLatency})
 
 	var url string
+	s.natsDir = filepath.Join(dir, "nats")
 	if o.natsProcess {
 		if r.cfg.NATSCommand == nil {
 			return nil, errNoNATSProcess
 		}
-		p, err := startNATSProcess(ctx, r.cfg.NATSCommand(filepath.Join(dir, "nats")))
+		p, err := startNATSProcess(ctx, r.cfg.NATSCommand(s.natsDir))
 		if err != nil {
 			return nil, err
 		}
 		s.closers = append(s.closers, p.stop)
 		url = p.url
+		s.natsHeap = p.heapInUse
 	} else {
-		srv, err := embednats.Start(embednats.Options{Dir: filepath.Join(dir, "nats"), Port: embednats.RandomPort})
+		srv, err := embednats.Start(embednats.Options{Dir: s.natsDir, Port: embednats.RandomPort})
 		if err != nil {
 			return nil, err
 		}

@@ -20,10 +20,17 @@ import (
 )
 
 // refuseFirst is a handler that Toll refuses for good on the first call
-// and accepts afterwards: an operator fixed the cause, then replayed.
+// and accepts afterwards: an operator fixed the cause, then replayed. Like
+// the real handlers it records Sending before a call and makes none when
+// that is refused (a replay's first delivery finds the dead letter's
+// record and leaves the call to the next one), so calls counts the calls
+// that reached Toll.
 type refuseFirst struct{ calls atomic.Int32 }
 
-func (h *refuseFirst) Handle(_ context.Context, req handlers.Request) (handlers.Outcome, error) {
+func (h *refuseFirst) Handle(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+	if err := req.Journal.Sending(ctx); err != nil {
+		return handlers.Outcome{}, err
+	}
 	if h.calls.Add(1) == 1 {
 		return handlers.Outcome{}, fmt.Errorf("toll answered 409 conflict: %w", failure.ErrPermanent)
 	}

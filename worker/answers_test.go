@@ -156,7 +156,7 @@ func TestAfterAFailedPredecessorAnswersAtOnce(t *testing.T) {
 func TestReusedIDWithAnotherBodyIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	h := &fakeHandler{behaviour: accept}
+	h := &sendingFirst{fakeHandler{behaviour: accept}}
 	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
 	first := []byte(`{"id":"x1","operation":"create","level":"transport","declaration":{"n":1}}`)
 	submit(t, e.js, roadSubject, "default/x1", first, nil)

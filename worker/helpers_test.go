@@ -85,6 +85,22 @@ func (f *fakeHandler) requests() []handlers.Request {
 	return append([]handlers.Request(nil), f.reqs...)
 }
 
+// sendingFirst is a fakeHandler that, like the real handlers, records
+// Sending before a new Toll call and makes it only if that succeeds: its
+// counts are the calls that reached Toll. A first delivery does not read
+// the state record (openState), so it may run the handler for a
+// submission that has one; the refused Sending stops it there.
+type sendingFirst struct{ fakeHandler }
+
+func (f *sendingFirst) Handle(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+	if req.RequestID == "" {
+		if err := req.Journal.Sending(ctx); err != nil {
+			return handlers.Outcome{}, err
+		}
+	}
+	return f.fakeHandler.Handle(ctx, req)
+}
+
 func accept(_ context.Context, req handlers.Request) (handlers.Outcome, error) {
 	return handlers.Outcome{Status: contract.StatusAccepted, MRN: "25NO4TU2HUD59UCBT8", RequestID: "req-" + req.Submission.ID}, nil
 }

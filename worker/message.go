@@ -153,9 +153,7 @@ func (j *job) run() {
 	deadline := j.d.receivedAt.Add(j.w.cfg.MessageDeadline)
 
 	key := stateKey(tenant, j.d.kind, sub.ID)
-	ctx, cancel := j.opCtx()
-	st, rev, err := loadState(ctx, j.r.kv, key)
-	cancel()
+	st, rev, unread, err := j.openState(key)
 	if err != nil {
 		j.fail(err, deadline)
 		return
@@ -167,6 +165,7 @@ func (j *job) run() {
 	}
 	j.journal = newJournal(j.r.kv, key, st, rev, j.d.seq, j.d.delivery, j.w.cfg.Now)
 	j.journal.digest = digest
+	j.journal.unread = unread
 	req := handlers.Request{
 		Tenant:     tenant,
 		Kind:       j.d.kind,
@@ -258,6 +257,10 @@ func (j *job) run() {
 	}
 	hcancel()
 
+	if j.journal.Found() {
+		j.recordFound()
+		return
+	}
 	if j.journal.Superseded() {
 		j.leave()
 		return
@@ -299,6 +302,10 @@ func (j *job) complete(out handlers.Outcome) {
 	ctx, cancel := j.opCtx()
 	err := j.journal.done(ctx, res)
 	cancel()
+	if j.journal.Found() {
+		j.recordFound()
+		return
+	}
 	if errors.Is(err, errSuperseded) {
 		// Another delivery wrote meanwhile. If it recorded a result,
 		// publishing that one (deduplicated) is what it does too.
@@ -390,6 +397,9 @@ func (j *job) fail(err error, deadline time.Time) {
 // and id, a dead-lettered result; then acks it. Each publish has its own
 // Nats-Msg-Id, so doing this again after a lost ack adds nothing.
 func (j *job) deadLetter(reason string, cause error) {
+	if j.unseenRecord() {
+		return
+	}
 	errText := errorHeader(cause)
 	now := j.w.cfg.Now()
 	dm := deadLetterMsg(j.d, j.msg.Data(), j.msg.Headers(), reason, errText, now)

@@ -72,6 +72,9 @@ const (
 	// bucket (yet); it is retried until its grace passes, then
 	// dead-lettered. The submission's fault, never an outage.
 	CauseMissingObject = "missing-object"
+	// CauseRecorded: a first delivery, which starts without reading the
+	// submission's state record, found one; the next delivery follows it.
+	CauseRecorded = "recorded"
 )
 
 // tracerName names the worker's tracer.

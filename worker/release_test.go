@@ -153,3 +153,38 @@ func TestCreateAfterAnAcceptedParentKnowsItsMRN(t *testing.T) {
 		t.Errorf("AfterMRN %q after an unresolved parent, want none", mrn)
 	}
 }
+
+// A message dead-lettered after a call that may have reached Toll (its
+// deadline passed while Toll did not answer) keeps MaybeSent in its record:
+// a replay from the DLQ starts fresh but unresolved, so that Toll's
+// duplicate FAILURE is looked into rather than reported as a rejection.
+func TestDeadLetteredRecordKeepsMaybeSent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	key := stateKey("default", contract.KindRoad, "dead-maybe")
+	j := newJournal(e.kv, key, nil, 0, 5, 1, time.Now)
+	if err := j.Sending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Release(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.deadLettered(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, rev, err := loadState(ctx, e.kv, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase != phaseDeadLettered || !st.MaybeSent {
+		t.Fatalf("dead-lettered record %+v, want MaybeSent kept", st)
+	}
+	// The replay is another stream sequence.
+	if got := decideState(st, 9, 1); got != startFresh {
+		t.Fatalf("replay decides %s, want %s", got, startFresh)
+	}
+	if !newJournal(e.kv, key, st, rev, 9, 1, time.Now).MaybeSent() {
+		t.Fatal("the replay's journal forgot that Toll may hold the declaration")
+	}
+}

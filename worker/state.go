@@ -50,7 +50,9 @@ type state struct {
 	// duplicate FAILURE as possibly its own (handlers.Request.Unresolved).
 	MaybeSent bool             `json:"maybeSent,omitempty"`
 	Result    *contract.Result `json:"result,omitempty"`
-	UpdatedAt time.Time        `json:"updatedAt"`
+	// UpdatedAt, Seq and Delivery are left out of a done record (see
+	// write); nothing reads them once the result is recorded.
+	UpdatedAt time.Time `json:"updatedAt,omitzero"`
 	// Seq and Delivery identify the delivery that wrote the record, so
 	// that a delivery which finds a record written by a later delivery of
 	// the same message knows it is stale (see stateAction).
@@ -86,6 +88,10 @@ func loadState(ctx context.Context, kv jetstream.KeyValue, key string) (*state, 
 		// deadline ends it and the error says where to look.
 		return nil, 0, fmt.Errorf("state %s is not a state record: %w", key, err)
 	}
+	if st.RequestID == "" && st.Result != nil {
+		// A done record keeps its requestId in the result only.
+		st.RequestID = st.Result.RequestID
+	}
 	return &st, e.Revision(), nil
 }
 
@@ -107,10 +113,16 @@ type journal struct {
 	// digest is the submission's, stored with every write.
 	digest string
 
+	// unread: the delivery started without reading the record (see
+	// openState); the first write creates it, and finding it there
+	// means a record this delivery never read (found).
+	unread bool
+
 	mu         sync.Mutex
 	rev        uint64
 	requestID  string
 	superseded bool
+	found      bool
 	// maybeSent: an attempt of this submission, in this delivery or an
 	// earlier one, may have reached Toll unanswered (state.MaybeSent).
 	maybeSent bool
@@ -260,6 +272,23 @@ func (j *journal) RequestID() string {
 	return j.requestID
 }
 
+// Found reports whether the first write of a delivery that did not read
+// the record found one there (see openState). Superseded is then true as
+// well; Found is the one to look at first.
+func (j *journal) Found() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.found
+}
+
+// unverified reports whether the delivery neither read nor wrote the
+// record: one may exist that it knows nothing of.
+func (j *journal) unverified() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.unread && j.rev == 0
+}
+
 // Superseded reports whether a write lost the race to another delivery.
 func (j *journal) Superseded() bool {
 	j.mu.Lock()
@@ -281,14 +310,14 @@ func (j *journal) write(ctx context.Context, st state) error {
 	if st.RequestID == "" {
 		st.RequestID = j.requestID
 	}
-	if st.Phase == phaseSending || st.Phase == phaseIdle {
+	if st.Phase == phaseSending || st.Phase == phaseIdle || st.Phase == phaseDeadLettered {
+		// A dead-lettered record keeps it too: a replay from the DLQ
+		// must know that Toll may hold the declaration, or it would
+		// read Toll's duplicate FAILURE as a rejection.
 		st.MaybeSent = j.maybeSent
 	}
-	st.UpdatedAt = j.now().UTC()
-	st.Seq = j.seq
-	st.Delivery = j.delivery
 	st.Digest = j.digest
-	data, err := json.Marshal(st)
+	data, err := json.Marshal(recordOf(st, j.now().UTC(), j.seq, j.delivery))
 	if err != nil {
 		return fmt.Errorf("encode state %s: %w", j.key, err)
 	}
@@ -299,7 +328,11 @@ func (j *journal) write(ctx context.Context, st state) error {
 		rev, err = j.kv.Update(ctx, j.key, data, j.rev)
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// Superseded either way: nothing more is written. When the
+		// delivery never read the record, found tells the job to hand
+		// the message back to be decided with it.
 		j.superseded = true
+		j.found = j.unread && j.rev == 0
 		return errSuperseded
 	}
 	if err != nil {
@@ -310,6 +343,26 @@ func (j *journal) write(ctx context.Context, st state) error {
 	j.rev = rev
 	j.requestID = st.RequestID
 	return nil
+}
+
+// recordOf is st as stored, written at now by delivery of the message
+// with stream sequence seq. The done record is what the journal keeps of
+// nearly every submission for the bucket's TTL, so it holds only what a
+// later delivery reads of it: the result (which holds the requestId) and
+// the digest that tells a repeat from an id reused. The rest decides
+// between deliveries of a submission still under way; decideState answers
+// a done record with its result before looking at any of it, as did the
+// versions that stored the rest, so records of either shape read alike.
+func recordOf(st state, now time.Time, seq uint64, delivery int) state {
+	if st.Phase == phaseDone && st.Result != nil {
+		if st.RequestID == st.Result.RequestID {
+			st.RequestID = ""
+		}
+		st.MaybeSent = false
+		return st
+	}
+	st.UpdatedAt, st.Seq, st.Delivery = now, seq, delivery
+	return st
 }
 
 // stateAction is what a delivery does given the record it found.
@@ -382,4 +435,68 @@ func decideState(st *state, seq uint64, delivery int) stateAction {
 	default:
 		return startFresh
 	}
+}
+
+// openState returns the record a delivery starts from and its revision.
+// A first delivery does not read it (unread): nearly always there is
+// none, and the journal's first write, a create, finds out at no extra
+// cost; a read would add a round trip to every submission. The record is
+// there when a producer repeats the submission after the duplicate
+// window, the DLQ replays it, an id is reused, or a later delivery of
+// this message got ahead of this one; the first write then fails without
+// changing anything, and recordFound hands the message back to be decided
+// with the record, as a redelivery reads it first. Until the first write,
+// the delivery does nothing that cannot be taken back: a Toll call waits
+// for Sending, a result for done, and a dead letter reads the record
+// first (unseenRecord).
+func (j *job) openState(key string) (st *state, rev uint64, unread bool, err error) {
+	if j.d.delivery <= 1 {
+		return nil, 0, true, nil
+	}
+	ctx, cancel := j.opCtx()
+	defer cancel()
+	st, rev, err = loadState(ctx, j.r.kv, key)
+	return st, rev, false, err
+}
+
+// recordFound ends a delivery whose first write found a record it had not
+// read: a later delivery of this message that owns it is left to;
+// otherwise the message is handed back at once, and its next delivery
+// reads the record and does what it says (republish the result, follow
+// the requestId, refuse an id reused...). Nothing was sent or published.
+func (j *job) recordFound() {
+	ctx, cancel := j.opCtx()
+	st, _, err := loadState(ctx, j.r.kv, j.journal.key)
+	cancel()
+	if err == nil && st != nil && st.Seq == j.d.seq && st.Delivery > j.d.delivery {
+		j.leave()
+		return
+	}
+	j.log.Debug("the submission already has a state record; handing the message back to follow it")
+	j.nak(0, CauseRecorded)
+}
+
+// unseenRecord is for a delivery about to dead-letter its message: a dead
+// letter publishes a result, and a recorded result or requestId of the
+// submission must win over it. It reports whether the delivery was ended
+// instead because it had not read the record and finds one (or cannot
+// tell); false means dead-lettering goes on.
+func (j *job) unseenRecord() bool {
+	if j.journal == nil || !j.journal.unverified() {
+		return false
+	}
+	ctx, cancel := j.opCtx()
+	st, _, err := loadState(ctx, j.r.kv, j.journal.key)
+	cancel()
+	switch {
+	case err != nil:
+		delay := j.w.policy.retryDelay(j.d.delivery)
+		j.log.Warn("reading the state record before dead-lettering failed; the message is retried", "error", err, "retryIn", delay)
+		j.nak(delay, CauseTransient)
+		return true
+	case st != nil:
+		j.recordFound()
+		return true
+	}
+	return false
 }

@@ -64,6 +64,17 @@ func (o StreamOptions) withDefaults() StreamOptions {
 // calls it on start. A change the server cannot apply in place (such as a
 // different retention policy on an existing stream) is returned as an error
 // rather than forced, since forcing it would mean deleting messages.
+//
+// The state bucket, the results and the DLQ streams are S2-compressed:
+// they keep JSON for days, whose field names and values repeat from one
+// record to the next. The server compresses a block of a file-stored
+// stream once it is full (4–8 MB) and decompresses it on a read of an
+// old message; the state records read back are nearly always the newest,
+// still in the open block. An existing stream takes the setting on the
+// next start of a worker (the server allows the change in place): blocks
+// sealed from then on are compressed, older ones stay as they are until
+// their messages age out. The submit stream is left uncompressed: a work
+// queue's messages are gone within seconds, their block seldom fills.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
 	if o.Replicas < 0 || o.ResultsMaxAge < 0 || o.StateTTL < 0 {
 		return fmt.Errorf("worker: stream options must not be negative: %+v", o)
@@ -90,6 +101,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			Retention:   jetstream.LimitsPolicy,
 			MaxAge:      o.ResultsMaxAge,
 			Duplicates:  duplicateWindow,
+			Compression: jetstream.S2Compression,
 		},
 		{
 			// Limits without an age: operators browse it with the nats
@@ -101,6 +113,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 			Subjects:    []string{contract.SubjectsDLQ},
 			Retention:   jetstream.LimitsPolicy,
 			Duplicates:  duplicateWindow,
+			Compression: jetstream.S2Compression,
 		},
 		{
 			Name:        contract.StreamRouting,
@@ -127,6 +140,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		TTL:         o.StateTTL,
 		Storage:     o.Storage,
 		Replicas:    o.Replicas,
+		Compression: true,
 	}); err != nil {
 		return fmt.Errorf("create or update KV bucket %s: %w", StateBucket, err)
 	}

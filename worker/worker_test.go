@@ -375,9 +375,9 @@ func TestStateDecidesWhatARedeliveryDoes(t *testing.T) {
 	putState(t, e.kv, "done:1", state{Phase: phaseDone, RequestID: "r-old", Result: &stored})
 	putState(t, e.kv, "sent:1", state{Phase: phaseSent, RequestID: "r-sent", Seq: 999, Delivery: 1})
 
-	h := &fakeHandler{behaviour: func(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+	h := &sendingFirst{fakeHandler{behaviour: func(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
 		return handlers.Outcome{Status: contract.StatusAccepted, MRN: "25NO4TU2HUD59UCBT8"}, nil
-	}}
+	}}}
 	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
 	submit(t, e.js, roadSubject, "", roadBody("done:1"), nil)
 	submit(t, e.js, roadSubject, "", roadBody("sent:1"), nil)
