@@ -45,6 +45,9 @@ type job struct {
 	span trace.Span
 	log  *slog.Logger
 	d    delivered
+	// deadline is the message deadline, set once decode read when the
+	// message was stored.
+	deadline time.Time
 	// outcome is how the delivery ended, one of the Outcome* constants.
 	outcome string
 	journal *journal // nil until the submission parsed
@@ -108,18 +111,47 @@ func (w *Worker) process(r *run, l lane, msg jetstream.Msg, hb *heartbeat) {
 	j.run()
 }
 
+// run carries the delivery through its stages, in order. Each stage that
+// cannot go on ends the delivery itself (ack, nak, dead letter or leaving
+// it to another delivery) and reports false; the next stage starts only
+// from a delivery still in hand.
 func (j *job) run() {
+	sub, ok := j.decode()
+	if !ok {
+		return
+	}
+	req, ok := j.claim(sub)
+	if !ok {
+		return
+	}
+	if !j.ready(&req) {
+		return
+	}
+	out, ok := j.call(req)
+	if !ok {
+		return
+	}
+	j.complete(out)
+}
+
+// decode reads the delivery's metadata, subject and body into j.d, the
+// log and the span. Nothing is known about the message before it, so a
+// message that cannot be read is dead-lettered "malformed" here, with a
+// result when an id can still be dug out of it, before any record of it
+// is looked at.
+func (j *job) decode() (*contract.Submission, bool) {
 	meta, err := j.msg.Metadata()
 	if err != nil {
 		// Only a message that did not come from a consumer lacks
 		// metadata; there is nothing to decide about it.
 		j.log.Error("message without JetStream metadata; returning it", "error", err)
 		j.nak(shutdownNakDelay, CauseTransient)
-		return
+		return nil, false
 	}
 	j.d.seq = meta.Sequence.Stream
 	j.d.delivery = int(meta.NumDelivered)
 	j.d.receivedAt = meta.Timestamp
+	j.deadline = j.d.receivedAt.Add(j.w.cfg.MessageDeadline)
 	j.log = j.log.With("streamSeq", j.d.seq, "delivery", j.d.delivery)
 	j.span.SetAttributes(attribute.Int64("digitoll.stream_seq", int64(j.d.seq)), attribute.Int("digitoll.delivery", j.d.delivery))
 
@@ -129,7 +161,7 @@ func (j *job) run() {
 	}
 	if err != nil {
 		j.deadLetter(reasonMalformed, err)
-		return
+		return nil, false
 	}
 	j.d.tenant = tenant
 	j.log = j.log.With("tenant", tenant)
@@ -144,31 +176,39 @@ func (j *job) run() {
 			j.recordMalformed(tenant)
 		}
 		j.deadLetter(reasonMalformed, err)
-		return
+		return nil, false
 	}
 	j.d.sub, j.d.id = sub, sub.ID
 	j.log = j.log.With(submissionAttrs(sub)...)
 	j.span.SetAttributes(submissionSpanAttrs(sub)...)
 	j.loggedMRN = sub.MRN
-	deadline := j.d.receivedAt.Add(j.w.cfg.MessageDeadline)
+	return sub, true
+}
 
-	key := stateKey(tenant, j.d.kind, sub.ID)
+// claim reads the submission's record and opens its journal: the record,
+// not the delivery count, says what earlier deliveries did (a result to
+// publish again, a Toll call to follow or to wait for, another
+// submission owning the id), so it is read before anything is sent. It
+// returns the handler's request when this delivery is the one to carry
+// the submission on.
+func (j *job) claim(sub *contract.Submission) (handlers.Request, bool) {
+	key := stateKey(j.d.tenant, j.d.kind, sub.ID)
 	ctx, cancel := j.opCtx()
 	st, rev, err := loadState(ctx, j.r.kv, key)
 	cancel()
 	if err != nil {
-		j.fail(err, deadline)
-		return
+		j.fail(err, j.deadline)
+		return handlers.Request{}, false
 	}
 	digest := submissionDigest(j.msg.Data())
 	if st != nil && st.Digest != "" && st.Digest != digest {
 		j.idReused(st, digest)
-		return
+		return handlers.Request{}, false
 	}
 	j.journal = newJournal(j.r.kv, key, st, rev, j.d.seq, j.d.delivery, j.w.cfg.Now)
 	j.journal.digest = digest
 	req := handlers.Request{
-		Tenant:     tenant,
+		Tenant:     j.d.tenant,
 		Kind:       j.d.kind,
 		Submission: sub,
 		ReceivedAt: j.d.receivedAt,
@@ -179,18 +219,18 @@ func (j *job) run() {
 	case republishResult:
 		res := *st.Result
 		// The key names the submission; the record cannot move it.
-		res.ID, res.Tenant, res.Kind = sub.ID, tenant, j.d.kind
+		res.ID, res.Tenant, res.Kind = sub.ID, j.d.tenant, j.d.kind
 		j.log.Info("result already recorded; publishing it again", "status", res.Status)
 		j.publishAndAck(res, OutcomeDuplicate)
-		return
+		return req, false
 	case ackOnly:
 		j.log.Info("message already dead-lettered; acknowledging it")
 		j.ack()
 		j.outcome = OutcomeDuplicate
-		return
+		return req, false
 	case leaveToOwner:
 		j.leave()
-		return
+		return req, false
 	case startAfterCrash:
 		// The record says a Toll call was started and not answered. The
 		// delivery making it may still be alive, only cut off from NATS
@@ -202,7 +242,7 @@ func (j *job) run() {
 			j.log.Info("an earlier delivery began a Toll call moments ago and may still be making it; waiting for its lease",
 				"stateDelivery", st.Delivery, "stateUpdatedAt", st.UpdatedAt, "retryIn", wait)
 			j.nak(wait, CauseLease)
-			return
+			return req, false
 		}
 		// Past the lease the worker making it died. Whether Toll
 		// received it is unknown; this delivery submits again.
@@ -221,36 +261,55 @@ func (j *job) run() {
 			req.Unresolved = true
 		}
 	}
+	return req, true
+}
 
-	now := j.w.cfg.Now()
-	if !now.Before(deadline) {
-		j.deadLetter(reasonDeadline, fmt.Errorf("message deadline %s passed before attempt %d", deadline.UTC().Format(time.RFC3339), j.d.delivery))
-		return
+// ready decides whether req may go to Toll now: not past the message
+// deadline, the tenant admitted by the handler, and the submission named
+// in after answered. These come after claim because a recorded result is
+// published again whatever they would say, and before the handler
+// because nothing that fails them may reach Toll. It may answer the
+// message itself (a rejection when after cannot be followed), and fills
+// in from after's result what the handler needs.
+func (j *job) ready(req *handlers.Request) bool {
+	if now := j.w.cfg.Now(); !now.Before(j.deadline) {
+		j.deadLetter(reasonDeadline, fmt.Errorf("message deadline %s passed before attempt %d", j.deadline.UTC().Format(time.RFC3339), j.d.delivery))
+		return false
 	}
 	if err := j.admit(); err != nil {
 		j.refuseTenant(err)
-		return
+		return false
 	}
-	if req.RequestID == "" && sub.After != "" {
+	if req.RequestID != "" || req.Submission.After == "" {
 		// Ordering is only checked before anything reached Toll: once a
 		// requestId is recorded, the call it follows was already allowed.
-		resolved, prev, out, wait := j.awaitAfter(sub)
-		switch {
-		case wait:
-			return
-		case out != nil:
-			j.complete(*out)
-			return
-		}
-		req.Submission = resolved
-		if resolved.Operation == contract.OpCreate && prev.Kind == j.d.kind {
-			// The parent a master or house may have been declared
-			// under, for a lookup after a lost answer: a declaration
-			// of the same API.
-			req.AfterMRN = prev.MRN
-		}
+		return true
 	}
-	hctx, hcancel := context.WithDeadline(j.ctx, deadline)
+	resolved, prev, out, wait := j.awaitAfter(req.Submission)
+	switch {
+	case wait:
+		return false
+	case out != nil:
+		j.complete(*out)
+		return false
+	}
+	req.Submission = resolved
+	if resolved.Operation == contract.OpCreate && prev.Kind == j.d.kind {
+		// The parent a master or house may have been declared
+		// under, for a lookup after a lost answer: a declaration
+		// of the same API.
+		req.AfterMRN = prev.MRN
+	}
+	return true
+}
+
+// call runs the handler under the message deadline and checks what it
+// returned. A handler's failure is decided here (nak or dead letter), and
+// counted against the kind's lane before that, because only the handler's
+// errors tell an outage of Toll or Maskinporten; a journal superseded by
+// a later delivery means that delivery owns the outcome.
+func (j *job) call(req handlers.Request) (handlers.Outcome, bool) {
+	hctx, hcancel := context.WithDeadline(j.ctx, j.deadline)
 	out, herr := j.handle(hctx, req)
 	if n, last := j.journal.SentRefusals(); n > 0 {
 		j.log.Warn("recording Toll's requestId failed and was retried until it was stored or the time ran out",
@@ -260,7 +319,7 @@ func (j *job) run() {
 
 	if j.journal.Superseded() {
 		j.leave()
-		return
+		return out, false
 	}
 	if herr == nil && out.Status != contract.StatusAccepted && out.Status != contract.StatusRejected && out.Status != contract.StatusUnresolved {
 		herr = failure.Mark(fmt.Errorf("handler returned status %q, want accepted, rejected or unresolved", out.Status), failure.Permanent)
@@ -269,11 +328,11 @@ func (j *job) run() {
 		if j.r.handlerCtx.Err() == nil {
 			j.w.failed(j.r, j.lane, herr)
 		}
-		j.fail(herr, deadline)
-		return
+		j.fail(herr, j.deadline)
+		return out, false
 	}
 	j.w.succeeded(j.lane)
-	j.complete(out)
+	return out, true
 }
 
 // handle runs the kind's handler on req. A handler that panics has met a
@@ -315,7 +374,7 @@ func (j *job) complete(out handlers.Outcome) {
 	if err != nil {
 		// The outcome is lost with this attempt; the state still
 		// holds the requestId, so the next one follows it.
-		j.fail(err, j.d.receivedAt.Add(j.w.cfg.MessageDeadline))
+		j.fail(err, j.deadline)
 		return
 	}
 	j.publishAndAck(res, string(res.Status))
