@@ -43,8 +43,10 @@ type job struct {
 	// run.handlerCtx).
 	ctx  context.Context
 	span trace.Span
-	log  *slog.Logger
-	d    delivered
+	// log writes the delivery's lines with logAttrs' attributes.
+	log      *slog.Logger
+	logAttrs *jobLog
+	d        delivered
 	// deadline is the message deadline, set once decode read when the
 	// message was stored.
 	deadline time.Time
@@ -64,7 +66,7 @@ type job struct {
 // once.
 func (j *job) withRequestID(id string) {
 	if id != "" && id != j.loggedRequestID {
-		j.log = j.log.With("requestId", id)
+		j.logAttrs.add(slog.String("requestId", id))
 		j.span.SetAttributes(attribute.String("digitoll.request_id", id))
 		j.loggedRequestID = id
 	}
@@ -75,7 +77,7 @@ func (j *job) withRequestID(id string) {
 // `after` is the one the result names too.
 func (j *job) withMRN(mrn string) {
 	if mrn != "" && j.loggedMRN == "" {
-		j.log = j.log.With("mrn", mrn)
+		j.logAttrs.add(slog.String("mrn", mrn))
 		j.span.SetAttributes(attribute.String("digitoll.mrn", mrn))
 		j.loggedMRN = mrn
 	}
@@ -91,10 +93,11 @@ func (w *Worker) process(r *run, l lane, msg jetstream.Msg, hb *heartbeat) {
 	tenant := subjectTenant(msg.Subject())
 	start := time.Now()
 	w.obs.MessageStarted(kind, tenant)
-	j := &job{w: w, r: r, lane: l, tenant: tenant, msg: msg, hb: hb, log: w.log.With("kind", kind), d: delivered{kind: kind, subject: msg.Subject()}}
+	j := &job{w: w, r: r, lane: l, tenant: tenant, msg: msg, hb: hb, d: delivered{kind: kind, subject: msg.Subject()}}
+	j.logAttrs, j.log = newJobLog(w.log, slog.String("kind", string(kind)))
 	j.ctx, j.span = w.startSpan(r.handlerCtx, kind, msg)
 	if sc := j.span.SpanContext(); sc.IsValid() {
-		j.log = j.log.With(logTraceID, sc.TraceID().String(), logSpanID, sc.SpanID().String())
+		j.logAttrs.add(slog.String(logTraceID, sc.TraceID().String()), slog.String(logSpanID, sc.SpanID().String()))
 	}
 	defer func() {
 		if n, err := j.hb.stop(); n > 0 {
@@ -152,7 +155,7 @@ func (j *job) decode() (*contract.Submission, bool) {
 	j.d.delivery = int(meta.NumDelivered)
 	j.d.receivedAt = meta.Timestamp
 	j.deadline = j.d.receivedAt.Add(j.w.cfg.MessageDeadline)
-	j.log = j.log.With("streamSeq", j.d.seq, "delivery", j.d.delivery)
+	j.logAttrs.add(slog.Uint64("streamSeq", j.d.seq), slog.Int("delivery", j.d.delivery))
 	j.span.SetAttributes(attribute.Int64("digitoll.stream_seq", int64(j.d.seq)), attribute.Int("digitoll.delivery", j.d.delivery))
 
 	subjKind, tenant, err := contract.ParseSubmitSubject(j.d.subject)
@@ -164,14 +167,14 @@ func (j *job) decode() (*contract.Submission, bool) {
 		return nil, false
 	}
 	j.d.tenant = tenant
-	j.log = j.log.With("tenant", tenant)
+	j.logAttrs.add(slog.String("tenant", tenant))
 	j.span.SetAttributes(attribute.String("digitoll.tenant", tenant))
 
 	sub, err := contract.ParseSubmission(j.d.kind, j.msg.Data())
 	if err != nil {
 		j.d.id = lenientID(j.msg.Data())
 		if j.d.id != "" {
-			j.log = j.log.With("id", j.d.id)
+			j.logAttrs.add(slog.String("id", j.d.id))
 			j.span.SetAttributes(attribute.String("digitoll.id", j.d.id))
 			j.recordMalformed(tenant)
 		}
@@ -179,7 +182,7 @@ func (j *job) decode() (*contract.Submission, bool) {
 		return nil, false
 	}
 	j.d.sub, j.d.id = sub, sub.ID
-	j.log = j.log.With(submissionAttrs(sub)...)
+	j.logAttrs.add(submissionAttrs(sub)...)
 	j.span.SetAttributes(submissionSpanAttrs(sub)...)
 	j.loggedMRN = sub.MRN
 	return sub, true
@@ -400,7 +403,18 @@ func (j *job) publishAndAck(res contract.Result, outcome string) {
 		j.nak(delay, CauseTransient)
 		return
 	}
-	j.log.Info("result published", "status", res.Status, "attempts", res.Attempts)
+	if j.log.Enabled(context.Background(), slog.LevelInfo) {
+		// The one line at info about a result: the handler's own line
+		// about Toll's verdict is at debug, so its counts are here.
+		attrs := []slog.Attr{slog.String("status", string(res.Status)), slog.Int("attempts", res.Attempts)}
+		if len(res.Errors) > 0 {
+			attrs = append(attrs, slog.Int("errors", len(res.Errors)))
+		}
+		if len(res.IncompleteDocumentation) > 0 {
+			attrs = append(attrs, slog.Int("incompleteDocumentation", len(res.IncompleteDocumentation)))
+		}
+		j.log.LogAttrs(context.Background(), slog.LevelInfo, "result published", attrs...)
+	}
 	j.ack()
 	j.outcome = outcome
 }
@@ -543,14 +557,14 @@ func (j *job) opCtx() (context.Context, context.CancelFunc) {
 }
 
 // submissionAttrs are the log attributes of a parsed submission.
-func submissionAttrs(s *contract.Submission) []any {
-	attrs := []any{"id", s.ID, "operation", s.Operation}
+func submissionAttrs(s *contract.Submission) []slog.Attr {
+	attrs := []slog.Attr{slog.String("id", s.ID), slog.String("operation", string(s.Operation))}
 	if s.Level != "" {
 		// Not "level": that is the log level's key.
-		attrs = append(attrs, "declarationLevel", s.Level)
+		attrs = append(attrs, slog.String("declarationLevel", string(s.Level)))
 	}
 	if s.MRN != "" {
-		attrs = append(attrs, "mrn", s.MRN)
+		attrs = append(attrs, slog.String("mrn", s.MRN))
 	}
 	return attrs
 }
