@@ -509,14 +509,20 @@ func (j *job) deadLetter(reason string, cause error) {
 	j.outcome = OutcomeDeadLettered
 }
 
-// ack acknowledges and waits for the server's confirmation: a lost ack
-// means a redelivery, which the state record turns into a republish.
+// ack acknowledges without waiting for the server's confirmation. Every
+// ack follows a record that makes a redelivery harmless: the done record
+// (its result published and stored) or the dead letter (stored, with a
+// dead-lettered record or, failing that, publishes that a repeat only
+// deduplicates). A lost ack means a redelivery, which the record turns
+// into a republish of the same result under the same Nats-Msg-Id, within
+// the duplicate window (10 minutes against an AckWait of a minute); an
+// ack confirmed (DoubleAck) would change nothing but cost a round trip,
+// since an unconfirmed one could only be logged. Pending acks are
+// flushed when the connection is drained at shutdown.
 func (j *job) ack() {
 	j.hb.stop()
-	ctx, cancel := j.opCtx()
-	defer cancel()
-	if err := j.msg.DoubleAck(ctx); err != nil {
-		j.log.Warn("ack not confirmed; a redelivery will publish the same outcome again", "error", err)
+	if err := j.msg.Ack(); err != nil {
+		j.log.Warn("ack failed; a redelivery will publish the same outcome again", "error", err)
 	}
 }
 
