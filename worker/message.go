@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -585,54 +584,4 @@ func submissionSpanAttrs(s *contract.Submission) []attribute.KeyValue {
 		attrs = append(attrs, attribute.String("digitoll.mrn", s.MRN))
 	}
 	return attrs
-}
-
-// heartbeat tells the server, every interval from the start of processing,
-// that the message is still being worked on, so that a Toll call longer
-// than AckWait is not redelivered to another worker meanwhile. Failures
-// are counted, not logged as they happen: the job logs them once it knows
-// which message they were about.
-type heartbeat struct {
-	once sync.Once
-	quit chan struct{}
-	done chan struct{}
-	// failures and lastErr are written by the heartbeat's goroutine (and
-	// startHeartbeat) and read after done is closed.
-	failures int
-	lastErr  error
-}
-
-func startHeartbeat(msg jetstream.Msg, every time.Duration) *heartbeat {
-	hb := &heartbeat{quit: make(chan struct{}), done: make(chan struct{})}
-	beat := func() {
-		if err := msg.InProgress(); err != nil {
-			hb.failures++
-			hb.lastErr = err
-		}
-	}
-	// At once as well: the message may have waited in the client's
-	// buffer for part of its AckWait.
-	beat()
-	go func() {
-		defer close(hb.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-hb.quit:
-				return
-			case <-t.C:
-				beat()
-			}
-		}
-	}()
-	return hb
-}
-
-// stop ends the heartbeat and waits for it; it may be called many times.
-// It returns how many heartbeats failed, and the last failure.
-func (hb *heartbeat) stop() (failures int, last error) {
-	hb.once.Do(func() { close(hb.quit) })
-	<-hb.done
-	return hb.failures, hb.lastErr
 }
