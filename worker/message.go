@@ -49,6 +49,10 @@ type job struct {
 	// deadline is the message deadline, set once decode read when the
 	// message was stored.
 	deadline time.Time
+	// op, until opDeadline, is the context opCtx shares.
+	op         context.Context
+	opCancel   context.CancelFunc
+	opDeadline time.Time
 	// outcome is how the delivery ended, one of the Outcome* constants.
 	outcome string
 	journal *journal // nil until the submission parsed
@@ -108,6 +112,7 @@ func (w *Worker) process(r *run, l lane, msg jetstream.Msg, hb *heartbeat) {
 		}
 		j.span.SetAttributes(attribute.String("digitoll.outcome", j.outcome))
 		j.span.End()
+		j.endOps()
 		w.obs.MessageDone(kind, tenant, op, j.outcome, time.Since(start))
 	}()
 	j.run()
@@ -555,10 +560,29 @@ func subjectTenant(subject string) string {
 	return ""
 }
 
-// opCtx bounds one NATS operation after the handler; it keeps the span
-// but not the cancellation of shutdown.
+// opCtx bounds one NATS operation of the delivery (state read and writes,
+// publishes) by at least finishTimeout; it keeps the span but not the
+// cancellation of shutdown. The operations, one after another on the
+// delivery's goroutine, share a context of twice that, made anew when
+// less than finishTimeout remains: a context with a timer for each cost
+// about 2 µs and 6 allocations, three or four times per message. The
+// shared one is cancelled when the delivery ends; the CancelFunc returned
+// does nothing.
 func (j *job) opCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(j.ctx), finishTimeout)
+	now := time.Now()
+	if j.op == nil || j.opDeadline.Sub(now) < finishTimeout {
+		j.endOps()
+		j.opDeadline = now.Add(2 * finishTimeout)
+		j.op, j.opCancel = context.WithDeadline(context.WithoutCancel(j.ctx), j.opDeadline)
+	}
+	return j.op, func() {}
+}
+
+// endOps cancels the context opCtx shares, if any.
+func (j *job) endOps() {
+	if j.opCancel != nil {
+		j.opCancel()
+	}
 }
 
 // submissionAttrs are the log attributes of a parsed submission.
