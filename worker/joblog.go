@@ -17,10 +17,15 @@ type jobLog struct {
 	attrs []slog.Attr
 }
 
+// maxJobAttrs is room for every attribute the stages add (kind, trace
+// and span, stream sequence and delivery, tenant, id, operation, level,
+// MRN, requestId, and the MRN obtained).
+const maxJobAttrs = 12
+
 // newJobLog returns the delivery's handler over base's and a logger
 // writing through it.
 func newJobLog(base *slog.Logger, attrs ...slog.Attr) (*jobLog, *slog.Logger) {
-	l := &jobLog{h: base.Handler(), attrs: make([]slog.Attr, 0, 16)}
+	l := &jobLog{h: base.Handler(), attrs: make([]slog.Attr, 0, maxJobAttrs)}
 	l.attrs = append(l.attrs, attrs...)
 	return l, slog.New(l)
 }
