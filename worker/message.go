@@ -24,7 +24,7 @@ import (
 // worker's own configuration.
 const configRemedy = "the worker's configuration is refused (scope not granted to the integration, key or certificate unknown to Maskinporten, clock skew): fix the tenant's Maskinporten integration or keys; the message is kept and retried"
 
-// minHeartbeat guards the ticker against a consumer AckWait set absurdly
+// minHeartbeat guards the heartbeats against a consumer AckWait set absurdly
 // low by another process.
 const minHeartbeat = 10 * time.Millisecond
 
