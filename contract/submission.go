@@ -80,19 +80,14 @@ func ValidMRN(s string) bool { return mrnPattern.MatchString(s) }
 // checks the shape the worker relies on, not what Toll's validator decides.
 // Every error wraps ErrMalformed and reads as one line for the DLQ.
 func ParseSubmission(kind Kind, data []byte) (*Submission, error) {
-	var s Submission
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		return nil, malformed("body is not a submission JSON object: %s", oneLine(err.Error()))
-	}
-	if dec.More() {
-		return nil, malformed("body has data after the JSON object")
+	s, err := decodeSubmission(data)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.check(kind); err != nil {
 		return nil, err
 	}
-	return &s, nil
+	return s, nil
 }
 
 func (s *Submission) check(kind Kind) error {

@@ -101,7 +101,7 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 			if maybeTwice {
 				return m.failure(ctx, req, "", rejected.Errors, log), nil
 			}
-			log.InfoContext(ctx, "toll rejected the declaration", "errors", len(rejected.Errors))
+			log.DebugContext(ctx, "toll rejected the declaration", "errors", len(rejected.Errors))
 			return Outcome{Status: contract.StatusRejected, Errors: rejected.Errors}, nil
 		}
 		requestID = res.id
@@ -122,7 +122,7 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 		if len(v.Errors) == 0 {
 			out.Note = "Toll reported FAILURE without validation errors"
 		}
-		log.InfoContext(ctx, "toll refused the declaration", "errors", len(v.Errors))
+		log.DebugContext(ctx, "toll refused the declaration", "errors", len(v.Errors))
 		return out, nil
 	}
 	out := Outcome{Status: contract.StatusAccepted, MRN: v.MRN, RequestID: requestID, IncompleteDocumentation: v.IncompleteDocumentation}
@@ -138,7 +138,7 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 		// The submission's own MRN is among log's attributes already.
 		log = log.With("mrn", out.MRN)
 	}
-	log.InfoContext(ctx, "toll accepted the declaration", "incompleteDocumentation", len(out.IncompleteDocumentation))
+	log.DebugContext(ctx, "toll accepted the declaration", "incompleteDocumentation", len(out.IncompleteDocumentation))
 	return out, nil
 }
 

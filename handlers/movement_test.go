@@ -327,7 +327,9 @@ func TestHandleWarnsOnAmbiguousRetry(t *testing.T) {
 		}
 		return "req-1", nil
 	}}
-	m := fastPolicies(&Movement{API: toll.RoadV2(), Toll: api, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	// The verdict's line is at debug: the worker's line about the result
+	// is the one at info.
+	m := fastPolicies(&Movement{API: toll.RoadV2(), Toll: api, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if _, err := m.Handle(t.Context(), Request{Submission: submission(contract.OpCreate, "")}); err != nil {
 		t.Fatal(err)
 	}
@@ -335,8 +337,8 @@ func TestHandleWarnsOnAmbiguousRetry(t *testing.T) {
 	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "Toll may have received") || !strings.Contains(out, "id=s-1") {
 		t.Errorf("want a warning about the ambiguous attempt, got:\n%s", out)
 	}
-	if !strings.Contains(out, "level=INFO") || !strings.Contains(out, "mrn=25NO4TU2HUD59UCBT8") {
-		t.Errorf("want an info line with the MRN, got:\n%s", out)
+	if !strings.Contains(out, `msg="toll accepted the declaration"`) || !strings.Contains(out, "mrn=25NO4TU2HUD59UCBT8") {
+		t.Errorf("want the verdict's line with the MRN, got:\n%s", out)
 	}
 }
 

@@ -175,3 +175,33 @@ func newRecordingProvider(t *testing.T) *sdktrace.TracerProvider {
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	return tp
 }
+
+// LogHandler hands With's attributes to the handler with each line rather
+// than to its WithAttrs; the lines must read as the handler's own would,
+// groups included.
+func TestLogHandlerWritesWithAttrsAsTheHandlerWould(t *testing.T) {
+	noTime := &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey && len(groups) == 0 {
+			return slog.Attr{}
+		}
+		return a
+	}}
+	for _, newHandler := range []func(*bytes.Buffer) slog.Handler{
+		func(b *bytes.Buffer) slog.Handler { return slog.NewTextHandler(b, noTime) },
+		func(b *bytes.Buffer) slog.Handler { return slog.NewJSONHandler(b, noTime) },
+	} {
+		var want, got bytes.Buffer
+		for _, c := range []struct {
+			buf *bytes.Buffer
+			h   slog.Handler
+		}{{&want, newHandler(&want)}, {&got, LogHandler(newHandler(&got))}} {
+			log := slog.New(c.h).With("component", "test").With("id", "s-1", "n", 2)
+			log.Info("plain", "status", "accepted")
+			log.WithGroup("g").With("in", true).Info("grouped", "k", "v")
+			log.Debug("below the level")
+		}
+		if want.String() == "" || got.String() != want.String() {
+			t.Errorf("through LogHandler:\n%s\nthe handler alone:\n%s", &got, &want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package telemetry
 import (
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -29,31 +30,46 @@ func Transport(next http.RoundTripper, m *Metrics) http.RoundTripper {
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	return &transport{next: next, m: m}
+	return &transport{next: next, m: m, endpoints: map[string]string{}}
 }
 
 type transport struct {
 	next http.RoundTripper
 	m    *Metrics
+	// endpoints interns the templates seen (see endpoint), at most
+	// maxEndpoints of them.
+	mu        sync.RWMutex
+	endpoints map[string]string
 }
+
+// maxEndpoints bounds the templates a transport keeps: Toll's APIs have a
+// few dozen.
+const maxEndpoints = 256
 
 // RoundTrip implements http.RoundTripper. Its duration is the time to the
 // response headers: Toll's bodies are small, and a streamed upload's body
 // is written before the answer comes.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	endpoint := Endpoint(req.URL.Path)
+	endpoint := t.endpoint(req.URL.Path)
 	ctx := req.Context()
-	tracer := trace.SpanFromContext(ctx).TracerProvider().Tracer(instrumentation)
-	ctx, span := tracer.Start(ctx, req.Method+" "+endpoint,
-		trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(
-			attribute.String("http.request.method", req.Method),
-			attribute.String("url.template", endpoint),
-			attribute.String("server.address", req.URL.Hostname()),
-		))
-	defer span.End()
-	if span.IsRecording() {
-		req = req.WithContext(ctx)
+	// A span only under a recording one: the sampler follows the parent,
+	// so a child of anything else would record nothing, and building it
+	// (its name and attributes) is most of this function's cost. Without
+	// one, span is the parent, on which the calls below do nothing.
+	parent := trace.SpanFromContext(ctx)
+	span := parent
+	if parent.IsRecording() {
+		ctx, span = parent.TracerProvider().Tracer(instrumentation).Start(ctx, req.Method+" "+endpoint,
+			trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(
+				attribute.String("http.request.method", req.Method),
+				attribute.String("url.template", endpoint),
+				attribute.String("server.address", req.URL.Hostname()),
+			))
+		defer span.End()
+		if span.IsRecording() {
+			req = req.WithContext(ctx)
+		}
 	}
 	start := time.Now()
 	res, err := t.next.RoundTrip(req)
@@ -89,25 +105,50 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // anything else (MRNs, requestIds, declaration ids) becomes "{id}". The
 // result has at most maxSegments segments, so the number of distinct
 // endpoints is bounded by the API, not by the data sent through it.
-func Endpoint(path string) string {
-	segs := strings.Split(strings.Trim(path, "/"), "/")
-	if len(segs) == 1 && segs[0] == "" {
-		return "/"
+func Endpoint(path string) string { return string(appendEndpoint(nil, path)) }
+
+// endpoint is Endpoint, the same string each time for one template (no
+// allocation once it has been seen).
+func (t *transport) endpoint(path string) string {
+	var buf [256]byte
+	b := appendEndpoint(buf[:0], path)
+	t.mu.RLock()
+	e, ok := t.endpoints[string(b)]
+	t.mu.RUnlock()
+	if ok {
+		return e
 	}
-	var b strings.Builder
-	for i, s := range segs {
+	e = string(b)
+	t.mu.Lock()
+	if len(t.endpoints) < maxEndpoints {
+		t.endpoints[e] = e
+	}
+	t.mu.Unlock()
+	return e
+}
+
+// appendEndpoint appends the template of path (see Endpoint) to b.
+func appendEndpoint(b []byte, path string) []byte {
+	rest := strings.Trim(path, "/")
+	if rest == "" {
+		return append(b, '/')
+	}
+	for i := 0; ; i++ {
 		if i == maxSegments {
-			b.WriteString("/…")
-			break
+			return append(b, "/…"...)
 		}
-		b.WriteByte('/')
-		if word(s) {
-			b.WriteString(s)
+		seg, more, found := strings.Cut(rest, "/")
+		b = append(b, '/')
+		if word(seg) {
+			b = append(b, seg...)
 		} else {
-			b.WriteString("{id}")
+			b = append(b, "{id}"...)
 		}
+		if !found {
+			return b
+		}
+		rest = more
 	}
-	return b.String()
 }
 
 // word reports whether a path segment names part of an API rather than a

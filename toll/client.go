@@ -137,11 +137,13 @@ func (c *Client) doPayload(ctx context.Context, api API, method, path string, bo
 // attempt gets a token for scope and makes one exchange. It returns the
 // token it used so that a 401 invalidates exactly that one.
 func (c *Client) attempt(ctx context.Context, scope, method, path string, body payload) (*response, string, error) {
+	// The address is made once for the limiter and the request.
+	target := strings.TrimRight(c.BaseURL, "/") + "/" + path
 	if c.Limiter != nil {
 		// Wait for the rate limit before taking a token: a token taken
 		// first could expire during a long wait (a Retry-After hold),
 		// and Toll's 401 for it would read as a configuration fault.
-		u, err := url.Parse(strings.TrimRight(c.BaseURL, "/") + "/" + path)
+		u, err := url.Parse(target)
 		if err == nil {
 			if err := c.Limiter.Wait(ctx, u); err != nil {
 				return nil, "", fmt.Errorf("toll: %s %s: %w: %w", method, path, ErrNotSent, err)
@@ -156,7 +158,7 @@ func (c *Client) attempt(ctx context.Context, scope, method, path string, body p
 	if err := RunBeforeSend(ctx); err != nil {
 		return nil, "", fmt.Errorf("toll: %s %s: %w: %w", method, path, ErrNotSent, err)
 	}
-	resp, err := c.send(ctx, token, method, path, body)
+	resp, err := c.send(ctx, token, method, path, target, body)
 	return resp, token, err
 }
 
@@ -191,7 +193,7 @@ func RunBeforeSend(ctx context.Context) error {
 // *NetworkError whose Written field says, from httptrace's WroteRequest,
 // whether the whole request had reached the connection: only then can
 // Toll have acted on it (see ErrAmbiguous).
-func (c *Client) send(ctx context.Context, token, method, path string, body payload) (*response, error) {
+func (c *Client) send(ctx context.Context, token, method, path, target string, body payload) (*response, error) {
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -213,12 +215,18 @@ func (c *Client) send(ctx context.Context, token, method, path string, body payl
 		},
 	})
 
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+"/"+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, target, nil)
 	if err != nil {
 		return nil, fmt.Errorf("toll: %s %s: bad base URL: %w: %w", method, path, err, failure.ErrConfig)
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/json")
+	// The header values share one array rather than a slice each.
+	vals := make([]string, 0, 4)
+	setHeader := func(key, value string) {
+		vals = append(vals, value)
+		req.Header[key] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	setHeader("Authorization", "Bearer "+token)
+	setHeader("Accept", "application/json")
 	if body.open != nil {
 		rd, err := body.open()
 		if err != nil {
@@ -231,9 +239,9 @@ func (c *Client) send(ctx context.Context, token, method, path string, body payl
 			rd.Close()
 			req.Body, req.GetBody = http.NoBody, func() (io.ReadCloser, error) { return http.NoBody, nil }
 		}
-		req.Header.Set("Content-Type", body.contentType)
+		setHeader("Content-Type", body.contentType)
 		if body.expectContinue {
-			req.Header.Set("Expect", "100-continue")
+			setHeader("Expect", "100-continue")
 		}
 	}
 

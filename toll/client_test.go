@@ -582,3 +582,30 @@ func TestRejectedErrorText(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Toll's answer to a declaration is read as json.Unmarshal reads it,
+// whether or not it takes the short way.
+func TestRequestIDAnswer(t *testing.T) {
+	for _, body := range []string{
+		`{"requestId":"1bdf0f33-f42e-48e2-b334-3944722e3fe5"}`,
+		" {\"requestId\":\"abc\"}\n",
+		`{"requestId":"a\"b"}`,
+		`{"requestId":"a\u0062"}`,
+		`{"requestId":"æ"}`,
+		`{"requestId":""}`,
+		`{"requestId": "spaced"}`,
+		`{"requestId":"x","status":"ok"}`,
+		`{"requestid":"case"}`,
+		`{"requestId":5}`,
+		`{}`, `null`, `not json`, ``,
+	} {
+		var want struct {
+			RequestID string `json:"requestId"`
+		}
+		wantErr := json.Unmarshal([]byte(body), &want)
+		got, err := requestIDAnswer([]byte(body))
+		if got != want.RequestID || (err == nil) != (wantErr == nil) {
+			t.Errorf("requestIDAnswer(%q) = %q, %v; want %q, %v", body, got, err, want.RequestID, wantErr)
+		}
+	}
+}

@@ -83,10 +83,8 @@ func (c *Client) Declare(ctx context.Context, api API, op contract.Operation, le
 	if resp.status == http.StatusBadRequest {
 		return "", rejection(resp.status, resp.body)
 	}
-	var answer struct {
-		RequestID string `json:"requestId"`
-	}
-	if err := json.Unmarshal(resp.body, &answer); err != nil || answer.RequestID == "" {
+	requestID, err := requestIDAnswer(resp.body)
+	if err != nil || requestID == "" {
 		// Toll said yes, so it probably holds the request, but we cannot
 		// follow it. Retrying would send the declaration again, and with
 		// no idempotency key that makes a duplicate, so this is
@@ -96,7 +94,37 @@ func (c *Client) Declare(ctx context.Context, api API, op contract.Operation, le
 		e.reason = "Toll accepted the call but its answer has no requestId"
 		return "", e
 	}
-	return answer.RequestID, nil
+	return requestID, nil
+}
+
+// requestIDAnswer reads the requestId of Toll's answer to a declaration,
+// {"requestId":"…"}. An answer of just that, its value free of escapes,
+// is read without encoding/json's allocations; anything else is left to
+// json.Unmarshal.
+func requestIDAnswer(body []byte) (string, error) {
+	const prefix, suffix = `{"requestId":"`, `"}`
+	b := bytes.TrimSpace(body)
+	if v, ok := bytes.CutPrefix(b, []byte(prefix)); ok {
+		if v, ok := bytes.CutSuffix(v, []byte(suffix)); ok && plainASCII(v) {
+			return string(v), nil
+		}
+	}
+	var answer struct {
+		RequestID string `json:"requestId"`
+	}
+	err := json.Unmarshal(body, &answer)
+	return answer.RequestID, err
+}
+
+// plainASCII reports whether b is printable ASCII without quotes or
+// backslashes: a JSON string's content that decodes to itself.
+func plainASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // rejection turns a 400 body into a *RejectedError. A body that does not

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,7 +24,7 @@ import (
 // worker's own configuration.
 const configRemedy = "the worker's configuration is refused (scope not granted to the integration, key or certificate unknown to Maskinporten, clock skew): fix the tenant's Maskinporten integration or keys; the message is kept and retried"
 
-// minHeartbeat guards the ticker against a consumer AckWait set absurdly
+// minHeartbeat guards the heartbeats against a consumer AckWait set absurdly
 // low by another process.
 const minHeartbeat = 10 * time.Millisecond
 
@@ -43,8 +42,17 @@ type job struct {
 	// run.handlerCtx).
 	ctx  context.Context
 	span trace.Span
-	log  *slog.Logger
-	d    delivered
+	// log writes the delivery's lines with logAttrs' attributes.
+	log      *slog.Logger
+	logAttrs *jobLog
+	d        delivered
+	// deadline is the message deadline, set once decode read when the
+	// message was stored.
+	deadline time.Time
+	// op, until opDeadline, is the context opCtx shares.
+	op         context.Context
+	opCancel   context.CancelFunc
+	opDeadline time.Time
 	// outcome is how the delivery ended, one of the Outcome* constants.
 	outcome string
 	journal *journal // nil until the submission parsed
@@ -61,7 +69,7 @@ type job struct {
 // once.
 func (j *job) withRequestID(id string) {
 	if id != "" && id != j.loggedRequestID {
-		j.log = j.log.With("requestId", id)
+		j.logAttrs.add(slog.String("requestId", id))
 		j.span.SetAttributes(attribute.String("digitoll.request_id", id))
 		j.loggedRequestID = id
 	}
@@ -72,7 +80,7 @@ func (j *job) withRequestID(id string) {
 // `after` is the one the result names too.
 func (j *job) withMRN(mrn string) {
 	if mrn != "" && j.loggedMRN == "" {
-		j.log = j.log.With("mrn", mrn)
+		j.logAttrs.add(slog.String("mrn", mrn))
 		j.span.SetAttributes(attribute.String("digitoll.mrn", mrn))
 		j.loggedMRN = mrn
 	}
@@ -88,10 +96,11 @@ func (w *Worker) process(r *run, l lane, msg jetstream.Msg, hb *heartbeat) {
 	tenant := subjectTenant(msg.Subject())
 	start := time.Now()
 	w.obs.MessageStarted(kind, tenant)
-	j := &job{w: w, r: r, lane: l, tenant: tenant, msg: msg, hb: hb, log: w.log.With("kind", kind), d: delivered{kind: kind, subject: msg.Subject()}}
+	j := &job{w: w, r: r, lane: l, tenant: tenant, msg: msg, hb: hb, d: delivered{kind: kind, subject: msg.Subject()}}
+	j.logAttrs, j.log = newJobLog(w.log, slog.String("kind", string(kind)))
 	j.ctx, j.span = w.startSpan(r.handlerCtx, kind, msg)
 	if sc := j.span.SpanContext(); sc.IsValid() {
-		j.log = j.log.With(logTraceID, sc.TraceID().String(), logSpanID, sc.SpanID().String())
+		j.logAttrs.add(slog.String(logTraceID, sc.TraceID().String()), slog.String(logSpanID, sc.SpanID().String()))
 	}
 	defer func() {
 		if n, err := j.hb.stop(); n > 0 {
@@ -103,24 +112,54 @@ func (w *Worker) process(r *run, l lane, msg jetstream.Msg, hb *heartbeat) {
 		}
 		j.span.SetAttributes(attribute.String("digitoll.outcome", j.outcome))
 		j.span.End()
+		j.endOps()
 		w.obs.MessageDone(kind, tenant, op, j.outcome, time.Since(start))
 	}()
 	j.run()
 }
 
+// run carries the delivery through its stages, in order. Each stage that
+// cannot go on ends the delivery itself (ack, nak, dead letter or leaving
+// it to another delivery) and reports false; the next stage starts only
+// from a delivery still in hand.
 func (j *job) run() {
+	sub, ok := j.decode()
+	if !ok {
+		return
+	}
+	req, ok := j.claim(sub)
+	if !ok {
+		return
+	}
+	if !j.ready(&req) {
+		return
+	}
+	out, ok := j.call(req)
+	if !ok {
+		return
+	}
+	j.complete(out)
+}
+
+// decode reads the delivery's metadata, subject and body into j.d, the
+// log and the span. Nothing is known about the message before it, so a
+// message that cannot be read is dead-lettered "malformed" here, with a
+// result when an id can still be dug out of it, before any record of it
+// is looked at.
+func (j *job) decode() (*contract.Submission, bool) {
 	meta, err := j.msg.Metadata()
 	if err != nil {
 		// Only a message that did not come from a consumer lacks
 		// metadata; there is nothing to decide about it.
 		j.log.Error("message without JetStream metadata; returning it", "error", err)
 		j.nak(shutdownNakDelay, CauseTransient)
-		return
+		return nil, false
 	}
 	j.d.seq = meta.Sequence.Stream
 	j.d.delivery = int(meta.NumDelivered)
 	j.d.receivedAt = meta.Timestamp
-	j.log = j.log.With("streamSeq", j.d.seq, "delivery", j.d.delivery)
+	j.deadline = j.d.receivedAt.Add(j.w.cfg.MessageDeadline)
+	j.logAttrs.add(slog.Uint64("streamSeq", j.d.seq), slog.Int("delivery", j.d.delivery))
 	j.span.SetAttributes(attribute.Int64("digitoll.stream_seq", int64(j.d.seq)), attribute.Int("digitoll.delivery", j.d.delivery))
 
 	subjKind, tenant, err := contract.ParseSubmitSubject(j.d.subject)
@@ -129,45 +168,55 @@ func (j *job) run() {
 	}
 	if err != nil {
 		j.deadLetter(reasonMalformed, err)
-		return
+		return nil, false
 	}
 	j.d.tenant = tenant
-	j.log = j.log.With("tenant", tenant)
+	j.logAttrs.add(slog.String("tenant", tenant))
 	j.span.SetAttributes(attribute.String("digitoll.tenant", tenant))
 
 	sub, err := contract.ParseSubmission(j.d.kind, j.msg.Data())
 	if err != nil {
 		j.d.id = lenientID(j.msg.Data())
 		if j.d.id != "" {
-			j.log = j.log.With("id", j.d.id)
+			j.logAttrs.add(slog.String("id", j.d.id))
 			j.span.SetAttributes(attribute.String("digitoll.id", j.d.id))
 			j.recordMalformed(tenant)
 		}
 		j.deadLetter(reasonMalformed, err)
-		return
+		return nil, false
 	}
 	j.d.sub, j.d.id = sub, sub.ID
-	j.log = j.log.With(submissionAttrs(sub)...)
+	j.logAttrs.add(submissionAttrs(sub)...)
 	j.span.SetAttributes(submissionSpanAttrs(sub)...)
 	j.loggedMRN = sub.MRN
-	deadline := j.d.receivedAt.Add(j.w.cfg.MessageDeadline)
+	return sub, true
+}
 
-	key := stateKey(tenant, j.d.kind, sub.ID)
+// claim reads the submission's record and opens its journal: the record,
+// not the delivery count, says what earlier deliveries did (a result to
+// publish again, a Toll call to follow or to wait for, another
+// submission owning the id), so it is read before anything is sent. A
+// first delivery skips the read: its journal creates the record at its
+// first write, and a record found then hands the message back. It
+// returns the handler's request when this delivery is the one to carry
+// the submission on.
+func (j *job) claim(sub *contract.Submission) (handlers.Request, bool) {
+	key := stateKey(j.d.tenant, j.d.kind, sub.ID)
 	st, rev, unread, err := j.openState(key)
 	if err != nil {
-		j.fail(err, deadline)
-		return
+		j.fail(err, j.deadline)
+		return handlers.Request{}, false
 	}
 	digest := submissionDigest(j.msg.Data())
 	if st != nil && st.Digest != "" && st.Digest != digest {
 		j.idReused(st, digest)
-		return
+		return handlers.Request{}, false
 	}
 	j.journal = newJournal(j.r.kv, key, st, rev, j.d.seq, j.d.delivery, j.w.cfg.Now)
 	j.journal.digest = digest
 	j.journal.unread = unread
 	req := handlers.Request{
-		Tenant:     tenant,
+		Tenant:     j.d.tenant,
 		Kind:       j.d.kind,
 		Submission: sub,
 		ReceivedAt: j.d.receivedAt,
@@ -178,18 +227,18 @@ func (j *job) run() {
 	case republishResult:
 		res := *st.Result
 		// The key names the submission; the record cannot move it.
-		res.ID, res.Tenant, res.Kind = sub.ID, tenant, j.d.kind
+		res.ID, res.Tenant, res.Kind = sub.ID, j.d.tenant, j.d.kind
 		j.log.Info("result already recorded; publishing it again", "status", res.Status)
 		j.publishAndAck(res, OutcomeDuplicate)
-		return
+		return req, false
 	case ackOnly:
 		j.log.Info("message already dead-lettered; acknowledging it")
 		j.ack()
 		j.outcome = OutcomeDuplicate
-		return
+		return req, false
 	case leaveToOwner:
 		j.leave()
-		return
+		return req, false
 	case startAfterCrash:
 		// The record says a Toll call was started and not answered. The
 		// delivery making it may still be alive, only cut off from NATS
@@ -201,7 +250,7 @@ func (j *job) run() {
 			j.log.Info("an earlier delivery began a Toll call moments ago and may still be making it; waiting for its lease",
 				"stateDelivery", st.Delivery, "stateUpdatedAt", st.UpdatedAt, "retryIn", wait)
 			j.nak(wait, CauseLease)
-			return
+			return req, false
 		}
 		// Past the lease the worker making it died. Whether Toll
 		// received it is unknown; this delivery submits again.
@@ -220,36 +269,55 @@ func (j *job) run() {
 			req.Unresolved = true
 		}
 	}
+	return req, true
+}
 
-	now := j.w.cfg.Now()
-	if !now.Before(deadline) {
-		j.deadLetter(reasonDeadline, fmt.Errorf("message deadline %s passed before attempt %d", deadline.UTC().Format(time.RFC3339), j.d.delivery))
-		return
+// ready decides whether req may go to Toll now: not past the message
+// deadline, the tenant admitted by the handler, and the submission named
+// in after answered. These come after claim because a recorded result is
+// published again whatever they would say, and before the handler
+// because nothing that fails them may reach Toll. It may answer the
+// message itself (a rejection when after cannot be followed), and fills
+// in from after's result what the handler needs.
+func (j *job) ready(req *handlers.Request) bool {
+	if now := j.w.cfg.Now(); !now.Before(j.deadline) {
+		j.deadLetter(reasonDeadline, fmt.Errorf("message deadline %s passed before attempt %d", j.deadline.UTC().Format(time.RFC3339), j.d.delivery))
+		return false
 	}
 	if err := j.admit(); err != nil {
 		j.refuseTenant(err)
-		return
+		return false
 	}
-	if req.RequestID == "" && sub.After != "" {
+	if req.RequestID != "" || req.Submission.After == "" {
 		// Ordering is only checked before anything reached Toll: once a
 		// requestId is recorded, the call it follows was already allowed.
-		resolved, prev, out, wait := j.awaitAfter(sub)
-		switch {
-		case wait:
-			return
-		case out != nil:
-			j.complete(*out)
-			return
-		}
-		req.Submission = resolved
-		if resolved.Operation == contract.OpCreate && prev.Kind == j.d.kind {
-			// The parent a master or house may have been declared
-			// under, for a lookup after a lost answer: a declaration
-			// of the same API.
-			req.AfterMRN = prev.MRN
-		}
+		return true
 	}
-	hctx, hcancel := context.WithDeadline(j.ctx, deadline)
+	resolved, prev, out, wait := j.awaitAfter(req.Submission)
+	switch {
+	case wait:
+		return false
+	case out != nil:
+		j.complete(*out)
+		return false
+	}
+	req.Submission = resolved
+	if resolved.Operation == contract.OpCreate && prev.Kind == j.d.kind {
+		// The parent a master or house may have been declared
+		// under, for a lookup after a lost answer: a declaration
+		// of the same API.
+		req.AfterMRN = prev.MRN
+	}
+	return true
+}
+
+// call runs the handler under the message deadline and checks what it
+// returned. A handler's failure is decided here (nak or dead letter), and
+// counted against the kind's lane before that, because only the handler's
+// errors tell an outage of Toll or Maskinporten; a journal superseded by
+// a later delivery means that delivery owns the outcome.
+func (j *job) call(req handlers.Request) (handlers.Outcome, bool) {
+	hctx, hcancel := context.WithDeadline(j.ctx, j.deadline)
 	out, herr := j.handle(hctx, req)
 	if n, last := j.journal.SentRefusals(); n > 0 {
 		j.log.Warn("recording Toll's requestId failed and was retried until it was stored or the time ran out",
@@ -259,11 +327,11 @@ func (j *job) run() {
 
 	if j.journal.Found() {
 		j.recordFound()
-		return
+		return out, false
 	}
 	if j.journal.Superseded() {
 		j.leave()
-		return
+		return out, false
 	}
 	if herr == nil && out.Status != contract.StatusAccepted && out.Status != contract.StatusRejected && out.Status != contract.StatusUnresolved {
 		herr = failure.Mark(fmt.Errorf("handler returned status %q, want accepted, rejected or unresolved", out.Status), failure.Permanent)
@@ -272,11 +340,11 @@ func (j *job) run() {
 		if j.r.handlerCtx.Err() == nil {
 			j.w.failed(j.r, j.lane, herr)
 		}
-		j.fail(herr, deadline)
-		return
+		j.fail(herr, j.deadline)
+		return out, false
 	}
 	j.w.succeeded(j.lane)
-	j.complete(out)
+	return out, true
 }
 
 // handle runs the kind's handler on req. A handler that panics has met a
@@ -322,7 +390,7 @@ func (j *job) complete(out handlers.Outcome) {
 	if err != nil {
 		// The outcome is lost with this attempt; the state still
 		// holds the requestId, so the next one follows it.
-		j.fail(err, j.d.receivedAt.Add(j.w.cfg.MessageDeadline))
+		j.fail(err, j.deadline)
 		return
 	}
 	j.publishAndAck(res, string(res.Status))
@@ -348,7 +416,18 @@ func (j *job) publishAndAck(res contract.Result, outcome string) {
 		j.nak(delay, CauseTransient)
 		return
 	}
-	j.log.Info("result published", "status", res.Status, "attempts", res.Attempts)
+	if j.log.Enabled(context.Background(), slog.LevelInfo) {
+		// The one line at info about a result: the handler's own line
+		// about Toll's verdict is at debug, so its counts are here.
+		attrs := []slog.Attr{slog.String("status", string(res.Status)), slog.Int("attempts", res.Attempts)}
+		if len(res.Errors) > 0 {
+			attrs = append(attrs, slog.Int("errors", len(res.Errors)))
+		}
+		if len(res.IncompleteDocumentation) > 0 {
+			attrs = append(attrs, slog.Int("incompleteDocumentation", len(res.IncompleteDocumentation)))
+		}
+		j.log.LogAttrs(context.Background(), slog.LevelInfo, "result published", attrs...)
+	}
 	j.ack()
 	j.outcome = outcome
 }
@@ -446,14 +525,20 @@ func (j *job) deadLetter(reason string, cause error) {
 	j.outcome = OutcomeDeadLettered
 }
 
-// ack acknowledges and waits for the server's confirmation: a lost ack
-// means a redelivery, which the state record turns into a republish.
+// ack acknowledges without waiting for the server's confirmation. Every
+// ack follows a record that makes a redelivery harmless: the done record
+// (its result published and stored) or the dead letter (stored, with a
+// dead-lettered record or, failing that, publishes that a repeat only
+// deduplicates). A lost ack means a redelivery, which the record turns
+// into a republish of the same result under the same Nats-Msg-Id, within
+// the duplicate window (10 minutes against an AckWait of a minute); an
+// ack confirmed (DoubleAck) would change nothing but cost a round trip,
+// since an unconfirmed one could only be logged. Pending acks are
+// flushed when the connection is drained at shutdown.
 func (j *job) ack() {
 	j.hb.stop()
-	ctx, cancel := j.opCtx()
-	defer cancel()
-	if err := j.msg.DoubleAck(ctx); err != nil {
-		j.log.Warn("ack not confirmed; a redelivery will publish the same outcome again", "error", err)
+	if err := j.msg.Ack(); err != nil {
+		j.log.Warn("ack failed; a redelivery will publish the same outcome again", "error", err)
 	}
 }
 
@@ -487,21 +572,40 @@ func subjectTenant(subject string) string {
 	return ""
 }
 
-// opCtx bounds one NATS operation after the handler; it keeps the span
-// but not the cancellation of shutdown.
+// opCtx bounds one NATS operation of the delivery (state read and writes,
+// publishes) by at least finishTimeout; it keeps the span but not the
+// cancellation of shutdown. The operations, one after another on the
+// delivery's goroutine, share a context of twice that, made anew when
+// less than finishTimeout remains: a context with a timer for each cost
+// about 2 µs and 6 allocations, three or four times per message. The
+// shared one is cancelled when the delivery ends; the CancelFunc returned
+// does nothing.
 func (j *job) opCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(j.ctx), finishTimeout)
+	now := time.Now()
+	if j.op == nil || j.opDeadline.Sub(now) < finishTimeout {
+		j.endOps()
+		j.opDeadline = now.Add(2 * finishTimeout)
+		j.op, j.opCancel = context.WithDeadline(context.WithoutCancel(j.ctx), j.opDeadline)
+	}
+	return j.op, func() {}
+}
+
+// endOps cancels the context opCtx shares, if any.
+func (j *job) endOps() {
+	if j.opCancel != nil {
+		j.opCancel()
+	}
 }
 
 // submissionAttrs are the log attributes of a parsed submission.
-func submissionAttrs(s *contract.Submission) []any {
-	attrs := []any{"id", s.ID, "operation", s.Operation}
+func submissionAttrs(s *contract.Submission) []slog.Attr {
+	attrs := []slog.Attr{slog.String("id", s.ID), slog.String("operation", string(s.Operation))}
 	if s.Level != "" {
 		// Not "level": that is the log level's key.
-		attrs = append(attrs, "declarationLevel", s.Level)
+		attrs = append(attrs, slog.String("declarationLevel", string(s.Level)))
 	}
 	if s.MRN != "" {
-		attrs = append(attrs, "mrn", s.MRN)
+		attrs = append(attrs, slog.String("mrn", s.MRN))
 	}
 	return attrs
 }
@@ -516,54 +620,4 @@ func submissionSpanAttrs(s *contract.Submission) []attribute.KeyValue {
 		attrs = append(attrs, attribute.String("digitoll.mrn", s.MRN))
 	}
 	return attrs
-}
-
-// heartbeat tells the server, every interval from the start of processing,
-// that the message is still being worked on, so that a Toll call longer
-// than AckWait is not redelivered to another worker meanwhile. Failures
-// are counted, not logged as they happen: the job logs them once it knows
-// which message they were about.
-type heartbeat struct {
-	once sync.Once
-	quit chan struct{}
-	done chan struct{}
-	// failures and lastErr are written by the heartbeat's goroutine (and
-	// startHeartbeat) and read after done is closed.
-	failures int
-	lastErr  error
-}
-
-func startHeartbeat(msg jetstream.Msg, every time.Duration) *heartbeat {
-	hb := &heartbeat{quit: make(chan struct{}), done: make(chan struct{})}
-	beat := func() {
-		if err := msg.InProgress(); err != nil {
-			hb.failures++
-			hb.lastErr = err
-		}
-	}
-	// At once as well: the message may have waited in the client's
-	// buffer for part of its AckWait.
-	beat()
-	go func() {
-		defer close(hb.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-hb.quit:
-				return
-			case <-t.C:
-				beat()
-			}
-		}
-	}()
-	return hb
-}
-
-// stop ends the heartbeat and waits for it; it may be called many times.
-// It returns how many heartbeats failed, and the last failure.
-func (hb *heartbeat) stop() (failures int, last error) {
-	hb.once.Do(func() { close(hb.quit) })
-	<-hb.done
-	return hb.failures, hb.lastErr
 }

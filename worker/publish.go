@@ -26,23 +26,59 @@ const maxErrorHeader = 500
 // subscribers route results without parsing them.
 func resultMsg(ctx context.Context, r contract.Result, submission nats.Header) (*nats.Msg, error) {
 	r = normalizeResult(r)
-	data, err := json.Marshal(r)
+	data, err := r.AppendJSON(make([]byte, 0, resultSizeHint))
 	if err != nil {
 		return nil, fmt.Errorf("encode result: %w", err)
 	}
-	h := nats.Header{}
+	// Every header value shares one array, a slice of it per header,
+	// rather than a slice allocated per header.
+	n, keys := 6, 6 // the four result headers, traceparent, tracestate
 	for k, vs := range submission {
 		if carriedToResult(k) {
-			h[k] = append([]string(nil), vs...)
+			n += len(vs)
+			keys++
 		}
 	}
-	propagation.TraceContext{}.Inject(ctx, headerCarrier(h))
-	h.Set(contract.HeaderResultStatus, string(r.Status))
-	h.Set(contract.HeaderResultKind, string(r.Kind))
-	h.Set(contract.HeaderResultTenant, r.Tenant)
-	h.Set(contract.HeaderResultSubmissionID, r.ID)
-	return &nats.Msg{Subject: contract.ResultSubject(r.Kind, r.Tenant), Header: h, Data: data}, nil
+	hv := headerValues{h: make(nats.Header, keys), vals: make([]string, 0, n)}
+	for k, vs := range submission {
+		if carriedToResult(k) {
+			hv.add(k, vs...)
+		}
+	}
+	propagation.TraceContext{}.Inject(ctx, &hv)
+	hv.add(contract.HeaderResultStatus, string(r.Status))
+	hv.add(contract.HeaderResultKind, string(r.Kind))
+	hv.add(contract.HeaderResultTenant, r.Tenant)
+	hv.add(contract.HeaderResultSubmissionID, r.ID)
+	return &nats.Msg{Subject: contract.ResultSubject(r.Kind, r.Tenant), Header: hv.h, Data: data}, nil
 }
+
+// resultSizeHint is the capacity the result's encoding starts with: an
+// accepted result with its metadata fits.
+const resultSizeHint = 512
+
+// headerValues builds NATS headers whose values share one array. It is
+// the carrier resultMsg injects trace context with.
+type headerValues struct {
+	h    nats.Header
+	vals []string
+}
+
+// add sets key to vs, replacing what key had.
+func (hv *headerValues) add(key string, vs ...string) {
+	a := len(hv.vals)
+	hv.vals = append(hv.vals, vs...)
+	hv.h[key] = hv.vals[a:len(hv.vals):len(hv.vals)]
+}
+
+// Get implements propagation.TextMapCarrier.
+func (hv *headerValues) Get(key string) string { return headerCarrier(hv.h).Get(key) }
+
+// Set implements propagation.TextMapCarrier.
+func (hv *headerValues) Set(key, value string) { hv.add(key, value) }
+
+// Keys implements propagation.TextMapCarrier.
+func (hv *headerValues) Keys() []string { return headerCarrier(hv.h).Keys() }
 
 // carriedToResult reports whether a submission header is copied to the
 // result: the producer's Digitoll-* headers, but not the headers the worker

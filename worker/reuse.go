@@ -1,10 +1,8 @@
 package worker
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 )
 
@@ -26,16 +24,47 @@ import (
 // only spaced otherwise; a change of any value, the metadata included, or
 // of the order of the fields, is another submission. It depends on the
 // bytes alone, not on how this version decodes them, so that a record
-// written by one version is recognised by the next.
+// written by one version is recognised by the next: it is the digest of
+// what json.Compact makes of the body, hashed as the body is read rather
+// than compacted into a copy first, since every message needs it. body
+// has parsed as JSON; should it end inside a string, no digest is
+// recorded and the id is not checked.
 func submissionDigest(body []byte) string {
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, body); err != nil {
-		// A body that parsed always compacts; should it not, no digest
-		// is recorded and the id is not checked.
+	h := sha256.New()
+	// The compacted bytes go to h in blocks: a Write per run of bytes
+	// between whitespace would be one per token of an indented body.
+	var block [1024]byte
+	n := 0
+	inString, escaped := false, false
+	for _, c := range body {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			continue // whitespace between tokens
+		}
+		if n == len(block) {
+			h.Write(block[:n])
+			n = 0
+		}
+		block[n] = c
+		n++
+	}
+	if inString {
 		return ""
 	}
-	sum := sha256.Sum256(buf.Bytes())
-	return hex.EncodeToString(sum[:])
+	h.Write(block[:n])
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
 }
 
 // idReused dead-letters a message whose id the record st gives to another

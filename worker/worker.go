@@ -165,6 +165,8 @@ type run struct {
 	probers sync.WaitGroup
 	// outages are the tenants' lanes paused for an outage.
 	outages outages
+	// beats sends the heartbeats of the messages in flight.
+	beats heartbeats
 }
 
 // Run consumes until ctx is done, then shuts down gracefully: it stops
@@ -202,6 +204,8 @@ func (w *Worker) run(ctx context.Context) error {
 	r.lanes.running = map[lane]*laneRun{}
 	r.lanes.stop = stopPulling
 	defer r.probers.Wait()
+	// After the messages in flight, which Run waits for before it returns.
+	defer r.beats.close()
 
 	// The lanes to start with: each kind's, or every configured tenant's
 	// and every subject's with messages waiting; in both modes every stray
@@ -414,7 +418,7 @@ func (w *Worker) consume(ctx context.Context, r *run, l lane, it jetstream.Messa
 			return err
 		}
 		missedAt = time.Time{}
-		hb := startHeartbeat(msg, max(ackWait/3, minHeartbeat))
+		hb := r.beats.start(msg, max(ackWait/3, minHeartbeat))
 		release, ok := r.slots.acquire(ctx, l)
 		if ok && ctx.Err() != nil {
 			release()
