@@ -36,8 +36,9 @@ func (f *tenantsFixture) startDefault(t *testing.T, fromFile bool) {
 		vars["DIGITOLL_KINDS"] = "road"
 	}
 	svc := f.services(t, vars)
-	if (svc.tenants != nil) != fromFile {
-		t.Fatalf("services from a tenants file: %v, want %v", svc.tenants != nil, fromFile)
+	// Either way, the same table of one tenant.
+	if tab := svc.tenants.table.Load(); len(tab.names) != 1 || tab.names[0] != contract.DefaultTenant {
+		t.Fatalf("tenants %v, want %s alone", tab.names, contract.DefaultTenant)
 	}
 	f.run(t, svc)
 }

@@ -176,7 +176,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	signals, wantSignals := 0, 0
 	deadline := time.NewTimer(*timeout)
 	defer deadline.Stop()
-	for len(want) > 0 || (svc.Poller != nil && signals < wantSignals) {
+	for len(want) > 0 || (cfg.RoutingEnabled() && signals < wantSignals) {
 		select {
 		case m := <-msgs:
 			fmt.Fprintln(env.stdout, "  "+formatMsg(m))
