@@ -370,29 +370,47 @@ func (w *Worker) runLanes(ctx context.Context, r *run, known map[string]bool) {
 // overlap the lanes' on the work-queue stream, so that the lanes can be
 // made. The messages such a consumer held, delivered or not, stay in the
 // stream until acknowledged, and the lanes deliver them again; a message
-// an old process was still working on is then met by its journal record
+// an old process was still working on is met by its journal record
 // (see decideState), so that Toll is not called twice and its result is
 // published once.
 func (w *Worker) retireKindConsumers(ctx context.Context) error {
-	s, err := w.js.Stream(ctx, contract.StreamSubmit)
-	if err != nil {
-		return err
-	}
 	for _, k := range w.Kinds() {
-		name := ConsumerName(k)
-		c, err := s.Consumer(ctx, name)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			continue
-		}
-		if err != nil {
+		if _, err := w.retireKindConsumer(ctx, k); err != nil {
 			return err
 		}
-		info := c.CachedInfo()
-		if err := s.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return err
-		}
-		w.log.Warn("deleted the kind's consumer of a version before per-tenant lanes; the tenants' lanes deliver what it held",
-			"consumer", name, "pending", info.NumPending, "ackPending", info.NumAckPending, "ackFloor", info.AckFloor.Stream)
 	}
 	return nil
+}
+
+// retireKindConsumer deletes kind's consumer of a version before lanes, if
+// there is one, and reports whether there was.
+func (w *Worker) retireKindConsumer(ctx context.Context, kind contract.Kind) (bool, error) {
+	name := ConsumerName(kind)
+	c, err := w.js.Consumer(ctx, contract.StreamSubmit, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	info := c.CachedInfo()
+	if err := w.js.DeleteConsumer(ctx, contract.StreamSubmit, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, err
+	}
+	w.log.Warn("deleted the kind's consumer of a version before per-tenant lanes; the tenants' lanes deliver what it held. "+
+		"Every process of an older version must be stopped: one that starts deletes the lanes' consumers in turn",
+		"consumer", name, "pending", info.NumPending, "ackPending", info.NumAckPending, "ackFloor", info.AckFloor.Stream)
+	return true, nil
+}
+
+// errCodeNotUnique is the server's refusal of a consumer whose filter
+// overlaps another's on a work-queue stream
+// (JSConsumerWQConsumerNotUniqueErr).
+const errCodeNotUnique jetstream.ErrorCode = 10100
+
+// overlapping reports whether err is the server refusing a consumer
+// because another one takes some of its subjects.
+func overlapping(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeNotUnique
 }

@@ -232,6 +232,62 @@ func TestKindConsumerOfAnEarlierVersionIsRetiredLosingNothing(t *testing.T) {
 	}
 }
 
+// An old-version process that starts while new ones run deletes the
+// lanes' consumers and makes its kind's consumer again (as versions
+// before lanes did at start). The running worker's lane, failing to come
+// back over the overlap, deletes that consumer again and takes its
+// subject back: every message is answered once.
+func TestKindConsumerMadeAgainByAnOldProcessIsRetired(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	h := &fakeHandler{behaviour: accept}
+	runWorker(t, e.js, Config{
+		Handlers: map[contract.Kind]Handler{contract.KindRoad: h},
+		Tenants:  &tenantList{tenants: []Tenant{roadTenant("known", 0)}},
+	})
+	lane := LaneConsumerName(contract.KindRoad, "known")
+	eventually(t, 30*time.Second, "the lane's consumer", func() bool { return consumerNames(t, e.js)[lane] })
+	old := jetstream.ConsumerConfig{
+		Durable:       ConsumerName(contract.KindRoad),
+		FilterSubject: contract.SubmitFilter(contract.KindRoad),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		MaxDeliver:    -1,
+	}
+	// The lane may come back between the two steps; then take it again.
+	var err error
+	for range 20 {
+		if err = e.js.DeleteConsumer(ctx, contract.StreamSubmit, lane); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			t.Fatal(err)
+		}
+		if _, err = e.js.CreateOrUpdateConsumer(ctx, contract.StreamSubmit, old); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("making the old consumer: %v", err)
+	}
+	const n = 5
+	for i := range n {
+		submit(t, e.js, contract.SubmitSubject(contract.KindRoad, "known"), "", roadBody("m"+strconv.Itoa(i)), nil)
+	}
+	collect(t, e.js, contract.StreamResults, "digitoll.result.>", n, 30*time.Second)
+	eventually(t, 30*time.Second, "the submit stream to be empty", func() bool {
+		return count(t, e.js, contract.StreamSubmit, contract.SubjectsSubmit) == 0
+	})
+	if got := count(t, e.js, contract.StreamResults, "digitoll.result.>"); got != n {
+		t.Errorf("%d results, want %d", got, n)
+	}
+	for i := range n {
+		if c := h.callsOf("m" + strconv.Itoa(i)); c != 1 {
+			t.Errorf("m%d handled %d times, want 1", i, c)
+		}
+	}
+	if names := consumerNames(t, e.js); names[old.Durable] || !names[lane] {
+		t.Errorf("consumers %v, want %s and not %s", names, lane, old.Durable)
+	}
+}
+
 // A worker serving tenants with no tenant and nothing waiting runs idle
 // and stops cleanly.
 func TestLanesWithoutTenants(t *testing.T) {

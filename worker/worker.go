@@ -323,6 +323,11 @@ func (w *Worker) pull(ctx context.Context, r *run, l lane, cons jetstream.Consum
 				if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
 					return fmt.Errorf("create consumer %s: %w", l.consumer(), err)
 				}
+				if overlapping(err) && l.subject == "" && w.retireLeftover(ctx, l.kind, log) {
+					// A process of an older version started meanwhile
+					// and made its kind's consumer again.
+					continue
+				}
 				if ctx.Err() == nil {
 					log.Warn("creating the consumer failed", "error", err, "retryIn", wait)
 				}
@@ -371,6 +376,19 @@ func (w *Worker) pull(ctx context.Context, r *run, l lane, cons jetstream.Consum
 		cons = nil
 	}
 	return nil
+}
+
+// retireLeftover deletes kind's consumer of a version before lanes, made
+// again by an old process since this one started, and reports whether it
+// did.
+func (w *Worker) retireLeftover(ctx context.Context, kind contract.Kind, log *slog.Logger) bool {
+	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
+	defer cancel()
+	retired, err := w.retireKindConsumer(ctx, kind)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("deleting the kind's consumer of an older version failed", "error", err)
+	}
+	return retired
 }
 
 // consume runs messages from it until ctx is done (nil) or the iterator
