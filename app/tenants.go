@@ -256,12 +256,19 @@ func newTenancy(cfg *config.Config, js jetstream.JetStream, hc *http.Client, lim
 	return ty, nil
 }
 
-// handlers are the worker's handlers: one byTenant for every kind, so
-// that a kind a tenant starts using after a reload is consumed without a
-// restart; the worker makes lanes only for the kinds tenants use (and for
-// subjects holding messages, which byTenant answers).
+// handlers are the worker's handlers: with a tenants file one byTenant
+// for every kind, so that a kind a tenant starts using after a reload is
+// consumed without a restart; the worker makes lanes only for the kinds
+// tenants use (and for subjects holding messages, which byTenant answers).
+// The environment's tenant cannot change its kinds without a restart: a
+// kind it does not use has no handler, and its messages are left to the
+// processes that have one (DIGITOLL_KINDS may split the kinds between
+// processes).
 func (ty *tenancy) handlers() map[contract.Kind]worker.Handler {
 	kinds := contract.Kinds()
+	if ty.cfg.TenantsFile == "" {
+		kinds = ty.cfg.Tenant.Kinds
+	}
 	hs := make(map[contract.Kind]worker.Handler, len(kinds))
 	for _, k := range kinds {
 		hs[k] = &byTenant{kind: k, table: &ty.table}

@@ -93,9 +93,9 @@ type Config struct {
 	// ProbeInterval is how often a paused lane is probed (see
 	// Handler.ProbeTenant); default 15 s.
 	ProbeInterval time.Duration
-	// PauseFor is how long a pause of a kind's consumer lasts on the
+	// PauseFor is how long a pause of a lane's consumer lasts on the
 	// server unless a probe extends or ends it; default 1 min. It bounds
-	// how long a kind stays paused if the process that paused it dies.
+	// how long a lane stays paused if the process that paused it dies.
 	PauseFor time.Duration
 	// OutageThreshold is how many transient failures in a row, with no
 	// success between them, make the worker treat a kind's dependency as

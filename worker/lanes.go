@@ -40,7 +40,7 @@ import (
 // delivered every one of them on its subject, those the old consumer had
 // delivered without an ack included.
 
-// Tenant is one tenant as a worker serving many schedules it.
+// Tenant is one tenant as the worker schedules it.
 type Tenant struct {
 	// Name is the tenant's subject token.
 	Name string
