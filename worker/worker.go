@@ -113,7 +113,10 @@ func New(js jetstream.JetStream, cfg Config) (*Worker, error) {
 	}, nil
 }
 
-// ConsumerName is the durable consumer of a kind: digitoll-<kind>.
+// ConsumerName is digitoll-<kind>: the start of the names of the kind's
+// lanes (LaneConsumerName), and the name of the consumer of every tenant's
+// submissions of the kind that versions before lanes made, which the
+// worker deletes (see retireKindConsumers).
 func ConsumerName(kind contract.Kind) string { return "digitoll-" + string(kind) }
 
 // consumerConfig is the durable pull consumer of one lane.
