@@ -234,43 +234,42 @@ func TestKindConsumerOfAnEarlierVersionIsRetiredLosingNothing(t *testing.T) {
 
 // An old-version process that starts while new ones run deletes the
 // lanes' consumers and makes its kind's consumer again (as versions
-// before lanes did at start). The running worker's lane, failing to come
-// back over the overlap, deletes that consumer again and takes its
-// subject back: every message is answered once.
+// before lanes did at start). A lane made afterwards, refused over the
+// overlap, deletes that consumer again and takes its subject back: every
+// message is answered once. (How a lane notices that its consumer was
+// deleted is TestConsumerIsRecreatedAfterDeletion's.)
 func TestKindConsumerMadeAgainByAnOldProcessIsRetired(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := testCtx(t)
 	h := &fakeHandler{behaviour: accept}
+	tenants := &tenantList{tenants: []Tenant{{Name: "first", Kinds: []contract.Kind{contract.KindAir}}}}
 	runWorker(t, e.js, Config{
-		Handlers: map[contract.Kind]Handler{contract.KindRoad: h},
-		Tenants:  &tenantList{tenants: []Tenant{roadTenant("known", 0)}},
+		Handlers: map[contract.Kind]Handler{contract.KindRoad: h, contract.KindAir: h},
+		Tenants:  tenants,
+		LaneSync: 50 * time.Millisecond,
 	})
-	lane := LaneConsumerName(contract.KindRoad, "known")
-	eventually(t, 30*time.Second, "the lane's consumer", func() bool { return consumerNames(t, e.js)[lane] })
+	// Started, and done with the consumers of earlier versions.
+	eventually(t, 30*time.Second, "the first lane's consumer", func() bool {
+		return consumerNames(t, e.js)[LaneConsumerName(contract.KindAir, "first")]
+	})
 	old := jetstream.ConsumerConfig{
 		Durable:       ConsumerName(contract.KindRoad),
 		FilterSubject: contract.SubmitFilter(contract.KindRoad),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		MaxDeliver:    -1,
 	}
-	// The lane may come back between the two steps; then take it again.
-	var err error
-	for range 20 {
-		if err = e.js.DeleteConsumer(ctx, contract.StreamSubmit, lane); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			t.Fatal(err)
-		}
-		if _, err = e.js.CreateOrUpdateConsumer(ctx, contract.StreamSubmit, old); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("making the old consumer: %v", err)
+	if _, err := e.js.CreateOrUpdateConsumer(ctx, contract.StreamSubmit, old); err != nil {
+		t.Fatal(err)
 	}
 	const n = 5
 	for i := range n {
 		submit(t, e.js, contract.SubmitSubject(contract.KindRoad, "known"), "", roadBody("m"+strconv.Itoa(i)), nil)
 	}
+	tenants.mu.Lock()
+	tenants.tenants = append(tenants.tenants, roadTenant("known", 0))
+	tenants.mu.Unlock()
+
 	collect(t, e.js, contract.StreamResults, "digitoll.result.>", n, 30*time.Second)
 	eventually(t, 30*time.Second, "the submit stream to be empty", func() bool {
 		return count(t, e.js, contract.StreamSubmit, contract.SubjectsSubmit) == 0
@@ -283,6 +282,7 @@ func TestKindConsumerMadeAgainByAnOldProcessIsRetired(t *testing.T) {
 			t.Errorf("m%d handled %d times, want 1", i, c)
 		}
 	}
+	lane := LaneConsumerName(contract.KindRoad, "known")
 	if names := consumerNames(t, e.js); names[old.Durable] || !names[lane] {
 		t.Errorf("consumers %v, want %s and not %s", names, lane, old.Durable)
 	}
