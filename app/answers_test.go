@@ -2,6 +2,8 @@ package app
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,8 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/simulator"
+	"github.com/digitoll/digitoll-worker/worker"
 )
 
 // startDefault runs the services of the one tenant "default" until the
@@ -36,8 +40,9 @@ func (f *tenantsFixture) startDefault(t *testing.T, fromFile bool) {
 		vars["DIGITOLL_KINDS"] = "road"
 	}
 	svc := f.services(t, vars)
-	if (svc.tenants != nil) != fromFile {
-		t.Fatalf("services from a tenants file: %v, want %v", svc.tenants != nil, fromFile)
+	// Either way, the same table of one tenant.
+	if tab := svc.tenants.table.Load(); len(tab.names) != 1 || tab.names[0] != contract.DefaultTenant {
+		t.Fatalf("tenants %v, want %s alone", tab.names, contract.DefaultTenant)
 	}
 	f.run(t, svc)
 }
@@ -173,4 +178,67 @@ func countSubject(t *testing.T, js jetstream.JetStream, stream, subject string) 
 		t.Fatal(err)
 	}
 	return int(info.State.Subjects[subject])
+}
+
+// Upgrading a worker of the environment's tenant from a version with one
+// consumer per kind: the old digitoll-road consumer holds messages, some
+// delivered to an old process that never acknowledged them. The services
+// start, delete it, and their lane answers each message once, declared to
+// Toll once; another tenant's message is dead-lettered "unsupported" as
+// before.
+func TestEnvironmentTenantTakesOverTheKindConsumer(t *testing.T) {
+	f := newTenantsFixture(t)
+	if err := EnsureStreams(t.Context(), f.js, config.NATS{}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := f.js.CreateOrUpdateConsumer(t.Context(), contract.StreamSubmit, jetstream.ConsumerConfig{
+		Durable:       worker.ConsumerName(contract.KindRoad),
+		FilterSubject: contract.SubmitFilter(contract.KindRoad),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       10 * time.Minute,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 6
+	var keys []string
+	for i := range n {
+		keys = append(keys, contract.DefaultTenant+"/"+f.publish(t, contract.KindRoad, contract.DefaultTenant, i))
+	}
+	other := "acme/" + f.publish(t, contract.KindRoad, "acme", 0)
+	batch, err := old.FetchNoWait(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := 0
+	for range batch.Messages() {
+		taken++
+	}
+	if taken != 3 {
+		t.Fatalf("the old consumer delivered %d messages, want 3 left unacknowledged", taken)
+	}
+
+	results := f.collect(t)
+	f.startDefault(t, false)
+	got := results.wait(t, append(keys, other)...)
+	for _, k := range keys {
+		if r := got[k]; r.Status != contract.StatusAccepted {
+			t.Errorf("%s: %s %s %v", k, r.Status, r.Note, r.Errors)
+		}
+	}
+	if r := got[other]; r.Status != contract.StatusDeadLettered || !strings.HasPrefix(r.Note, "unsupported") {
+		t.Errorf("%s: %s %q, want dead-lettered unsupported", other, r.Status, r.Note)
+	}
+	if c := countSubject(t, f.js, contract.StreamResults, contract.ResultSubject(contract.KindRoad, contract.DefaultTenant)); c != n {
+		t.Errorf("%d results for default, want %d: one per message", c, n)
+	}
+	for i := range n {
+		if c := f.sim.Stats().Submissions(fmt.Sprintf("HWB-%s-%d", contract.DefaultTenant, i)); c != 1 {
+			t.Errorf("house %d declared to Toll %d times, want once", i, c)
+		}
+	}
+	if _, err := f.js.Consumer(t.Context(), contract.StreamSubmit, worker.ConsumerName(contract.KindRoad)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("the old consumer: %v, want it deleted", err)
+	}
 }

@@ -183,15 +183,9 @@ func NewHandlers(cfg *config.Config, js jetstream.JetStream, client *toll.Client
 	return kinds, nil
 }
 
-// NewWorker returns a worker for cfg that carries out each kind with its
-// handler in hs.
-func NewWorker(cfg *config.Config, js jetstream.JetStream, hs map[contract.Kind]handlers.Handler, tel Telemetry, logger *slog.Logger) (*worker.Worker, error) {
-	return newWorker(cfg, js, hs, nil, tel, logger)
-}
-
-// newWorker is NewWorker serving the tenants of tenants, each through
-// lanes of its own, or with tenants nil one consumer per kind.
-func newWorker(cfg *config.Config, js jetstream.JetStream, hs map[contract.Kind]handlers.Handler, tenants worker.TenantSource, tel Telemetry, logger *slog.Logger) (*worker.Worker, error) {
+// newWorker returns a worker for cfg that serves tenants, carrying out
+// each kind with its handler in hs.
+func newWorker(cfg *config.Config, js jetstream.JetStream, hs map[contract.Kind]worker.Handler, tenants worker.TenantSource, tel Telemetry, logger *slog.Logger) (*worker.Worker, error) {
 	return worker.New(js, worker.Config{
 		Handlers:          hs,
 		Tenants:           tenants,
@@ -222,24 +216,14 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c config.NATS) e
 	return worker.EnsureStreams(ctx, js, worker.StreamOptions{Replicas: c.Replicas})
 }
 
-// Services are what `digitoll run` runs: the worker and, when enabled,
-// the routing poller, sharing the tenant's Toll client (and so its token
-// cache); with a tenants file, one client and poller per tenant.
+// Services are what `digitoll run` runs: the worker and the routing
+// pollers of the tenants served, one tenant from the environment or those
+// of a tenants file, built the same way (see tenancy): each tenant with its
+// own Toll client, token cache and handlers.
 type Services struct {
-	// Toll is the client every service calls Toll through; nil with a
-	// tenants file, where each tenant has its own.
-	Toll *toll.Client
-	// Handlers are the worker's handlers, one per enabled kind. The
-	// benchmarks call them without the worker, and tune the polling of
-	// the movement handler, before Run.
-	Handlers map[contract.Kind]handlers.Handler
-	// Worker consumes the enabled kinds.
+	// Worker consumes the tenants' lanes.
 	Worker *worker.Worker
-	// Poller is nil when routing is off, and with a tenants file, whose
-	// tenants' pollers come and go with the file.
-	Poller *routing.Poller
-	// tenants serves the tenants file; nil for the single tenant of the
-	// environment.
+	// tenants serves the tenants, and runs their routing pollers.
 	tenants *tenancy
 	// Telemetry holds the metrics to serve at /metrics and the tracer
 	// provider.
@@ -249,22 +233,43 @@ type Services struct {
 	shutdown func(context.Context) error
 }
 
-// RoutingHealth is nil while every routing feed is polling (or routing is
-// off), and otherwise names each feed paused by a failure only an operator
-// can fix: the routing check of /readyz. With a tenants file it fails only
-// when every tenant's routing has a paused feed, naming the tenants.
-func (s *Services) RoutingHealth() error {
-	switch {
-	case s.Poller != nil:
-		return s.Poller.Health()
-	case s.tenants != nil:
-		return s.tenants.routingHealth()
+// TenantServices are the services of one tenant.
+type TenantServices struct {
+	// Toll is the client the tenant's handlers and routing poller call
+	// Toll through, with the tenant's token cache.
+	Toll *toll.Client
+	// Handlers are the tenant's handlers, one per kind it may use. The
+	// benchmarks call them without the worker, and tune the polling of
+	// the movement handler, before Run.
+	Handlers map[contract.Kind]handlers.Handler
+}
+
+// Tenant returns the services of the named tenant as now configured, and
+// false when it is not served.
+func (s *Services) Tenant(name string) (TenantServices, bool) {
+	t := s.tenants.table.Load().byName[name]
+	if t == nil {
+		return TenantServices{}, false
 	}
-	return nil
+	hs := make(map[contract.Kind]handlers.Handler, len(t.handlers))
+	for k, h := range t.handlers {
+		hs[k] = h
+	}
+	return TenantServices{Toll: t.client, Handlers: hs}, true
+}
+
+// RoutingHealth is nil while a routing feed of some tenant is polling (or
+// routing is off), and otherwise names each tenant's feeds paused by a
+// failure only an operator can fix: the routing check of /readyz. As with
+// the kinds' lanes, it fails only when every tenant's routing has a paused
+// feed.
+func (s *Services) RoutingHealth() error {
+	return s.tenants.routingHealth()
 }
 
 // NewServices wires the services of cfg on js. It creates the routing
-// markers bucket when routing is enabled; EnsureStreams creates the rest.
+// markers bucket when routing is enabled for a tenant; EnsureStreams
+// creates the rest.
 func NewServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream, logger *slog.Logger) (*Services, error) {
 	tel, shutdown, err := NewTelemetry(ctx, cfg)
 	if err != nil {
@@ -289,120 +294,46 @@ func newServices(ctx context.Context, cfg *config.Config, js jetstream.JetStream
 	if hc.Transport, limiter, err = limitTollCalls(cfg, hc.Transport, logger); err != nil {
 		return nil, err
 	}
-	if cfg.TenantsFile != "" {
-		return newTenantServices(cfg, js, hc, limiter, tel, logger)
-	}
-	signer, err := LoadSigner(cfg.Tenant)
-	if err != nil {
-		return nil, err
-	}
-	client, tokens := tollClient(cfg, hc, signer, logger)
-	client.Limiter = limiter
-	hs, err := NewHandlers(cfg, js, client, tel, logger)
-	if err != nil {
-		return nil, err
-	}
-	w, err := NewWorker(cfg, js, onlyTenant(cfg.Tenant.Name, hs), tel, logger)
-	if err != nil {
-		return nil, err
-	}
-	if err := watch(tel.Metrics, cfg, js, signer, tokens); err != nil {
-		return nil, err
-	}
-	if err := watchLanes(tel.Metrics, w, js, cfg.Tenant.Name); err != nil {
-		return nil, err
-	}
-	s := &Services{Toll: client, Handlers: hs, Worker: w, Telemetry: tel}
-	if cfg.RoutingEnabled() {
-		kv, err := routing.EnsureBucket(ctx, js, cfg.NATS.Replicas)
-		if err != nil {
-			return nil, err
-		}
-		s.Poller = &routing.Poller{
-			JetStream: js,
-			Markers:   kv,
-			Tenant:    cfg.Tenant.Name,
-			Toll:      client,
-			Interval:  cfg.Routing.Interval,
-			Logger:    logger.With("component", "routing"),
-			Observer:  tel.routingObserver(),
-		}
-	}
-	return s, nil
-}
-
-// newTenantServices wires the services of the tenants file of cfg: each
-// tenant with its own signer, token cache and Toll client (see tenancy).
-func newTenantServices(cfg *config.Config, js jetstream.JetStream, hc *http.Client, limiter toll.Limiter, tel Telemetry, logger *slog.Logger) (*Services, error) {
 	ty, err := newTenancy(cfg, js, hc, limiter, tel, logger)
 	if err != nil {
 		return nil, err
 	}
-	hs := ty.handlers()
-	w, err := newWorker(cfg, js, hs, ty, tel, logger)
+	// A tenant's poller starts with the services; one that could not make
+	// the bucket would only log it, so a fault of NATS stops start-up.
+	if ty.routingEnabled() {
+		if _, err := routing.EnsureBucket(ctx, js, cfg.NATS.Replicas); err != nil {
+			return nil, err
+		}
+	}
+	w, err := newWorker(cfg, js, ty.handlers(), ty, tel, logger)
 	if err != nil {
 		return nil, err
 	}
-	// The lanes' consumers come and go with the tenants; the backlog and
-	// pause metrics of watchLanes stand in for the per-kind consumers'.
-	if err := watchLanes(tel.Metrics, w, js, ""); err != nil {
+	if err := watchLanes(tel.Metrics, w, js); err != nil {
 		return nil, err
 	}
-	return &Services{Handlers: hs, Worker: w, Telemetry: tel, tenants: ty}, nil
+	return &Services{Worker: w, Telemetry: tel, tenants: ty}, nil
 }
 
 // watchLanes registers the metrics of each kind and tenant read at scrape
-// time: whether it is paused and its backlog in the submit stream. single
-// is the tenant of a worker with one consumer per kind, whose pauses are
-// per kind and name no tenant; "" with a tenants file.
-func watchLanes(m *telemetry.Metrics, w *worker.Worker, js jetstream.JetStream, single string) error {
+// time: whether it is paused and its backlog in the submit stream.
+func watchLanes(m *telemetry.Metrics, w *worker.Worker, js jetstream.JetStream) error {
 	if m == nil {
 		return nil
 	}
-	if err := m.WatchPauses(func() []telemetry.LanePause { return lanePauses(w.Status(), single) }); err != nil {
+	if err := m.WatchPauses(func() []telemetry.LanePause { return lanePauses(w.Status()) }); err != nil {
 		return err
 	}
 	return m.WatchBacklog(js, contract.StreamSubmit)
 }
 
-// lanePauses turns the worker's status into the pause metrics' lanes; a
-// lane without a tenant is single's.
-func lanePauses(st []worker.KindStatus, single string) []telemetry.LanePause {
+// lanePauses turns the worker's status into the pause metrics' lanes.
+func lanePauses(st []worker.KindStatus) []telemetry.LanePause {
 	out := make([]telemetry.LanePause, len(st))
 	for i, s := range st {
-		tenant := s.Tenant
-		if tenant == "" {
-			tenant = single
-		}
-		out[i] = telemetry.LanePause{Kind: string(s.Kind), Tenant: tenant, Paused: s.Paused, Reason: s.Reason}
+		out[i] = telemetry.LanePause{Kind: string(s.Kind), Tenant: s.Tenant, Paused: s.Paused, Reason: s.Reason}
 	}
 	return out
-}
-
-// watch registers the metrics read at scrape time: the tenant's tokens,
-// its business certificate's expiry (x5c mode) and the backlog of each
-// enabled kind's consumer; and it makes the tenant the one the message
-// metrics label by name.
-func watch(m *telemetry.Metrics, cfg *config.Config, js jetstream.JetStream, signer *auth.Signer, tokens *auth.Cache) error {
-	if m == nil {
-		return nil
-	}
-	// The one tenant is labelled by name; any other named on a subject
-	// is "unconfigured".
-	m.SetTenants([]string{cfg.Tenant.Name})
-	if err := m.WatchTokens(cfg.Tenant.Name, tokens); err != nil {
-		return err
-	}
-	if notAfter, ok := signer.NotAfter(); ok {
-		if err := m.WatchCertificate(cfg.Tenant.Name, notAfter); err != nil {
-			return err
-		}
-	}
-	consumers := map[string]string{}
-	for _, k := range cfg.Tenant.Kinds {
-		consumers[string(k)] = worker.ConsumerName(k)
-	}
-	return m.WatchConsumers(js, contract.StreamSubmit, consumers)
 }
 
 // Shutdown flushes the spans not yet exported, within ctx. Call it once
@@ -421,20 +352,11 @@ func (s *Services) Run(ctx context.Context) error {
 	defer cancel()
 	var pollErr error
 	var wg sync.WaitGroup
-	if s.tenants != nil {
-		wg.Go(func() {
-			if pollErr = s.tenants.run(ctx); pollErr != nil {
-				cancel()
-			}
-		})
-	}
-	if s.Poller != nil {
-		wg.Go(func() {
-			if pollErr = s.Poller.Run(ctx); pollErr != nil {
-				cancel()
-			}
-		})
-	}
+	wg.Go(func() {
+		if pollErr = s.tenants.run(ctx); pollErr != nil {
+			cancel()
+		}
+	})
 	err := s.Worker.Run(ctx)
 	cancel()
 	wg.Wait()

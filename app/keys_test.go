@@ -2,7 +2,10 @@ package app
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +19,9 @@ import (
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/failure"
 	"github.com/digitoll/digitoll-worker/internal/clocktest"
+	"github.com/digitoll/digitoll-worker/internal/promtest"
 	"github.com/digitoll/digitoll-worker/simulator"
+	"github.com/digitoll/digitoll-worker/telemetry"
 )
 
 // rotationKeys makes an old and a new key for one integration, as a
@@ -224,5 +229,34 @@ func TestTenantsSignWithKeyRing(t *testing.T) {
 	// It reused the token got with the old key.
 	if g := f.sim.Stats().Grants(clientID("waiting"), roadScope); g != 1 {
 		t.Errorf("waiting: %d grants, want 1", g)
+	}
+}
+
+// Every tenant signing with a business certificate (x5c) reports its
+// expiry, from a tenants file as from the environment; a key registered
+// by kid does not expire and reports none.
+func TestCertificateExpiryOfEveryTenant(t *testing.T) {
+	f := newTenantsFixture(t)
+	f.addTenant(t, 0, "acme", "road", roadScope) // kid
+	f.addTenant(t, 1, "beta", "road", roadScope) // x5c
+	f.write(t)
+	vars := f.vars("4")
+	vars["DIGITOLL_TENANTS_FILE"] = f.file
+	cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := telemetry.NewMetrics()
+	if _, err := newServices(t.Context(), cfg, f.js, Telemetry{Metrics: m}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m.Handler())
+	t.Cleanup(srv.Close)
+	s, _ := promtest.Scrape(t, srv.URL)
+	if v, ok := s[promtest.Key("digitoll_certificate_expiry_seconds", "tenant", "beta")]; !ok || v <= 0 {
+		t.Errorf("beta's certificate expiry: %v (present %v), want the seconds left", v, ok)
+	}
+	if v, ok := s[promtest.Key("digitoll_certificate_expiry_seconds", "tenant", "acme")]; ok {
+		t.Errorf("acme signs with a registered key, yet reports a certificate expiry of %v s", v)
 	}
 }

@@ -27,11 +27,14 @@ import (
 	"github.com/digitoll/digitoll-worker/worker"
 )
 
-// Many tenants: with DIGITOLL_TENANTS_FILE every tenant gets its own
-// signer, its own token cache and its own Toll client, so that no key or
-// token is ever used for another tenant's message. The worker's handler of
-// each kind is a byTenant that looks the message's tenant up in an
-// immutable table; reloading the file swaps the table atomically. A
+// Tenants: the worker serves a table of tenants, those of
+// DIGITOLL_TENANTS_FILE or, without it, the one tenant of the environment
+// (tenant "default", DIGITOLL_CLIENT_ID…), a table of one built the same
+// way (see tenantsOf). Every tenant gets its own signer, its own token
+// cache and its own Toll client, so that no key or token is ever used for
+// another tenant's message. The worker's handler of each kind is a
+// byTenant that looks the message's tenant up in an immutable table;
+// reloading the file swaps the table atomically. A
 // message already being handled keeps the tenant's services it started
 // with, so a tenant removed or re-keyed finishes its in-flight work with
 // its old credentials; its messages that arrive after the swap are
@@ -55,7 +58,17 @@ type tenant struct {
 	client *toll.Client
 	tokens *auth.Cache
 	// handlers are the tenant's, for its enabled kinds.
-	handlers map[contract.Kind]handlers.Handler
+	handlers map[contract.Kind]kindHandler
+}
+
+// kindHandler is a tenant's handler of one kind. Every handler
+// NewHandlers builds can also tell, without a message, whether the kind
+// works again for the tenant (its token for the kind's scope, Toll's
+// test-auth): byTenant's ProbeTenant asks it. newTenant refuses a handler
+// without a probe, so that none passes every probe unasked.
+type kindHandler interface {
+	handlers.Handler
+	Probe(ctx context.Context) error
 }
 
 // tenantTable is one version of the tenants; never modified once stored.
@@ -65,8 +78,8 @@ type tenantTable struct {
 	names []string
 }
 
-// byTenant is the worker's handler of one kind: it hands each message to
-// its tenant's handler.
+// byTenant is the worker's handler of one kind (a worker.Handler): it
+// hands each message to its tenant's handler.
 type byTenant struct {
 	kind  contract.Kind
 	table *atomic.Pointer[tenantTable]
@@ -84,17 +97,17 @@ func (b *byTenant) Handle(ctx context.Context, req handlers.Request) (handlers.O
 }
 
 // Admit refuses, before the worker waits on anything, a tenant that is
-// not configured or may not use the kind (worker.TenantAdmitter).
+// not configured or may not use the kind.
 func (b *byTenant) Admit(tenant string) error {
 	_, err := b.handler(tenant)
 	return err
 }
 
 // handler is tenant's handler of the kind, or the error that refuses it.
-func (b *byTenant) handler(tenant string) (handlers.Handler, error) {
+func (b *byTenant) handler(tenant string) (kindHandler, error) {
 	t := b.table.Load().byName[tenant]
 	if t == nil {
-		return nil, failure.WithReason(fmt.Errorf("tenant %q is not configured in this worker's tenants file", tenant), failure.Permanent, "unsupported")
+		return nil, failure.WithReason(fmt.Errorf("tenant %q is not served by this worker: it is not in DIGITOLL_TENANTS_FILE (without a file, only tenant %q is served)", tenant, contract.DefaultTenant), failure.Permanent, "unsupported")
 	}
 	h := t.handlers[b.kind]
 	if h == nil {
@@ -103,53 +116,16 @@ func (b *byTenant) handler(tenant string) (handlers.Handler, error) {
 	return h, nil
 }
 
-// prober is a handler that can tell whether its kind works again. Every
-// handler NewHandlers builds has one; it is asserted, not required, since
-// the worker's handlers need no probe (see worker.Prober).
-type prober interface {
-	Probe(ctx context.Context) error
-}
-
 // ProbeTenant checks whether tenant's part of the kind works again: its
 // token for the kind's scope and Toll's test-auth. A tenant not
 // configured, or no longer allowed the kind, has nothing to probe: its
 // lane resumes, and dead-letters what it holds.
 func (b *byTenant) ProbeTenant(ctx context.Context, tenant string) error {
-	t := b.table.Load().byName[tenant]
-	if t == nil {
+	h, err := b.handler(tenant)
+	if err != nil {
 		return nil
 	}
-	if p, ok := t.handlers[b.kind].(prober); ok {
-		return p.Probe(ctx)
-	}
-	return nil
-}
-
-// Probe probes the kind for every tenant that uses it, for a pause of the
-// whole kind: it passes as soon as one tenant's probe does. While none
-// does (Toll or Maskinporten down) the errors of all are returned. The
-// worker pauses and probes one tenant at a time (ProbeTenant); Probe
-// serves callers without a tenant.
-func (b *byTenant) Probe(ctx context.Context) error {
-	tab := b.table.Load()
-	var errs []error
-	probed := false
-	for _, name := range tab.names {
-		p, ok := tab.byName[name].handlers[b.kind].(prober)
-		if !ok {
-			continue
-		}
-		probed = true
-		err := p.Probe(ctx)
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, fmt.Errorf("tenant %s: %w", name, err))
-	}
-	if !probed {
-		return nil
-	}
-	return errors.Join(errs...)
+	return h.Probe(ctx)
 }
 
 // Tenants lists the tenants of the current table for the worker's lanes.
@@ -163,7 +139,8 @@ func (ty *tenancy) Tenants() []worker.Tenant {
 	return out
 }
 
-// tenancy builds, reloads and serves the tenants of a tenants file.
+// tenancy builds and serves the tenants, and reloads those of a tenants
+// file.
 type tenancy struct {
 	cfg     *config.Config
 	js      jetstream.JetStream
@@ -208,6 +185,18 @@ func (ty *tenancy) setPoller(tenant string, p *routing.Poller) {
 	ty.pollers[tenant] = p
 }
 
+// routingEnabled tells whether a tenant of the current table polls
+// routing.
+func (ty *tenancy) routingEnabled() bool {
+	tab := ty.table.Load()
+	for _, name := range tab.names {
+		if ty.cfg.RoutingEnabledFor(tab.byName[name].cfg) {
+			return true
+		}
+	}
+	return false
+}
+
 // routingHealth names each tenant's paused routing feeds, and why, when
 // every tenant's routing has one: as with the kinds' lanes, one tenant's
 // fault must not make the worker that serves the others unready (it shows
@@ -230,12 +219,28 @@ func (ty *tenancy) routingHealth() error {
 // lanes follow the file at once.
 func (ty *tenancy) TenantsChanged() <-chan struct{} { return ty.changed }
 
-// newTenancy loads the tenants file of cfg and builds every tenant.
+// tenantsOf lists the tenants cfg serves: those of its tenants file or,
+// without one, the tenant its environment configures. That one may use the
+// whole pool (Concurrency): no other tenant needs a share of it.
+func tenantsOf(cfg *config.Config) ([]config.Tenant, error) {
+	if cfg.TenantsFile != "" {
+		return config.LoadTenants(cfg.TenantsFile)
+	}
+	t := cfg.Tenant
+	if t.Concurrency == 0 {
+		t.Concurrency = cfg.Worker.Concurrency
+	}
+	return []config.Tenant{t}, nil
+}
+
+// newTenancy builds every tenant of cfg (see tenantsOf).
 func newTenancy(cfg *config.Config, js jetstream.JetStream, hc *http.Client, limiter toll.Limiter, tel Telemetry, logger *slog.Logger) (*tenancy, error) {
 	ty := &tenancy{cfg: cfg, js: js, hc: hc, limiter: limiter, tel: tel, logger: logger,
 		reload: DefaultTenantsReload, watched: map[string]bool{}, changed: make(chan struct{}, 1)}
-	ty.fingerprint = config.Fingerprint(cfg.TenantsFile)
-	ts, err := config.LoadTenants(cfg.TenantsFile)
+	if cfg.TenantsFile != "" {
+		ty.fingerprint = config.Fingerprint(cfg.TenantsFile)
+	}
+	ts, err := tenantsOf(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -251,13 +256,20 @@ func newTenancy(cfg *config.Config, js jetstream.JetStream, hc *http.Client, lim
 	return ty, nil
 }
 
-// handlers are the worker's handlers: one byTenant for every kind, so
-// that a kind a tenant starts using after a reload is consumed without a
-// restart; the worker makes lanes only for the kinds tenants use (and for
-// subjects holding messages, which byTenant answers).
-func (ty *tenancy) handlers() map[contract.Kind]handlers.Handler {
+// handlers are the worker's handlers: with a tenants file one byTenant
+// for every kind, so that a kind a tenant starts using after a reload is
+// consumed without a restart; the worker makes lanes only for the kinds
+// tenants use (and for subjects holding messages, which byTenant answers).
+// The environment's tenant cannot change its kinds without a restart: a
+// kind it does not use has no handler, and its messages are left to the
+// processes that have one (DIGITOLL_KINDS may split the kinds between
+// processes).
+func (ty *tenancy) handlers() map[contract.Kind]worker.Handler {
 	kinds := contract.Kinds()
-	hs := make(map[contract.Kind]handlers.Handler, len(kinds))
+	if ty.cfg.TenantsFile == "" {
+		kinds = ty.cfg.Tenant.Kinds
+	}
+	hs := make(map[contract.Kind]worker.Handler, len(kinds))
 	for _, k := range kinds {
 		hs[k] = &byTenant{kind: k, table: &ty.table}
 	}
@@ -303,7 +315,15 @@ func (ty *tenancy) newTenant(c config.Tenant, files [sha256.Size]byte) (*tenant,
 	if err != nil {
 		return nil, err
 	}
-	return &tenant{cfg: c, files: files, signer: signer, client: client, tokens: tokens, handlers: hs}, nil
+	probed := make(map[contract.Kind]kindHandler, len(hs))
+	for k, h := range hs {
+		p, ok := h.(kindHandler)
+		if !ok {
+			return nil, fmt.Errorf("the handler of kind %s (%T) has no probe to resume a paused lane with", k, h)
+		}
+		probed[k] = p
+	}
+	return &tenant{cfg: c, files: files, signer: signer, client: client, tokens: tokens, handlers: probed}, nil
 }
 
 // fileDigest digests the files c reads.
@@ -389,9 +409,29 @@ func (ty *tenancy) watchTokens(tab *tenantTable) error {
 		if err := m.WatchTokens(name, tenantTokens{name: name, table: &ty.table}); err != nil {
 			return err
 		}
+		// The expiry of the business certificate in use when the tenant
+		// is first served (x5c mode); a key registered by kid does not
+		// expire.
+		if notAfter, ok := certificateExpiry(tab.byName[name].signer); ok {
+			if err := m.WatchCertificate(name, notAfter); err != nil {
+				return err
+			}
+		}
 		ty.watched[name] = true
 	}
 	return nil
+}
+
+// certificateExpiry is when the certificate of ring's key in use now
+// expires, and false in kid mode.
+func certificateExpiry(ring *auth.KeyRing) (time.Time, bool) {
+	i, err := ring.InUse(time.Now())
+	if err != nil {
+		// No key may sign: the first one's certificate, expired as it
+		// may be, so that the alert on it fires.
+		i = 0
+	}
+	return ring.Keys()[i].Signer.NotAfter()
 }
 
 // tenantTokens is the token cache of the named tenant in the current
@@ -496,12 +536,17 @@ func (ty *tenancy) run(ctx context.Context) error {
 		}
 	}
 	syncPollers()
-	tick := time.NewTicker(ty.reload)
-	defer tick.Stop()
+	// The environment's tenant is read once; only a file changes.
+	var reload <-chan time.Time
+	if ty.cfg.TenantsFile != "" {
+		tick := time.NewTicker(ty.reload)
+		defer tick.Stop()
+		reload = tick.C
+	}
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-		case <-tick.C:
+		case <-reload:
 			changed, err := ty.Reload()
 			if err != nil {
 				ty.logger.Error("tenants file not reloaded; the tenants already loaded are served", "error", err)

@@ -376,41 +376,23 @@ func (p probeHandler) Handle(context.Context, handlers.Request) (handlers.Outcom
 
 func (p probeHandler) Probe(context.Context) error { return p.err }
 
-// The kind's pause is shared: it lifts when any tenant's probe passes, and
-// while none does the error names every tenant.
-func TestByTenantProbe(t *testing.T) {
+// A tenant's lane is probed with that tenant's handler only; a tenant not
+// served, or no longer allowed the kind, has nothing to probe and passes,
+// so that its lane resumes and dead-letters what it holds.
+func TestByTenantProbeTenant(t *testing.T) {
 	refused := errors.New("scope not granted")
-	table := func(errs ...error) *atomic.Pointer[tenantTable] {
-		tab := &tenantTable{byName: map[string]*tenant{}}
-		for i, err := range errs {
-			name := fmt.Sprintf("t%d", i)
-			tab.names = append(tab.names, name)
-			tab.byName[name] = &tenant{handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: probeHandler{err}}}
+	tab := &tenantTable{byName: map[string]*tenant{
+		"ok":      {handlers: map[contract.Kind]kindHandler{contract.KindRoad: probeHandler{nil}}},
+		"refused": {handlers: map[contract.Kind]kindHandler{contract.KindRoad: probeHandler{refused}}},
+		"air":     {handlers: map[contract.Kind]kindHandler{contract.KindAir: probeHandler{refused}}},
+	}, names: []string{"ok", "refused", "air"}}
+	var p atomic.Pointer[tenantTable]
+	p.Store(tab)
+	b := &byTenant{kind: contract.KindRoad, table: &p}
+	for tenant, want := range map[string]error{"ok": nil, "refused": refused, "air": nil, "ghost": nil} {
+		if err := b.ProbeTenant(t.Context(), tenant); !errors.Is(err, want) || (want == nil && err != nil) {
+			t.Errorf("ProbeTenant(%s) = %v, want %v", tenant, err, want)
 		}
-		var p atomic.Pointer[tenantTable]
-		p.Store(tab)
-		return &p
-	}
-	tests := []struct {
-		name string
-		errs []error
-		want string // "" for success
-	}{
-		{"all pass", []error{nil, nil}, ""},
-		{"one passes", []error{refused, nil}, ""},
-		{"none passes", []error{refused, refused}, "tenant t0: scope not granted\ntenant t1: scope not granted"},
-		{"no tenant", nil, ""},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			err := (&byTenant{kind: contract.KindRoad, table: table(tc.errs...)}).Probe(t.Context())
-			switch {
-			case tc.want == "" && err != nil:
-				t.Errorf("Probe() = %v, want success", err)
-			case tc.want != "" && (err == nil || err.Error() != tc.want || !errors.Is(err, refused)):
-				t.Errorf("Probe() = %v, want %q", err, tc.want)
-			}
-		})
 	}
 }
 

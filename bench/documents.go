@@ -65,7 +65,11 @@ func documents(ctx context.Context, r *runner) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := svc.Toll.Tokens.Token(ctx, toll.Scope(false, toll.DocumentV2().ScopeBase)); err != nil {
+	ts, err := tenantServices(svc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ts.Toll.Tokens.Token(ctx, toll.Scope(false, toll.DocumentV2().ScopeBase)); err != nil {
 		return nil, err
 	}
 	watch, err := st.watchResults(n)

@@ -49,7 +49,11 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := svc.Toll.Tokens.Token(ctx, toll.Scope(false, toll.RoadV2().ScopeBase)); err != nil {
+	ts, err := tenantServices(svc)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := ts.Toll.Tokens.Token(ctx, toll.Scope(false, toll.RoadV2().ScopeBase)); err != nil {
 		return nil, err
 	}
 
@@ -69,7 +73,7 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 	if err := st.clearConsumers(ctx); err != nil {
 		return nil, err
 	}
-	p := plainWorker{js: st.js, handler: svc.Handlers[contract.KindRoad], kind: contract.KindRoad, concurrency: c}
+	p := plainWorker{js: st.js, handler: ts.Handlers[contract.KindRoad], kind: contract.KindRoad, concurrency: c}
 	plainWall, _, err := st.throughputOf(ctx, "plain JetStream worker", p.run, "latency-plain", n)
 	if err != nil {
 		return nil, err
@@ -80,9 +84,9 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 
 	// One wave each of the worker's own handler alone, as production
 	// builds it and with the former default polling.
-	def, ok := svc.Handlers[contract.KindRoad].(*handlers.Movement)
+	def, ok := ts.Handlers[contract.KindRoad].(*handlers.Movement)
 	if !ok {
-		return nil, fmt.Errorf("the road handler is a %T, not a movement handler", svc.Handlers[contract.KindRoad])
+		return nil, fmt.Errorf("the road handler is a %T, not a movement handler", ts.Handlers[contract.KindRoad])
 	}
 	wave := func(prefix string, h handlers.Handler) (time.Duration, error) {
 		msgs, err := houses(prefix, c)

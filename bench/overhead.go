@@ -202,12 +202,16 @@ func names(runs []overheadRun) []string {
 // tunedRoad is svc's road handler with the overhead scenario's polling,
 // its token fetched.
 func tunedRoad(ctx context.Context, svc *app.Services) (*handlers.Movement, error) {
-	road, ok := svc.Handlers[contract.KindRoad].(*handlers.Movement)
+	ts, err := tenantServices(svc)
+	if err != nil {
+		return nil, err
+	}
+	road, ok := ts.Handlers[contract.KindRoad].(*handlers.Movement)
 	if !ok {
-		return nil, fmt.Errorf("the road handler is a %T, not a movement handler", svc.Handlers[contract.KindRoad])
+		return nil, fmt.Errorf("the road handler is a %T, not a movement handler", ts.Handlers[contract.KindRoad])
 	}
 	road.Poll = overheadPoll
-	if _, err := svc.Toll.Tokens.Token(ctx, toll.Scope(false, toll.RoadV2().ScopeBase)); err != nil {
+	if _, err := ts.Toll.Tokens.Token(ctx, toll.Scope(false, toll.RoadV2().ScopeBase)); err != nil {
 		return nil, err
 	}
 	return road, nil

@@ -233,7 +233,7 @@ func (r *running) stop() error {
 	return <-r.done
 }
 
-// waitPulling waits until the kind's durable consumer has at least n pull
+// waitPulling waits until the stage tenant's lane of kind has at least n pull
 // requests waiting: its workers are ready to take messages. alive, if not
 // nil, reports a worker that has stopped, which ends the wait.
 func (s *stage) waitPulling(ctx context.Context, kind contract.Kind, n int, alive func() error) error {
@@ -245,7 +245,7 @@ func (s *stage) waitPulling(ctx context.Context, kind contract.Kind, n int, aliv
 			}
 		}
 		waiting := 0
-		if cons, err := s.js.Consumer(ctx, contract.StreamSubmit, worker.ConsumerName(kind)); err == nil {
+		if cons, err := s.js.Consumer(ctx, contract.StreamSubmit, worker.LaneConsumerName(kind, contract.DefaultTenant)); err == nil {
 			if info, err := cons.Info(ctx); err == nil {
 				waiting = info.NumWaiting
 			}
@@ -266,6 +266,16 @@ func (s *stage) waitPulling(ctx context.Context, kind contract.Kind, n int, aliv
 // settings, on the stage's connection; close flushes its telemetry.
 func (s *stage) services(ctx context.Context, r *runner) (*app.Services, error) {
 	return s.servicesLogging(ctx, r.log)
+}
+
+// tenantServices are the services of the stage's one tenant, configured
+// from the environment as contract.DefaultTenant.
+func tenantServices(svc *app.Services) (app.TenantServices, error) {
+	ts, ok := svc.Tenant(contract.DefaultTenant)
+	if !ok {
+		return app.TenantServices{}, fmt.Errorf("the services do not serve tenant %s", contract.DefaultTenant)
+	}
+	return ts, nil
 }
 
 // servicesLogging is services logging to logger.

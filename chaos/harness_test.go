@@ -140,7 +140,7 @@ type rig struct {
 	// key is the simulator integration's key, the default tenant's.
 	key simulator.DemoKey
 	// consumer is the durable consumer of the road submissions: the
-	// kind's, or the default tenant's lane with a tenants file.
+	// default tenant's lane, from the environment or a tenants file.
 	consumer string
 	sim      *simulator.Server
 	env      []string
@@ -223,13 +223,13 @@ func newRig(t *testing.T, cfg rigConfig) *rig {
 	for k, v := range cfg.env {
 		env = append(env, k+"="+v)
 	}
-	return &rig{t: t, dir: dir, key: key, consumer: worker.ConsumerName(contract.KindRoad), sim: sim, env: env, nc: nc, js: js}
+	return &rig{t: t, dir: dir, key: key, consumer: worker.LaneConsumerName(contract.KindRoad, contract.DefaultTenant), sim: sim, env: env, nc: nc, js: js}
 }
 
 // tenantsFile writes a tenants file serving the default tenant with the
-// rig's integration, so that workers given it consume through lanes
-// (a consumer per tenant and kind) instead of one consumer per kind, and
-// returns the setting that names it.
+// rig's integration, so that workers given it serve the tenant from the
+// file rather than the environment (the same lane), and returns the
+// setting that names it.
 func (r *rig) tenantsFile() string {
 	r.t.Helper()
 	path := filepath.Join(r.dir, "tenants.yaml")
@@ -238,7 +238,6 @@ func (r *rig) tenantsFile() string {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		r.t.Fatal(err)
 	}
-	r.consumer = worker.LaneConsumerName(contract.KindRoad, contract.DefaultTenant)
 	return "DIGITOLL_TENANTS_FILE=" + path
 }
 

@@ -37,12 +37,21 @@ func (h *refuseFirst) Handle(ctx context.Context, req handlers.Request) (handler
 	return handlers.Outcome{Status: contract.StatusAccepted, MRN: "25NO4TU2HUD59UCBT8", RequestID: "req-" + req.Submission.ID}, nil
 }
 
+// Admit serves every tenant.
+func (h *refuseFirst) Admit(string) error { return nil }
+
+// ProbeTenant passes: the handler never pauses.
+func (h *refuseFirst) ProbeTenant(context.Context, string) error { return nil }
+
 // runRefusingWorker runs a real worker with a refuseFirst road handler
 // until the test ends.
 func runRefusingWorker(t *testing.T, js jetstream.JetStream) *refuseFirst {
 	t.Helper()
 	h := &refuseFirst{}
-	w, err := worker.New(js, worker.Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	w, err := worker.New(js, worker.Config{
+		Handlers: map[contract.Kind]worker.Handler{contract.KindRoad: h},
+		Tenants:  worker.TenantList{{Name: "acme", Kinds: []contract.Kind{contract.KindRoad}}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

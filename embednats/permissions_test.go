@@ -178,6 +178,12 @@ func (h *testHandler) Handle(_ context.Context, req handlers.Request) (handlers.
 	return handlers.Outcome{Status: contract.StatusAccepted, MRN: "25NO4TU2HUD59UCBT8"}, nil
 }
 
+// Admit serves every tenant.
+func (h *testHandler) Admit(string) error { return nil }
+
+// ProbeTenant passes: the handler never pauses.
+func (h *testHandler) ProbeTenant(context.Context, string) error { return nil }
+
 func (h *testHandler) saw(msgID string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -185,10 +191,10 @@ func (h *testHandler) saw(msgID string) bool {
 }
 
 // runWorker runs the real worker as the worker user until the test ends.
-func runWorker(t *testing.T, js jetstream.JetStream, h handlers.Handler) {
+func runWorker(t *testing.T, js jetstream.JetStream, h worker.Handler) {
 	t.Helper()
 	w, err := worker.New(js, worker.Config{
-		Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+		Handlers: map[contract.Kind]worker.Handler{contract.KindRoad: h},
 		// As a provider runs it: a lane per tenant.
 		Tenants:       exampleTenants{},
 		Concurrency:   4,

@@ -3,7 +3,6 @@ package telemetry
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -92,107 +91,12 @@ func (m *Metrics) WatchCertificate(tenant string, notAfter time.Time) error {
 	return nil
 }
 
-// ConsumerLookup finds a consumer with its current info;
-// jetstream.JetStream implements it.
-type ConsumerLookup interface {
-	Consumer(ctx context.Context, stream, consumer string) (jetstream.Consumer, error)
-}
-
-// consumerInfoTTL is how long consumer counts are reused: scrapes of
-// several Prometheus servers do not each cost a round trip to NATS.
+// consumerInfoTTL is how long counts read from NATS are reused: scrapes
+// of several Prometheus servers do not each cost a round trip to NATS.
 const consumerInfoTTL = 5 * time.Second
 
-// consumerInfoTimeout bounds the lookups of one scrape.
+// consumerInfoTimeout bounds the reads of one scrape.
 const consumerInfoTimeout = 2 * time.Second
-
-// WatchConsumers registers the backlog of durable consumers of stream:
-// messages waiting to be delivered, delivered but unacknowledged, and
-// whether the consumer is paused, labelled by kind. consumers maps each
-// kind label to its durable name. Counts are read from NATS at scrape
-// time, reused for a few seconds; a consumer that cannot be read is left
-// out of that scrape.
-func (m *Metrics) WatchConsumers(js ConsumerLookup, stream string, consumers map[string]string) error {
-	c := &consumerCollector{js: js, stream: stream, consumers: consumers, now: time.Now,
-		pending: prometheus.NewDesc(namespace+"_consumer_pending_messages",
-			"Submissions in the stream not yet delivered to the kind's consumer.", []string{"kind"}, nil),
-		ackPending: prometheus.NewDesc(namespace+"_consumer_ack_pending_messages",
-			"Submissions delivered to a worker and not yet acknowledged.", []string{"kind"}, nil),
-		paused: prometheus.NewDesc(namespace+"_consumer_paused",
-			"1 while the kind's consumer is paused (configuration fault or outage).", []string{"kind"}, nil),
-	}
-	if err := m.reg.Register(c); err != nil {
-		return fmt.Errorf("telemetry: consumer metrics: %w", err)
-	}
-	return nil
-}
-
-type consumerCollector struct {
-	js        ConsumerLookup
-	stream    string
-	consumers map[string]string
-	now       func() time.Time
-
-	pending, ackPending, paused *prometheus.Desc
-
-	mu     sync.Mutex
-	readAt time.Time
-	cached []consumerCounts
-}
-
-type consumerCounts struct {
-	kind                string
-	pending, ackPending float64
-	paused              bool
-}
-
-// Describe implements prometheus.Collector.
-func (c *consumerCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.pending
-	ch <- c.ackPending
-	ch <- c.paused
-}
-
-// Collect implements prometheus.Collector.
-func (c *consumerCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, cc := range c.counts() {
-		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, cc.pending, cc.kind)
-		ch <- prometheus.MustNewConstMetric(c.ackPending, prometheus.GaugeValue, cc.ackPending, cc.kind)
-		paused := 0.0
-		if cc.paused {
-			paused = 1
-		}
-		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, paused, cc.kind)
-	}
-}
-
-// counts returns the cached counts, reading them anew when they are older
-// than consumerInfoTTL. The lock is held during the read so that
-// concurrent scrapes share it.
-func (c *consumerCollector) counts() []consumerCounts {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now := c.now(); c.cached != nil && now.Sub(c.readAt) < consumerInfoTTL {
-		return c.cached
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), consumerInfoTimeout)
-	defer cancel()
-	kinds := make([]string, 0, len(c.consumers))
-	for k := range c.consumers {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	out := make([]consumerCounts, 0, len(kinds))
-	for _, k := range kinds {
-		cons, err := c.js.Consumer(ctx, c.stream, c.consumers[k])
-		if err != nil {
-			continue
-		}
-		info := cons.CachedInfo()
-		out = append(out, consumerCounts{kind: k, pending: float64(info.NumPending), ackPending: float64(info.NumAckPending), paused: info.Paused})
-	}
-	c.cached, c.readAt = out, c.now()
-	return out
-}
 
 // LanePause is the pause state of one lane, a kind of one tenant's
 // submissions, as WatchPauses reads it.
@@ -266,11 +170,11 @@ type StreamLookup interface {
 // submissions in stream (a WorkQueue stream, which holds exactly the
 // messages not yet acknowledged: waiting, in progress or handed back) by
 // kind and tenant label, from the stream's per-subject counts. They are
-// read at scrape time and reused for a few seconds, like the consumer
-// counts; when they cannot be read the scrape leaves the series out. A
-// subject that is not digitoll.submit.<kind>.<tenant> is counted under
-// its kind if it names one (else kind "none") and tenant
-// TenantUnconfigured. A pair once reported stays, at 0 once drained.
+// read at scrape time and reused for a few seconds; when they cannot be
+// read the scrape leaves the series out. A subject that is not
+// digitoll.submit.<kind>.<tenant> is counted under its kind if it names
+// one (else kind "none") and tenant TenantUnconfigured. A pair once
+// reported stays, at 0 once drained.
 func (m *Metrics) WatchBacklog(js StreamLookup, stream string) error {
 	if err := m.reg.Register(newBacklogCollector(js, stream, m.tenants.label, time.Now)); err != nil {
 		return fmt.Errorf("telemetry: backlog metrics: %w", err)

@@ -1,19 +1,13 @@
 package telemetry
 
 import (
-	"context"
-	"errors"
 	"math"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/digitoll/digitoll-worker/auth"
 	"github.com/digitoll/digitoll-worker/contract"
-	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/internal/promtest"
 )
 
@@ -130,75 +124,4 @@ func TestTokenAndCertificateMetrics(t *testing.T) {
 	if got := s[promtest.Key("digitoll_certificate_expiry_seconds", "tenant", "acme")]; math.Abs(got-30*24*3600) > 60 {
 		t.Errorf("certificate expiry %v s, want 30 days", got)
 	}
-}
-
-// Consumer backlogs are read from NATS at scrape time, reused for a few
-// seconds, and a consumer that cannot be read is left out.
-func TestConsumerMetrics(t *testing.T) {
-	_, js := natstest.Start(t, filepath.Join(t.TempDir(), "nats"))
-	ctx := t.Context()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateOrUpdateConsumer(ctx, "S", jetstream.ConsumerConfig{Durable: "c-road", FilterSubject: "s.road", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if _, err := js.Publish(ctx, "s.road", []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := js.PauseConsumer(ctx, "S", "c-road", time.Now().Add(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-
-	m := NewMetrics()
-	if err := m.WatchConsumers(js, "S", map[string]string{"road": "c-road", "air": "c-missing"}); err != nil {
-		t.Fatal(err)
-	}
-	s := scrape(t, m)
-	if got := s[promtest.Key("digitoll_consumer_pending_messages", "kind", "road")]; got != 3 {
-		t.Errorf("pending %v, want 3", got)
-	}
-	if got := s[promtest.Key("digitoll_consumer_paused", "kind", "road")]; got != 1 {
-		t.Errorf("paused %v, want 1", got)
-	}
-	if _, ok := s[promtest.Key("digitoll_consumer_pending_messages", "kind", "air")]; ok {
-		t.Error("a missing consumer has a series")
-	}
-
-	// Within consumerInfoTTL the counts are not read again.
-	if _, err := js.Publish(ctx, "s.road", []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if got := scrape(t, m)[promtest.Key("digitoll_consumer_pending_messages", "kind", "road")]; got != 3 {
-		t.Errorf("pending %v within the TTL, want the cached 3", got)
-	}
-}
-
-// The collector reads again once its counts are older than the TTL.
-func TestConsumerCountsExpire(t *testing.T) {
-	now := time.Unix(1000, 0)
-	lookups := 0
-	c := &consumerCollector{
-		js:        lookupFunc(func() { lookups++ }),
-		stream:    "S",
-		consumers: map[string]string{"road": "c"},
-		now:       func() time.Time { return now },
-	}
-	c.counts()
-	c.counts()
-	now = now.Add(consumerInfoTTL)
-	c.counts()
-	if lookups != 2 {
-		t.Errorf("%d lookups, want 2: one, then one after the TTL", lookups)
-	}
-}
-
-// lookupFunc counts lookups and finds nothing.
-type lookupFunc func()
-
-func (f lookupFunc) Consumer(context.Context, string, string) (jetstream.Consumer, error) {
-	f()
-	return nil, errors.New("no such consumer")
 }

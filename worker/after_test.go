@@ -15,6 +15,7 @@ import (
 // orderedToll is a fake Toll that records the order in which submissions
 // reach it and gives each create its own MRN.
 type orderedToll struct {
+	servesAll
 	mu    sync.Mutex
 	order []string
 	mrns  map[string]string // submission id -> MRN given or acted on
@@ -50,7 +51,7 @@ func TestAfterOrdersSubmissionsAndResolvesMRNs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	toll := &orderedToll{mrns: map[string]string{}}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: toll}, Concurrency: 8})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: toll}, Concurrency: 8})
 
 	msgs := []struct{ id, op, level, after string }{
 		{"house-update", "update", "house-consignment", "house-create"},
@@ -92,7 +93,7 @@ func TestAfterARejectionLeavesNothingToUpdate(t *testing.T) {
 	h := &fakeHandler{behaviour: func(_ context.Context, req handlers.Request) (handlers.Outcome, error) {
 		return handlers.Outcome{Status: contract.StatusRejected, Errors: []contract.FieldError{{Path: "x", Message: "bad"}}}, nil
 	}}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: h}})
 	submit(t, e.js, roadSubject, "", movement("c1", "create", "transport", ""), nil)
 	submit(t, e.js, roadSubject, "", movement("u1", "update", "transport", "c1"), nil)
 	var upd contract.Result
@@ -118,7 +119,7 @@ func TestAfterAcrossKinds(t *testing.T) {
 	entry := &fakeHandler{behaviour: func(_ context.Context, req handlers.Request) (handlers.Outcome, error) {
 		return handlers.Outcome{Status: contract.StatusAccepted, MRN: req.Submission.MRN}, nil
 	}}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: road, contract.KindEntry: entry}})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: road, contract.KindEntry: entry}})
 	submit(t, e.js, contract.SubmitSubject(contract.KindEntry, contract.DefaultTenant), "",
 		[]byte(`{"id":"present-1","operation":"present","after":"truck-1","presentation":{"customsOfficeOfPresentation":"NO351001"}}`), nil)
 	submit(t, e.js, roadSubject, "", fmt.Appendf(nil, `{"id":"truck-1","operation":"create","level":"transport","declaration":{"n":1}}`), nil)

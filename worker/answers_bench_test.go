@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/digitoll/digitoll-worker/contract"
-	"github.com/digitoll/digitoll-worker/handlers"
 )
 
 // BenchmarkStrayScan measures the look a worker takes every LaneSync (3 s)
@@ -28,7 +27,7 @@ func BenchmarkStrayScan(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			w, err := New(e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: &fakeHandler{behaviour: accept}}})
+			w, err := New(e.js, withTenant(Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: &fakeHandler{behaviour: accept}}}))
 			if err != nil {
 				b.Fatal(err)
 			}

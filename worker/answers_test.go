@@ -36,7 +36,7 @@ func TestStraySubjectsAreDeadLettered(t *testing.T) {
 			// while it runs.
 			submit(t, e.js, "digitoll.submit.ship.default", "", roadBody("s1"), nil)
 			w := runWorker(t, e.js, Config{
-				Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+				Handlers: map[contract.Kind]Handler{contract.KindRoad: h},
 				Tenants:  mode.tenants,
 				LaneSync: 50 * time.Millisecond,
 				Logger:   slog.New(rec),
@@ -113,7 +113,7 @@ func TestAfterAFailedPredecessorAnswersAtOnce(t *testing.T) {
 		}
 		return accept(ctx, req)
 	}}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}, MessageDeadline: 24 * time.Hour})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: h}, MessageDeadline: 24 * time.Hour})
 	submit(t, e.js, roadSubject, "", movement("refused", "create", "transport", ""), nil)
 	submit(t, e.js, roadSubject, "", movement("rejected", "create", "transport", ""), nil)
 	// Unreadable (no level), with a readable id.
@@ -157,7 +157,7 @@ func TestReusedIDWithAnotherBodyIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	h := &sendingFirst{fakeHandler{behaviour: accept}}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: h}})
 	first := []byte(`{"id":"x1","operation":"create","level":"transport","declaration":{"n":1}}`)
 	submit(t, e.js, roadSubject, "default/x1", first, nil)
 	if r := resultsByID(t, e, roadResults, 1)["x1"]; r.Status != contract.StatusAccepted {
@@ -239,60 +239,49 @@ func (a *admitting) Admit(tenant string) error {
 // A tenant the handler does not admit is dead-lettered "unsupported" at
 // once, even when its message waits for an after that will never come;
 // but a submission whose result is recorded still gets that result again,
-// not a second, dead-lettered one. Both modes.
+// not a second, dead-lettered one.
 func TestTenantNotAdmittedIsDeadLetteredAtOnce(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []struct {
-		name    string
-		tenants TenantSource
-	}{
-		{"one consumer per kind", nil},
-		{"lanes", &tenantList{tenants: []Tenant{roadTenant("known", 0)}}},
-	} {
-		t.Run(mode.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t)
-			h := &admitting{fakeHandler: fakeHandler{behaviour: accept}}
-			h.open.Store(true)
-			runWorker(t, e.js, Config{
-				Handlers:        map[contract.Kind]handlers.Handler{contract.KindRoad: h},
-				Tenants:         mode.tenants,
-				LaneSync:        50 * time.Millisecond,
-				MessageDeadline: 24 * time.Hour,
-			})
-			ghost := contract.SubmitSubject(contract.KindRoad, "ghost")
-			ghostResults := contract.ResultSubject(contract.KindRoad, "ghost")
-			submit(t, e.js, ghost, "ghost/g1", roadBody("g1"), nil)
-			if r := decodeResult(t, collect(t, e.js, contract.StreamResults, ghostResults, 1, 30*time.Second)[0]); r.Status != contract.StatusAccepted {
-				t.Fatalf("g1 while admitted: %+v", r)
-			}
-			h.open.Store(false)
-			submit(t, e.js, ghost, "ghost/g1-again", roadBody("g1"), nil)
-			submit(t, e.js, ghost, "ghost/g2", movement("g2", "update", "transport", "never-sent"), nil)
-			dead := collect(t, e.js, contract.StreamDLQ, "digitoll.dlq.>", 1, 30*time.Second)[0]
-			if reason := dead.Headers().Get(contract.HeaderDLQReason); reason != reasonUnsupported || !strings.Contains(string(dead.Data()), `"g2"`) {
-				t.Errorf("dead letter %s with reason %q, want g2 unsupported", dead.Data(), reason)
-			}
-			eventually(t, 30*time.Second, "the submit stream to be empty", func() bool {
-				return count(t, e.js, contract.StreamSubmit, contract.SubjectsSubmit) == 0
-			})
-			got := map[string]contract.Status{}
-			for _, m := range collect(t, e.js, contract.StreamResults, ghostResults, 2, 30*time.Second) {
-				r := decodeResult(t, m)
-				got[r.ID] = r.Status
-			}
-			if got["g1"] != contract.StatusAccepted || got["g2"] != contract.StatusDeadLettered {
-				t.Errorf("results %v, want g1 accepted and g2 dead-lettered", got)
-			}
-			if n := count(t, e.js, contract.StreamResults, ghostResults); n != 2 {
-				t.Errorf("%d results for ghost, want 2: g1's repeat publishes its result again, deduplicated", n)
-			}
-			if n := count(t, e.js, contract.StreamDLQ, "digitoll.dlq.>"); n != 1 {
-				t.Errorf("%d dead letters, want g2's only", n)
-			}
-			if n := h.callsOf("g2"); n != 0 {
-				t.Errorf("g2 reached the handler %d times", n)
-			}
-		})
+	e := newEnv(t)
+	h := &admitting{fakeHandler: fakeHandler{behaviour: accept}}
+	h.open.Store(true)
+	runWorker(t, e.js, Config{
+		Handlers:        map[contract.Kind]Handler{contract.KindRoad: h},
+		Tenants:         &tenantList{tenants: []Tenant{roadTenant("known", 0)}},
+		LaneSync:        50 * time.Millisecond,
+		MessageDeadline: 24 * time.Hour,
+	})
+	ghost := contract.SubmitSubject(contract.KindRoad, "ghost")
+	ghostResults := contract.ResultSubject(contract.KindRoad, "ghost")
+	submit(t, e.js, ghost, "ghost/g1", roadBody("g1"), nil)
+	if r := decodeResult(t, collect(t, e.js, contract.StreamResults, ghostResults, 1, 30*time.Second)[0]); r.Status != contract.StatusAccepted {
+		t.Fatalf("g1 while admitted: %+v", r)
+	}
+	h.open.Store(false)
+	submit(t, e.js, ghost, "ghost/g1-again", roadBody("g1"), nil)
+	submit(t, e.js, ghost, "ghost/g2", movement("g2", "update", "transport", "never-sent"), nil)
+	dead := collect(t, e.js, contract.StreamDLQ, "digitoll.dlq.>", 1, 30*time.Second)[0]
+	if reason := dead.Headers().Get(contract.HeaderDLQReason); reason != reasonUnsupported || !strings.Contains(string(dead.Data()), `"g2"`) {
+		t.Errorf("dead letter %s with reason %q, want g2 unsupported", dead.Data(), reason)
+	}
+	eventually(t, 30*time.Second, "the submit stream to be empty", func() bool {
+		return count(t, e.js, contract.StreamSubmit, contract.SubjectsSubmit) == 0
+	})
+	got := map[string]contract.Status{}
+	for _, m := range collect(t, e.js, contract.StreamResults, ghostResults, 2, 30*time.Second) {
+		r := decodeResult(t, m)
+		got[r.ID] = r.Status
+	}
+	if got["g1"] != contract.StatusAccepted || got["g2"] != contract.StatusDeadLettered {
+		t.Errorf("results %v, want g1 accepted and g2 dead-lettered", got)
+	}
+	if n := count(t, e.js, contract.StreamResults, ghostResults); n != 2 {
+		t.Errorf("%d results for ghost, want 2: g1's repeat publishes its result again, deduplicated", n)
+	}
+	if n := count(t, e.js, contract.StreamDLQ, "digitoll.dlq.>"); n != 1 {
+		t.Errorf("%d dead letters, want g2's only", n)
+	}
+	if n := h.callsOf("g2"); n != 0 {
+		t.Errorf("g2 reached the handler %d times", n)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/digitoll/digitoll-worker/contract"
-	"github.com/digitoll/digitoll-worker/handlers"
 )
 
 // Defaults of Config.
@@ -42,7 +41,7 @@ var ErrInvalidConfig = errors.New("invalid worker config")
 type Config struct {
 	// Handlers carries out each kind; the worker consumes only the kinds
 	// present here. At least one is required.
-	Handlers map[contract.Kind]handlers.Handler
+	Handlers map[contract.Kind]Handler
 	// Concurrency is how many messages this process works on at once,
 	// across all kinds; default 64.
 	Concurrency int
@@ -51,18 +50,17 @@ type Config struct {
 	// burst of road declarations) cannot take every slot. Kinds not named
 	// share the whole pool; caps of kinds without a handler are ignored.
 	KindConcurrency map[contract.Kind]int
-	// Tenants, when set, makes the worker serve many tenants fairly:
-	// each tenant's submissions of each kind come through a consumer of
+	// Tenants are the tenants the worker serves, one or many; required.
+	// Each tenant's submissions of each kind come through a consumer of
 	// their own (a lane), tenants waiting for a slot are served in turn,
 	// each has a cap of messages in progress, and a tenant whose
-	// configuration is refused is paused alone. Nil: one consumer per
-	// kind serves every tenant. See lanes.go.
+	// configuration is refused is paused alone. See lanes.go.
 	Tenants TenantSource
 	// TenantConcurrency caps the messages in progress of each tenant
 	// without a cap of its own; default three quarters of Concurrency (at
 	// least 1), so that one tenant's flood leaves a quarter of the slots
 	// free for the others the moment they publish, and a lone busy tenant
-	// still has most of them. Used only with Tenants.
+	// still has most of them.
 	TenantConcurrency int
 	// LaneSync is how often the lanes are matched again with Tenants and
 	// with the subjects holding messages; default 3 s.
@@ -92,12 +90,12 @@ type Config struct {
 	// ConfigRetryDelay is the redelivery delay after a configuration
 	// failure (a scope not granted, an unknown key); default 1 min.
 	ConfigRetryDelay time.Duration
-	// ProbeInterval is how often a paused kind is probed (see Prober);
-	// default 15 s.
+	// ProbeInterval is how often a paused lane is probed (see
+	// Handler.ProbeTenant); default 15 s.
 	ProbeInterval time.Duration
-	// PauseFor is how long a pause of a kind's consumer lasts on the
+	// PauseFor is how long a pause of a lane's consumer lasts on the
 	// server unless a probe extends or ends it; default 1 min. It bounds
-	// how long a kind stays paused if the process that paused it dies.
+	// how long a lane stays paused if the process that paused it dies.
 	PauseFor time.Duration
 	// OutageThreshold is how many transient failures in a row, with no
 	// success between them, make the worker treat a kind's dependency as
@@ -188,6 +186,9 @@ func (c Config) validate() error {
 	}
 	if len(c.Handlers) == 0 {
 		return bad("no handlers: the worker would consume nothing")
+	}
+	if c.Tenants == nil {
+		return bad("no Tenants: the worker would serve no tenant")
 	}
 	for k, h := range c.Handlers {
 		if _, err := contract.ParseKind(string(k)); err != nil {

@@ -183,7 +183,7 @@ func TestDeadLetterMsg(t *testing.T) {
 			"digitoll.dlq.air.acme", "acme/x/dlq/42"},
 		{"no id", delivered{kind: contract.KindAir, tenant: "acme", subject: "digitoll.submit.air.acme", seq: 42, delivery: 3},
 			"digitoll.dlq.air.acme", "acme/dlq/42"},
-		{"no tenant", delivered{kind: contract.KindAir, subject: "digitoll.submit.air.BAD", seq: 42, delivery: 3},
+		{"no tenant", delivered{kind: contract.KindAir, tenant: contract.InvalidTenant, subject: "digitoll.submit.air.BAD", seq: 42, delivery: 3},
 			"digitoll.dlq.air._invalid", "_invalid/dlq/42"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -263,7 +263,7 @@ func TestLenientID(t *testing.T) {
 }
 
 func TestNewValidatesConfig(t *testing.T) {
-	h := map[contract.Kind]handlers.Handler{contract.KindRoad: &fakeHandler{behaviour: accept}}
+	h := map[contract.Kind]Handler{contract.KindRoad: &fakeHandler{behaviour: accept}}
 	// New contacts nothing, so a JetStream over a connection never
 	// opened is enough.
 	js, err := jetstream.New(&nats.Conn{})
@@ -277,8 +277,8 @@ func TestNewValidatesConfig(t *testing.T) {
 	}{
 		{"defaults", Config{Handlers: h}, true},
 		{"no handlers", Config{}, false},
-		{"unknown kind", Config{Handlers: map[contract.Kind]handlers.Handler{"boat": &fakeHandler{}}}, false},
-		{"nil handler", Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindAir: nil}}, false},
+		{"unknown kind", Config{Handlers: map[contract.Kind]Handler{"boat": &fakeHandler{}}}, false},
+		{"nil handler", Config{Handlers: map[contract.Kind]Handler{contract.KindAir: nil}}, false},
 		{"negative concurrency", Config{Handlers: h, Concurrency: -1}, false},
 		{"ack wait too short", Config{Handlers: h, AckWait: time.Millisecond}, false},
 		{"max ack pending below concurrency", Config{Handlers: h, Concurrency: 10, MaxAckPending: 5}, false},
@@ -287,7 +287,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"negative grace", Config{Handlers: h, ShutdownGrace: -time.Second}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w, err := New(js, tc.cfg)
+			w, err := New(js, withTenant(tc.cfg))
 			if tc.ok != (err == nil) {
 				t.Fatalf("err %v, want ok=%v", err, tc.ok)
 			}
@@ -299,7 +299,10 @@ func TestNewValidatesConfig(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(nil, Config{Handlers: h}); err == nil {
+	if _, err := New(js, Config{Handlers: h}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("New without Tenants: err %v, want ErrInvalidConfig", err)
+	}
+	if _, err := New(nil, withTenant(Config{Handlers: h})); err == nil {
 		t.Fatal("New accepted a nil JetStream")
 	}
 }

@@ -49,6 +49,7 @@ func testCtx(t testing.TB) context.Context {
 
 // fakeHandler records its calls and does what behaviour says.
 type fakeHandler struct {
+	servesAll
 	behaviour func(ctx context.Context, req handlers.Request) (handlers.Outcome, error)
 
 	mu    sync.Mutex
@@ -132,10 +133,31 @@ func (r *running) stop() error {
 	return r.wait()
 }
 
-// runWorker runs a worker until stopped or the test ends.
+// withTenant gives cfg, when it names no tenants, the one tenant most
+// tests publish for: contract.DefaultTenant, with the kinds of its
+// handlers and the whole pool, as digitoll gives the tenant of its
+// environment.
+func withTenant(cfg Config) Config {
+	if cfg.Tenants != nil {
+		return cfg
+	}
+	var kinds []contract.Kind
+	for k := range cfg.Handlers {
+		kinds = append(kinds, k)
+	}
+	n := cfg.Concurrency
+	if n == 0 {
+		n = DefaultConcurrency
+	}
+	cfg.Tenants = TenantList{{Name: contract.DefaultTenant, Kinds: kinds, Concurrency: n}}
+	return cfg
+}
+
+// runWorker runs a worker until stopped or the test ends; without
+// Tenants, for contract.DefaultTenant (withTenant).
 func runWorker(t *testing.T, js jetstream.JetStream, cfg Config) *running {
 	t.Helper()
-	w, err := New(js, cfg)
+	w, err := New(js, withTenant(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,3 +310,27 @@ func (r *logRecorder) find(msgContains string) []map[string]string {
 	}
 	return out
 }
+
+// servesAll gives a test handler the Handler methods of one that admits
+// every tenant and whose probes pass.
+type servesAll struct{}
+
+func (servesAll) Admit(string) error                        { return nil }
+func (servesAll) ProbeTenant(context.Context, string) error { return nil }
+
+// ownProbe is a handler of package handlers, which probes its kind
+// without a tenant: the handler it has for one tenant.
+type ownProbe interface {
+	handlers.Handler
+	Probe(ctx context.Context) error
+}
+
+// probedBy makes h a Handler that serves every tenant with h and probes
+// each with h's own probe.
+func probedBy(h ownProbe) Handler { return probing{h} }
+
+type probing struct{ ownProbe }
+
+func (probing) Admit(string) error { return nil }
+
+func (p probing) ProbeTenant(ctx context.Context, _ string) error { return p.Probe(ctx) }

@@ -14,9 +14,10 @@ import (
 	"github.com/digitoll/digitoll-worker/contract"
 )
 
-// Lanes: a worker serving many tenants (Config.Tenants) consumes each
-// tenant's submissions of each kind through a durable consumer of their
-// own, a lane, rather than one consumer per kind. A consumer delivers in
+// Lanes: the worker consumes each tenant's submissions of each kind
+// through a durable consumer of their own, a lane, rather than one
+// consumer per kind, whether it serves one tenant (configured from the
+// environment) or many (a tenants file). A consumer delivers in
 // stream order, so with one per kind a tenant that publishes ten thousand
 // messages puts every other tenant behind them; with lanes each tenant's
 // backlog waits only for its own turn (see fairPool), and a tenant whose
@@ -30,12 +31,16 @@ import (
 // stream without an answer. Such a lane stops once its subject is empty.
 // The tenants and the stream are looked at again every LaneSync.
 //
-// The submit stream is a work queue, whose consumers may not overlap: the
-// worker deletes the other mode's consumers when it starts (the messages
-// stay in the stream), so every process sharing the streams must run in
-// the same mode.
+// The submit stream is a work queue, whose consumers may not overlap.
+// Versions before lanes served a single tenant through one consumer per
+// kind (ConsumerName, filter digitoll.submit.<kind>.*), which overlaps
+// every lane of its kind: the worker deletes those when it starts (see
+// retireKindConsumers). Nothing is lost: a work queue holds exactly the
+// messages not yet acknowledged, and a lane made with DeliverAll is
+// delivered every one of them on its subject, those the old consumer had
+// delivered without an ack included.
 
-// Tenant is one tenant as a worker serving many schedules it.
+// Tenant is one tenant as the worker schedules it.
 type Tenant struct {
 	// Name is the tenant's subject token.
 	Name string
@@ -43,7 +48,9 @@ type Tenant struct {
 	// handler for are not consumed.
 	Kinds []contract.Kind
 	// Concurrency caps the tenant's messages in progress in this
-	// process, across kinds; 0 takes Config.TenantConcurrency.
+	// process, across kinds; 0 takes Config.TenantConcurrency. A cap at
+	// or above Config.Concurrency is none: the tenant may use the whole
+	// pool.
 	Concurrency int
 }
 
@@ -54,6 +61,13 @@ type TenantSource interface {
 	Tenants() []Tenant
 }
 
+// TenantList is a fixed list of tenants, a TenantSource for a worker whose
+// tenants do not change while it runs.
+type TenantList []Tenant
+
+// Tenants returns the list.
+func (l TenantList) Tenants() []Tenant { return l }
+
 // TenantNotifier is implemented by a TenantSource that can tell when its
 // tenants changed, so that the lanes follow at once instead of at the
 // next LaneSync. The channel receives a value after each change.
@@ -62,46 +76,36 @@ type TenantNotifier interface {
 }
 
 // lane is what one durable consumer delivers: one tenant's submissions of
-// one kind, or with tenant "" every tenant's submissions of the kind; or,
-// with subject set, a stray subject.
+// one kind or, with subject set, a stray subject.
 type lane struct {
 	kind   contract.Kind
 	tenant string
 	// subject makes a stray lane: one subject of the submit stream that no
-	// kind's consumer can match (an unknown kind, too few or too many
-	// tokens), whose messages are dead-lettered "malformed". Its kind is
-	// contract.InvalidKind. Both modes run stray lanes (see strays).
+	// lane can match (an unknown kind, too few or too many tokens), whose
+	// messages are dead-lettered "malformed". Its kind is
+	// contract.InvalidKind and it has no tenant (see strays).
 	subject string
 }
 
 // consumer is the lane's durable consumer name.
 func (l lane) consumer() string {
-	switch {
-	case l.subject != "":
+	if l.subject != "" {
 		return StrayConsumerName(l.subject)
-	case l.tenant == "":
-		return ConsumerName(l.kind)
 	}
 	return LaneConsumerName(l.kind, l.tenant)
 }
 
 // filter is the lane's subject filter.
 func (l lane) filter() string {
-	switch {
-	case l.subject != "":
+	if l.subject != "" {
 		return l.subject
-	case l.tenant == "":
-		return contract.SubmitFilter(l.kind)
 	}
 	return contract.SubmitSubject(l.kind, l.tenant)
 }
 
 func (l lane) String() string {
-	switch {
-	case l.subject != "":
+	if l.subject != "" {
 		return "stray subject " + l.subject
-	case l.tenant == "":
-		return string(l.kind)
 	}
 	return "tenant " + l.tenant + "'s " + string(l.kind)
 }
@@ -136,8 +140,8 @@ func stray(subject string) bool {
 	return err != nil
 }
 
-// LaneConsumerName is the durable consumer of tenant's submissions of kind
-// when the worker serves many tenants: digitoll-<kind>-<tenant>. A subject
+// LaneConsumerName is the durable consumer of tenant's submissions of
+// kind: digitoll-<kind>-<tenant>. A subject
 // token that is not a valid tenant name (it may hold characters a consumer
 // name cannot) is named by its digest after '_', which no tenant name
 // holds.
@@ -221,21 +225,21 @@ func (w *Worker) stopLane(r *run, l lane) {
 }
 
 // wantedLanes are the lanes of the configured tenants, with their caps
-// set in r's slots; without Tenants, the consumer of each kind.
+// set in r's slots.
 func (w *Worker) wantedLanes(r *run, known map[string]bool) map[lane]bool {
 	want := map[lane]bool{}
-	if w.cfg.Tenants == nil {
-		for k := range w.cfg.Handlers {
-			want[lane{kind: k}] = true
-		}
-		return want
-	}
 	seen := map[string]bool{}
 	for _, t := range w.cfg.Tenants.Tenants() {
 		seen[t.Name] = true
 		n := t.Concurrency
 		if n <= 0 {
 			n = w.cfg.TenantConcurrency
+		}
+		if n >= w.cfg.Concurrency {
+			// As a kind's: a cap at or above the pool cannot bind. Kept,
+			// a slot of it held while a message waits for its kind's cap
+			// would keep the tenant's other kinds from the free slots.
+			n = 0
 		}
 		r.slots.setTenantCap(t.Name, n)
 		for _, k := range t.Kinds {
@@ -259,9 +263,9 @@ func (w *Worker) wantedLanes(r *run, known map[string]bool) map[lane]bool {
 // waitingLanes lists the lanes whose subjects hold messages, from the
 // submit stream's per-subject counts (a work queue holds exactly the
 // messages not yet acknowledged): the stray lane of every stray subject
-// and, serving tenants, the lane of every digitoll.submit.<kind>.<token>
-// of a kind with a handler. Without Tenants, the kinds' consumers take the
-// rest; a kind without a handler is left to the processes that have one.
+// and the lane of every digitoll.submit.<kind>.<token> of a kind with a
+// handler; a kind without a handler is left to the processes that have
+// one.
 func (w *Worker) waitingLanes(ctx context.Context) (map[lane]uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
 	defer cancel()
@@ -280,9 +284,6 @@ func (w *Worker) waitingLanes(ctx context.Context) (map[lane]uint64, error) {
 		}
 		if stray(subject) {
 			out[lane{kind: contract.InvalidKind, subject: subject}] = n
-			continue
-		}
-		if w.cfg.Tenants == nil {
 			continue
 		}
 		parts := strings.Split(subject, ".")
@@ -364,34 +365,52 @@ func (w *Worker) runLanes(ctx context.Context, r *run, known map[string]bool) {
 	}
 }
 
-// dropConsumers deletes the consumers of the submit stream that the other
-// mode would use for the kinds of this worker: with tenants, each kind's
-// shared consumer; without, every lane consumer. A work-queue stream
-// refuses overlapping consumers, and deleting one loses no message.
-func (w *Worker) dropConsumers(ctx context.Context) error {
-	s, err := w.js.Stream(ctx, contract.StreamSubmit)
-	if err != nil {
-		return err
-	}
-	names := s.ConsumerNames(ctx)
-	var drop []string
-	for name := range names.Name() {
-		for k := range w.cfg.Handlers {
-			shared := ConsumerName(k)
-			isLane := strings.HasPrefix(name, shared+"-") || strings.HasPrefix(name, shared+"_")
-			if (w.cfg.Tenants != nil && name == shared) || (w.cfg.Tenants == nil && isLane) {
-				drop = append(drop, name)
-			}
-		}
-	}
-	if err := names.Err(); err != nil {
-		return err
-	}
-	for _, name := range drop {
-		if err := s.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+// retireKindConsumers deletes the per-kind consumers of versions before
+// lanes (ConsumerName of each kind this worker handles), whose filters
+// overlap the lanes' on the work-queue stream, so that the lanes can be
+// made. The messages such a consumer held, delivered or not, stay in the
+// stream until acknowledged, and the lanes deliver them again; a message
+// an old process was still working on is met by its journal record
+// (see decideState), so that Toll is not called twice and its result is
+// published once.
+func (w *Worker) retireKindConsumers(ctx context.Context) error {
+	for _, k := range w.Kinds() {
+		if _, err := w.retireKindConsumer(ctx, k); err != nil {
 			return err
 		}
-		w.log.Info("deleted a consumer of the other consuming mode; its messages stay in the stream for this mode's consumers", "consumer", name)
 	}
 	return nil
+}
+
+// retireKindConsumer deletes kind's consumer of a version before lanes, if
+// there is one, and reports whether there was.
+func (w *Worker) retireKindConsumer(ctx context.Context, kind contract.Kind) (bool, error) {
+	name := ConsumerName(kind)
+	c, err := w.js.Consumer(ctx, contract.StreamSubmit, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	info := c.CachedInfo()
+	if err := w.js.DeleteConsumer(ctx, contract.StreamSubmit, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, err
+	}
+	w.log.Warn("deleted the kind's consumer of a version before per-tenant lanes; the tenants' lanes deliver what it held. "+
+		"Every process of an older version must be stopped: one that starts deletes the lanes' consumers in turn",
+		"consumer", name, "pending", info.NumPending, "ackPending", info.NumAckPending, "ackFloor", info.AckFloor.Stream)
+	return true, nil
+}
+
+// errCodeNotUnique is the server's refusal of a consumer whose filter
+// overlaps another's on a work-queue stream
+// (JSConsumerWQConsumerNotUniqueErr).
+const errCodeNotUnique jetstream.ErrorCode = 10100
+
+// overlapping reports whether err is the server refusing a consumer
+// because another one takes some of its subjects.
+func overlapping(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeNotUnique
 }

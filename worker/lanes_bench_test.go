@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/digitoll/digitoll-worker/contract"
-	"github.com/digitoll/digitoll-worker/handlers"
 )
 
 // BenchmarkIdleLanes measures what a worker serving many tenants pays for
@@ -26,7 +25,7 @@ func BenchmarkIdleLanes(b *testing.B) {
 	}
 	h := &fakeHandler{behaviour: accept}
 	cfg := Config{
-		Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h, contract.KindAir: h},
+		Handlers: map[contract.Kind]Handler{contract.KindRoad: h, contract.KindAir: h},
 		Tenants:  &tenantList{tenants: list},
 	}
 	lanes := float64(tenants * kinds)

@@ -71,7 +71,7 @@ func TestLanesCapEachTenant(t *testing.T) {
 		}
 	}}
 	startWorker(t, e.js, Config{
-		Handlers:    map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+		Handlers:    map[contract.Kind]Handler{contract.KindRoad: h},
 		Tenants:     &tenantList{tenants: []Tenant{roadTenant("flood", 2), roadTenant("calm", 0)}},
 		Concurrency: 8,
 		// calm's cap: three quarters of 8.
@@ -112,7 +112,7 @@ func TestLanesAnswerUnconfiguredSubjects(t *testing.T) {
 		return accept(ctx, req)
 	}}
 	w := runWorker(t, e.js, Config{
-		Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+		Handlers: map[contract.Kind]Handler{contract.KindRoad: h},
 		Tenants:  &tenantList{tenants: []Tenant{roadTenant("known", 0)}},
 		LaneSync: 50 * time.Millisecond,
 	}).w
@@ -141,41 +141,150 @@ func TestLanesAnswerUnconfiguredSubjects(t *testing.T) {
 	})
 }
 
-// The two consuming modes cannot share a work-queue stream: each deletes
-// the other's consumers when it starts, and the messages published
-// meanwhile are consumed by the new mode.
-func TestLanesAndKindConsumersTakeOver(t *testing.T) {
+// A worker of a version before lanes consumed each kind through one
+// consumer, digitoll-<kind>, filtered on every tenant's subjects; it
+// overlaps the lanes on the work-queue stream. Starting, the worker
+// deletes it and its lanes deliver everything it held: the messages never
+// delivered and those an old process took and did not acknowledge (its
+// AckWait of ten minutes is not waited for), each answered once; those the
+// old process acknowledged are gone and are not done again. A tenant not
+// served is dead-lettered "unsupported", as the old worker did.
+func TestKindConsumerOfAnEarlierVersionIsRetiredLosingNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	h := &fakeHandler{behaviour: accept}
-	handlers := map[contract.Kind]handlers.Handler{contract.KindRoad: h}
-	tenants := &tenantList{tenants: []Tenant{roadTenant("acme", 0)}}
-	subject := contract.SubmitSubject(contract.KindRoad, "acme")
+	ctx := testCtx(t)
+	old, err := e.js.CreateOrUpdateConsumer(ctx, contract.StreamSubmit, jetstream.ConsumerConfig{
+		Durable:       ConsumerName(contract.KindRoad),
+		FilterSubject: contract.SubmitFilter(contract.KindRoad),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       10 * time.Minute,
+		MaxDeliver:    -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	subject := contract.SubmitSubject(contract.KindRoad, "known")
+	for i := range n {
+		submit(t, e.js, subject, "", roadBody("k"+strconv.Itoa(i)), nil)
+	}
+	submit(t, e.js, contract.SubmitSubject(contract.KindRoad, "ghost"), "", roadBody("g0"), nil)
 
-	steps := []struct {
-		name         string
-		tenants      TenantSource
-		want, absent string
-	}{
-		{"one consumer per kind", nil, ConsumerName(contract.KindRoad), LaneConsumerName(contract.KindRoad, "acme")},
-		{"lanes", tenants, LaneConsumerName(contract.KindRoad, "acme"), ConsumerName(contract.KindRoad)},
-		{"one consumer per kind again", nil, ConsumerName(contract.KindRoad), LaneConsumerName(contract.KindRoad, "acme")},
+	// The old process: done with k0 and k1 (acknowledged), in the middle
+	// of k2..k5 (delivered, not acknowledged), k6.. and g0 not yet taken.
+	batch, err := old.Fetch(6, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i, step := range steps {
-		id := "m" + strconv.Itoa(i)
-		submit(t, e.js, subject, "", roadBody(id), nil)
-		r := runWorker(t, e.js, Config{Handlers: handlers, Tenants: step.tenants})
-		eventually(t, 30*time.Second, step.name+": "+id+" handled", func() bool { return h.callsOf(id) == 1 })
-		names := consumerNames(t, e.js)
-		if !names[step.want] || names[step.absent] {
-			t.Errorf("%s: consumers %v, want %s and not %s", step.name, names, step.want, step.absent)
-		}
-		if err := r.stop(); err != nil {
-			t.Fatalf("%s: %v", step.name, err)
+	var taken []string
+	for m := range batch.Messages() {
+		taken = append(taken, m.Subject())
+		if len(taken) <= 2 {
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if n := h.totalCalls(); n != len(steps) {
-		t.Errorf("%d handler calls, want %d: one per message", n, len(steps))
+	if err := batch.Error(); err != nil || len(taken) != 6 {
+		t.Fatalf("the old consumer delivered %d messages (%v), want 6", len(taken), err)
+	}
+
+	h := &admitting{fakeHandler: fakeHandler{behaviour: accept}}
+	runWorker(t, e.js, Config{
+		Handlers: map[contract.Kind]Handler{contract.KindRoad: h},
+		Tenants:  &tenantList{tenants: []Tenant{roadTenant("known", 0)}},
+	})
+	results := collect(t, e.js, contract.StreamResults, "digitoll.result.>", n-2+1, 30*time.Second)
+	eventually(t, 30*time.Second, "the submit stream to be empty", func() bool {
+		return count(t, e.js, contract.StreamSubmit, contract.SubjectsSubmit) == 0
+	})
+	if got := count(t, e.js, contract.StreamResults, "digitoll.result.>"); got != n-2+1 {
+		t.Errorf("%d results, want %d: one per message not acknowledged by the old process", got, n-2+1)
+	}
+	seen := map[string]contract.Status{}
+	for _, m := range results {
+		r := decodeResult(t, m)
+		if _, twice := seen[r.ID]; twice {
+			t.Errorf("%s answered twice", r.ID)
+		}
+		seen[r.ID] = r.Status
+	}
+	for i := range n {
+		id := "k" + strconv.Itoa(i)
+		want, calls := contract.StatusAccepted, 1
+		if i < 2 {
+			want, calls = "", 0
+		}
+		if seen[id] != want || h.callsOf(id) != calls {
+			t.Errorf("%s: result %q after %d handler calls, want %q after %d", id, seen[id], h.callsOf(id), want, calls)
+		}
+	}
+	if seen["g0"] != contract.StatusDeadLettered {
+		t.Errorf("g0 of a tenant not served: result %q, want dead-lettered", seen["g0"])
+	}
+	dead := collect(t, e.js, contract.StreamDLQ, "digitoll.dlq.>", 1, 30*time.Second)[0]
+	if reason := dead.Headers().Get(contract.HeaderDLQReason); reason != reasonUnsupported {
+		t.Errorf("g0 dead-lettered with reason %q, want %q", reason, reasonUnsupported)
+	}
+	names := consumerNames(t, e.js)
+	if names[ConsumerName(contract.KindRoad)] || !names[LaneConsumerName(contract.KindRoad, "known")] {
+		t.Errorf("consumers %v, want %s and not %s", names, LaneConsumerName(contract.KindRoad, "known"), ConsumerName(contract.KindRoad))
+	}
+}
+
+// An old-version process that starts while new ones run deletes the
+// lanes' consumers and makes its kind's consumer again (as versions
+// before lanes did at start). A lane made afterwards, refused over the
+// overlap, deletes that consumer again and takes its subject back: every
+// message is answered once. (How a lane notices that its consumer was
+// deleted is TestConsumerIsRecreatedAfterDeletion's.)
+func TestKindConsumerMadeAgainByAnOldProcessIsRetired(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := testCtx(t)
+	h := &fakeHandler{behaviour: accept}
+	tenants := &tenantList{tenants: []Tenant{{Name: "first", Kinds: []contract.Kind{contract.KindAir}}}}
+	runWorker(t, e.js, Config{
+		Handlers: map[contract.Kind]Handler{contract.KindRoad: h, contract.KindAir: h},
+		Tenants:  tenants,
+		LaneSync: 50 * time.Millisecond,
+	})
+	// Started, and done with the consumers of earlier versions.
+	eventually(t, 30*time.Second, "the first lane's consumer", func() bool {
+		return consumerNames(t, e.js)[LaneConsumerName(contract.KindAir, "first")]
+	})
+	old := jetstream.ConsumerConfig{
+		Durable:       ConsumerName(contract.KindRoad),
+		FilterSubject: contract.SubmitFilter(contract.KindRoad),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		MaxDeliver:    -1,
+	}
+	if _, err := e.js.CreateOrUpdateConsumer(ctx, contract.StreamSubmit, old); err != nil {
+		t.Fatal(err)
+	}
+	const n = 5
+	for i := range n {
+		submit(t, e.js, contract.SubmitSubject(contract.KindRoad, "known"), "", roadBody("m"+strconv.Itoa(i)), nil)
+	}
+	tenants.mu.Lock()
+	tenants.tenants = append(tenants.tenants, roadTenant("known", 0))
+	tenants.mu.Unlock()
+
+	collect(t, e.js, contract.StreamResults, "digitoll.result.>", n, 30*time.Second)
+	eventually(t, 30*time.Second, "the submit stream to be empty", func() bool {
+		return count(t, e.js, contract.StreamSubmit, contract.SubjectsSubmit) == 0
+	})
+	if got := count(t, e.js, contract.StreamResults, "digitoll.result.>"); got != n {
+		t.Errorf("%d results, want %d", got, n)
+	}
+	for i := range n {
+		if c := h.callsOf("m" + strconv.Itoa(i)); c != 1 {
+			t.Errorf("m%d handled %d times, want 1", i, c)
+		}
+	}
+	lane := LaneConsumerName(contract.KindRoad, "known")
+	if names := consumerNames(t, e.js); names[old.Durable] || !names[lane] {
+		t.Errorf("consumers %v, want %s and not %s", names, lane, old.Durable)
 	}
 }
 
@@ -185,7 +294,7 @@ func TestLanesWithoutTenants(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	r := runWorker(t, e.js, Config{
-		Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: &fakeHandler{behaviour: accept}},
+		Handlers: map[contract.Kind]Handler{contract.KindRoad: &fakeHandler{behaviour: accept}},
 		Tenants:  &tenantList{},
 	})
 	if err := r.stop(); err != nil {
@@ -196,6 +305,7 @@ func TestLanesWithoutTenants(t *testing.T) {
 // outageHandler fails every message transiently while broken, as with
 // Toll down, and counts its tenants' probes.
 type outageHandler struct {
+	servesAll
 	broken atomic.Bool
 	probes atomic.Int32
 	passed atomic.Int32
@@ -232,7 +342,7 @@ func TestLanesShareTheProbeOfAnOutage(t *testing.T) {
 		list = append(list, roadTenant(n, 0))
 	}
 	w := runWorker(t, e.js, Config{
-		Handlers:        map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+		Handlers:        map[contract.Kind]Handler{contract.KindRoad: h},
 		Tenants:         &tenantList{tenants: list},
 		OutageThreshold: 2,
 		RetryDelay:      func(int) time.Duration { return 20 * time.Millisecond },

@@ -96,7 +96,7 @@ func (w *Worker) process(r *run, l lane, msg jetstream.Msg, hb *heartbeat) {
 	tenant := subjectTenant(msg.Subject())
 	start := time.Now()
 	w.obs.MessageStarted(kind, tenant)
-	j := &job{w: w, r: r, lane: l, tenant: tenant, msg: msg, hb: hb, d: delivered{kind: kind, subject: msg.Subject()}}
+	j := &job{w: w, r: r, lane: l, tenant: tenant, msg: msg, hb: hb, d: delivered{kind: kind, tenant: contract.InvalidTenant, subject: msg.Subject()}}
 	j.logAttrs, j.log = newJobLog(w.log, slog.String("kind", string(kind)))
 	j.ctx, j.span = w.startSpan(r.handlerCtx, kind, msg)
 	if sc := j.span.SpanContext(); sc.IsValid() {
@@ -492,7 +492,7 @@ func (j *job) deadLetter(reason string, cause error) {
 		requestID = j.journal.RequestID()
 	}
 	j.withRequestID(requestID)
-	if err == nil && j.d.tenant != "" && j.d.id != "" && !j.noResult {
+	if err == nil && j.d.id != "" && !j.noResult {
 		var rm *nats.Msg
 		rm, err = resultMsg(j.ctx, deadLetterResult(j.d, reason, errText, requestID, now), j.msg.Headers())
 		if err == nil {

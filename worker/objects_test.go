@@ -94,7 +94,7 @@ func TestMissingObjectsNeverPauseTheKind(t *testing.T) {
 	obs := &fakeObserver{}
 	r := runWorker(t, e.js, Config{
 		Observer:        obs,
-		Handlers:        map[contract.Kind]handlers.Handler{contract.KindDocument: h},
+		Handlers:        map[contract.Kind]Handler{contract.KindDocument: probedBy(h)},
 		Concurrency:     8,
 		RetryDelay:      func(int) time.Duration { return 50 * time.Millisecond },
 		OutageThreshold: threshold,

@@ -89,7 +89,7 @@ func TestObserverHearsHowEachDeliveryEnds(t *testing.T) {
 	}}
 	obs := &fakeObserver{}
 	startWorker(t, e.js, Config{
-		Handlers:   map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+		Handlers:   map[contract.Kind]Handler{contract.KindRoad: h},
 		RetryDelay: func(int) time.Duration { return 10 * time.Millisecond },
 		Observer:   obs,
 	})
@@ -153,7 +153,7 @@ func TestTracingFollowsASubmissionThroughToll(t *testing.T) {
 		Toll: &toll.Client{BaseURL: sim.TollBaseURL(), HTTP: hc, Tokens: tokens},
 		Poll: handlers.PollPolicy{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond},
 	}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: movement}, TracerProvider: tp})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: probedBy(movement)}, TracerProvider: tp})
 
 	const (
 		traceID  = "0af7651916cd43dd8448eb211c80319c"

@@ -18,41 +18,23 @@ import (
 	"github.com/digitoll/digitoll-worker/handlers"
 )
 
-// Prober is implemented by handlers that can check, without a message,
-// whether their kind can work again: for instance by obtaining a token for
-// the kind's scope and calling Toll's test-auth. A paused kind is resumed
-// when its probe succeeds. A handler without Probe is resumed when its
-// pause lapses, and paused again by the next failure.
-type Prober interface {
-	Probe(ctx context.Context) error
-}
-
-// TenantProber is implemented by handlers serving many tenants that can
-// check one tenant's part of their kind: its token for the kind's scope
-// and Toll's test-auth. A tenant's paused lane is resumed when its probe
-// succeeds; the other tenants never wait for it.
-type TenantProber interface {
-	ProbeTenant(ctx context.Context, tenant string) error
-}
-
 // Pausing: a fault of the worker's configuration (scope not granted, key
 // unknown) or an outage of Toll or Maskinporten is not the message's
 // fault, and retrying message after message only burns deliveries and
-// floods the logs. The worker pauses the kind's durable consumer on the
+// floods the logs. The worker pauses the lane's durable consumer on the
 // server instead (every process sharing it stops receiving), keeps the
 // messages it has by handing them back with a delay, logs one line with the
-// remedy, probes, and resumes when the probe succeeds. Other kinds go on.
+// remedy, probes (Handler.ProbeTenant), and resumes when the probe
+// succeeds. Other kinds and tenants go on.
 const (
 	pauseConfig = "configuration"
 	pauseOutage = "outage"
 )
 
-// KindStatus is the health of one kind, or of one tenant's submissions of
-// a kind when the worker serves many tenants.
+// KindStatus is the health of one tenant's submissions of a kind.
 type KindStatus struct {
 	Kind contract.Kind
-	// Tenant is the tenant whose submissions of Kind this is about; ""
-	// for a worker whose kind has one consumer for every tenant.
+	// Tenant is the tenant whose submissions of Kind this is about.
 	Tenant string
 	// Paused is true while the consumer is paused.
 	Paused bool
@@ -103,9 +85,8 @@ func (gs *gates) drop(l lane) {
 	delete(gs.m, l)
 }
 
-// Status reports the health of every kind being consumed (and, serving
-// many tenants, of every tenant's submissions of each kind), sorted by
-// kind and tenant.
+// Status reports the health of every tenant's submissions of each kind
+// being consumed, sorted by kind and tenant.
 func (w *Worker) Status() []KindStatus {
 	w.gates.mu.Lock()
 	out := make([]KindStatus, 0, len(w.gates.m))
@@ -138,9 +119,8 @@ func (w *Worker) succeeded(l lane) {
 
 // failed notes a failed attempt of l and pauses the lane when the failure
 // says it cannot work: a configuration fault at once, a transient one
-// after OutageThreshold in a row. Serving many tenants, the lane is one
-// tenant's submissions of one kind: a tenant whose scope is not granted
-// is paused on its own.
+// after OutageThreshold in a row. The lane is one tenant's submissions of
+// one kind: a tenant whose scope is not granted is paused on its own.
 func (w *Worker) failed(r *run, l lane, err error) {
 	if errors.Is(err, errSuperseded) || errors.Is(err, handlers.ErrPending) || errors.Is(err, handlers.ErrFileMissing) {
 		// None says anything about the lane's health: another worker
@@ -175,12 +155,8 @@ func (w *Worker) failed(r *run, l lane, err error) {
 	if !start {
 		return
 	}
-	log := w.log.With("kind", l.kind, "reason", reason)
-	what := string(l.kind)
-	if l.tenant != "" {
-		log = log.With("tenant", l.tenant)
-		what = "tenant " + l.tenant + "'s " + what
-	}
+	log := w.log.With("kind", l.kind, "reason", reason, "tenant", l.tenant)
+	what := l.String()
 	switch reason {
 	case pauseConfig:
 		log.Error("pausing "+what+": "+configRemedy, "error", err)
@@ -188,7 +164,7 @@ func (w *Worker) failed(r *run, l lane, err error) {
 		log.Warn("pausing "+what+": its dependency seems down; messages are kept and resume when a probe succeeds",
 			"failuresInARow", w.cfg.OutageThreshold, "error", err)
 	}
-	if reason == pauseOutage && l.tenant != "" {
+	if reason == pauseOutage {
 		// Toll or Maskinporten down is every tenant's outage: one probe
 		// per kind, not one per tenant, however many lanes wait.
 		if r.outages.join(l) {
@@ -339,18 +315,10 @@ func (w *Worker) probe(ctx context.Context, l lane, log *slog.Logger) {
 	}
 }
 
-// probeOnce asks l's handler whether l works again: for one tenant's lane
-// with the tenant's probe if the handler has one. A handler without a
-// probe passes, and is paused again by its next failure.
+// probeOnce asks l's handler whether l's tenant's part of the kind works
+// again.
 func (w *Worker) probeOnce(ctx context.Context, l lane) error {
-	h := w.cfg.Handlers[l.kind]
-	if tp, ok := h.(TenantProber); ok && l.tenant != "" {
-		return tp.ProbeTenant(ctx, l.tenant)
-	}
-	if p, ok := h.(Prober); ok {
-		return p.Probe(ctx)
-	}
-	return nil
+	return w.cfg.Handlers[l.kind].ProbeTenant(ctx, l.tenant)
 }
 
 // pauseConsumer pauses l's consumer until PauseFor from now, so that a
@@ -394,10 +362,10 @@ func (w *Worker) Kinds() []contract.Kind {
 	return out
 }
 
-// KindHealth reports an error while kind cannot work: its consumer is
-// paused or, serving many tenants, every tenant's lane of it is (Toll or
-// Maskinporten down). One tenant's paused lane leaves the kind healthy:
-// the other tenants are served; Status tells which tenant waits.
+// KindHealth reports an error while kind cannot work: every tenant's lane
+// of it is paused (Toll or Maskinporten down, or the only tenant's scope
+// not granted). One tenant's paused lane among several leaves the kind
+// healthy: the other tenants are served; Status tells which tenant waits.
 func (w *Worker) KindHealth(kind contract.Kind) error {
 	var paused *KindStatus
 	lanes := 0
@@ -416,8 +384,8 @@ func (w *Worker) KindHealth(kind contract.Kind) error {
 	if paused == nil {
 		return nil
 	}
-	what := "paused"
-	if lanes > 1 || paused.Tenant != "" {
+	what := "paused for tenant " + paused.Tenant
+	if lanes > 1 {
 		what = fmt.Sprintf("paused for all %d tenants", lanes)
 	}
 	return fmt.Errorf("%s since %s (%s): %s", what, paused.Since.UTC().Format(time.RFC3339), paused.Reason, paused.Error)

@@ -33,7 +33,7 @@ func newSwitchable(err error) *switchable {
 	return s
 }
 
-func (s *switchable) Probe(context.Context) error {
+func (s *switchable) ProbeTenant(context.Context, string) error {
 	s.probes.Add(1)
 	if s.broken.Load() {
 		return s.err
@@ -43,7 +43,7 @@ func (s *switchable) Probe(context.Context) error {
 
 func consumerPaused(t *testing.T, e *env, kind contract.Kind) bool {
 	t.Helper()
-	c, err := e.js.Consumer(testCtx(t), contract.StreamSubmit, ConsumerName(kind))
+	c, err := e.js.Consumer(testCtx(t), contract.StreamSubmit, LaneConsumerName(kind, contract.DefaultTenant))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,15 +81,15 @@ func TestConfigurationFaultPausesTheKindUntilAProbeSucceeds(t *testing.T) {
 			e := newEnv(t)
 			road := newSwitchable(tc.err)
 			air := &fakeHandler{behaviour: accept}
-			w, err := New(e.js, Config{
-				Handlers:         map[contract.Kind]handlers.Handler{contract.KindRoad: road, contract.KindAir: air},
+			w, err := New(e.js, withTenant(Config{
+				Handlers:         map[contract.Kind]Handler{contract.KindRoad: road, contract.KindAir: air},
 				Concurrency:      4,
 				ConfigRetryDelay: 50 * time.Millisecond,
 				RetryDelay:       func(int) time.Duration { return 50 * time.Millisecond },
 				ProbeInterval:    50 * time.Millisecond,
 				PauseFor:         5 * time.Second,
 				OutageThreshold:  tc.threshold,
-			})
+			}))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -125,8 +125,8 @@ func normalizeResult(r contract.Result) contract.Result {
 // letters.
 type delivered struct {
 	kind       contract.Kind
-	tenant     string // "" when the subject did not parse
-	id         string // "" when no usable id could be read
+	tenant     string // contract.InvalidTenant until the subject parses
+	id         string // "" when no usable id could be read; set only once the subject parsed
 	sub        *contract.Submission
 	subject    string
 	seq        uint64
@@ -192,11 +192,7 @@ func deadLetterMsg(d delivered, body []byte, h nats.Header, reason, errText stri
 	out.Set(contract.HeaderOriginalSubject, d.subject)
 	out.Set(contract.HeaderFailedAt, failedAt.UTC().Format(time.RFC3339))
 	out.Set(contract.HeaderOriginalStreamSeq, strconv.FormatUint(d.seq, 10))
-	tenant := d.tenant
-	if tenant == "" {
-		tenant = contract.InvalidTenant
-	}
-	return &nats.Msg{Subject: contract.DLQSubject(d.kind, tenant), Header: out, Data: body}
+	return &nats.Msg{Subject: contract.DLQSubject(d.kind, d.tenant), Header: out, Data: body}
 }
 
 // dlqMsgID is the Nats-Msg-Id of a dead letter (and of its dead-lettered
@@ -204,14 +200,10 @@ func deadLetterMsg(d delivered, body []byte, h nats.Header, reason, errText stri
 // (after a lost ack) a duplicate, while a replay of it, which has a new
 // sequence, can be dead-lettered again and can still get its real result.
 func dlqMsgID(d delivered) string {
-	tenant, id := d.tenant, d.id
-	if tenant == "" {
-		tenant = contract.InvalidTenant
+	if d.id == "" {
+		return d.tenant + "/dlq/" + strconv.FormatUint(d.seq, 10)
 	}
-	if id == "" {
-		return tenant + "/dlq/" + strconv.FormatUint(d.seq, 10)
-	}
-	return contract.MsgID(tenant, id) + "/dlq/" + strconv.FormatUint(d.seq, 10)
+	return contract.MsgID(d.tenant, d.id) + "/dlq/" + strconv.FormatUint(d.seq, 10)
 }
 
 // errorHeader makes err fit Digitoll-Dlq-Error: one line, at most

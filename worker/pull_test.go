@@ -110,11 +110,11 @@ func TestLostPullAnswersStallTheLaneOnlyBriefly(t *testing.T) {
 		submit(t, e.js, roadSubject, "", roadBody(fmt.Sprintf("busy-%d", i)), nil)
 	}
 	rec := newLogRecorder()
-	w, err := New(e.js, Config{
-		Handlers:    map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+	w, err := New(e.js, withTenant(Config{
+		Handlers:    map[contract.Kind]Handler{contract.KindRoad: h},
 		Concurrency: concurrency,
 		Logger:      slog.New(rec),
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestLostPullAnswersStallTheLaneOnlyBriefly(t *testing.T) {
 	})
 	eventually(t, 20*time.Second, "every slot to be busy", func() bool { return inFlight.Load() == concurrency })
 	waiting := func() int {
-		c, err := e.js.Consumer(testCtx(t), contract.StreamSubmit, ConsumerName(contract.KindRoad))
+		c, err := e.js.Consumer(testCtx(t), contract.StreamSubmit, LaneConsumerName(contract.KindRoad, contract.DefaultTenant))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,7 +192,7 @@ func TestHighConcurrencyNeverStalls(t *testing.T) {
 		return out, err
 	}}
 	startWorker(t, e.js, Config{
-		Handlers:    map[contract.Kind]handlers.Handler{contract.KindRoad: h, contract.KindAir: h},
+		Handlers:    map[contract.Kind]Handler{contract.KindRoad: h, contract.KindAir: h},
 		Concurrency: concurrency,
 	})
 	airSubject := contract.SubmitSubject(contract.KindAir, contract.DefaultTenant)

@@ -98,7 +98,7 @@ func TestReleasedRecordIsNotWaitedFor(t *testing.T) {
 				return accept(ctx, req)
 			}}
 			startWorker(t, e.js, Config{
-				Handlers:   map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+				Handlers:   map[contract.Kind]Handler{contract.KindRoad: h},
 				RetryDelay: func(int) time.Duration { return 10 * time.Millisecond },
 				// A lease the test would notice: the second delivery
 				// comes long before it lapses.
@@ -137,7 +137,7 @@ func TestCreateAfterAnAcceptedParentKnowsItsMRN(t *testing.T) {
 	putState(t, e.kv, "parent-ok", state{Phase: phaseDone, Result: &contract.Result{ID: "parent-ok", Status: contract.StatusAccepted, MRN: parentMRN}})
 	putState(t, e.kv, "parent-unresolved", state{Phase: phaseDone, Result: &contract.Result{ID: "parent-unresolved", Status: contract.StatusUnresolved}})
 	h := &fakeHandler{behaviour: accept}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: h}})
 	for _, tc := range []struct{ id, after string }{{"child-ok", "parent-ok"}, {"child-unresolved", "parent-unresolved"}} {
 		submit(t, e.js, roadSubject, "", fmt.Appendf(nil, `{"id":%q,"operation":"create","level":"house-consignment","after":%q,"declaration":{"n":1}}`, tc.id, tc.after), nil)
 	}

@@ -58,7 +58,7 @@ func TestKindConcurrencyCapsOneKind(t *testing.T) {
 	}
 	road, air := &gauge{}, &gauge{}
 	startWorker(t, e.js, Config{
-		Handlers:        map[contract.Kind]handlers.Handler{contract.KindRoad: blocking(road), contract.KindAir: blocking(air)},
+		Handlers:        map[contract.Kind]Handler{contract.KindRoad: blocking(road), contract.KindAir: blocking(air)},
 		Concurrency:     5,
 		KindConcurrency: map[contract.Kind]int{contract.KindRoad: 2, contract.KindDocument: 1},
 	})
@@ -95,10 +95,10 @@ func TestKindConcurrencyCapsOneKind(t *testing.T) {
 
 func TestKindConcurrencyIsChecked(t *testing.T) {
 	e := newEnv(t)
-	_, err := New(e.js, Config{
-		Handlers:        map[contract.Kind]handlers.Handler{contract.KindRoad: &fakeHandler{behaviour: accept}},
+	_, err := New(e.js, withTenant(Config{
+		Handlers:        map[contract.Kind]Handler{contract.KindRoad: &fakeHandler{behaviour: accept}},
 		KindConcurrency: map[contract.Kind]int{contract.KindRoad: 0},
-	})
+	}))
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("a cap of 0: err = %v, want ErrInvalidConfig", err)
 	}

@@ -165,7 +165,7 @@ func TestFirstDeliveryCreatesWithoutReading(t *testing.T) {
 		}
 		return accept(ctx, req)
 	}}}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: h}})
 	submit(t, e.js, roadSubject, "default/fresh:1", roadBody("fresh:1"), nil)
 	first := resultsByID(t, e, roadResults, 1)["fresh:1"]
 	if first.Status != contract.StatusAccepted {
@@ -206,7 +206,7 @@ func TestFirstDeliveryDeadLettersOnlyWithoutARecord(t *testing.T) {
 	h := &sendingFirst{fakeHandler{behaviour: accept}}
 	// Every message is past its deadline.
 	late := func() time.Time { return time.Now().Add(2 * DefaultMessageDeadline) }
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}, Now: late})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: h}, Now: late})
 	submit(t, e.js, roadSubject, "", roadBody("late:1"), nil)
 	submit(t, e.js, roadSubject, "", roadBody("late:2"), nil)
 	got := resultsByID(t, e, roadResults, 2)

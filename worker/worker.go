@@ -26,7 +26,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/digitoll/digitoll-worker/contract"
-	"github.com/digitoll/digitoll-worker/handlers"
 )
 
 // Timing of the pull loops and of the work after a handler returns.
@@ -95,7 +94,7 @@ func New(js jetstream.JetStream, cfg Config) (*Worker, error) {
 	}
 	// Copy the map: a caller changing it later must not change a
 	// running worker.
-	hs := make(map[contract.Kind]handlers.Handler, len(cfg.Handlers))
+	hs := make(map[contract.Kind]Handler, len(cfg.Handlers))
 	for k, h := range cfg.Handlers {
 		hs[k] = h
 	}
@@ -114,7 +113,10 @@ func New(js jetstream.JetStream, cfg Config) (*Worker, error) {
 	}, nil
 }
 
-// ConsumerName is the durable consumer of a kind: digitoll-<kind>.
+// ConsumerName is digitoll-<kind>: the start of the names of the kind's
+// lanes (LaneConsumerName), and the name of the consumer of every tenant's
+// submissions of the kind that versions before lanes made, which the
+// worker deletes (see retireKindConsumers).
 func ConsumerName(kind contract.Kind) string { return "digitoll-" + string(kind) }
 
 // consumerConfig is the durable pull consumer of one lane.
@@ -133,9 +135,9 @@ func (w *Worker) consumerConfig(l lane) jetstream.ConsumerConfig {
 		MaxDeliver:    -1,
 		MaxAckPending: w.cfg.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	if l.tenant != "" || l.subject != "" {
-		cfg.InactiveThreshold = laneInactivity
+		// A lane no process pulls from (its tenant removed, or every
+		// worker stopped) goes away by itself; see laneInactivity.
+		InactiveThreshold: laneInactivity,
 	}
 	return cfg
 }
@@ -193,8 +195,8 @@ func (w *Worker) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open state bucket %s (EnsureStreams creates it): %w", StateBucket, err)
 	}
-	if err := w.dropConsumers(ctx); err != nil {
-		return fmt.Errorf("remove the consumers of the other consuming mode: %w", err)
+	if err := w.retireKindConsumers(ctx); err != nil {
+		return fmt.Errorf("retire the per-kind consumers of an earlier version: %w", err)
 	}
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
@@ -207,10 +209,10 @@ func (w *Worker) run(ctx context.Context) error {
 	// After the messages in flight, which Run waits for before it returns.
 	defer r.beats.close()
 
-	// The lanes to start with: each kind's, or every configured tenant's
-	// and every subject's with messages waiting; in both modes every stray
-	// subject's. Their consumers are made now, so that a worker that
-	// cannot make them does not start.
+	// The lanes to start with: every configured tenant's, and every
+	// subject's with messages waiting, stray subjects' included. Their
+	// consumers are made now, so that a worker that cannot make them does
+	// not start.
 	known := map[string]bool{}
 	var start []lane
 	want := w.wantedLanes(r, known)
@@ -235,19 +237,8 @@ func (w *Worker) run(ctx context.Context) error {
 		w.startLane(r, l, consumers[i])
 	}
 	var manager sync.WaitGroup
-	if w.cfg.Tenants != nil {
-		w.log.Info("worker started", "lanes", len(start), "tenants", len(known), "concurrency", w.cfg.Concurrency,
-			"tenantConcurrency", w.cfg.TenantConcurrency, "ackWait", w.cfg.AckWait)
-	} else {
-		kinds := make([]contract.Kind, 0, len(start))
-		for _, l := range start {
-			if l.subject == "" {
-				kinds = append(kinds, l.kind)
-			}
-		}
-		w.log.Info("worker started", "kinds", kinds, "concurrency", w.cfg.Concurrency, "ackWait", w.cfg.AckWait)
-	}
-	// Without Tenants too: stray subjects are found the same way.
+	w.log.Info("worker started", "kinds", w.Kinds(), "lanes", len(start), "tenants", len(known), "concurrency", w.cfg.Concurrency,
+		"tenantConcurrency", w.cfg.TenantConcurrency, "ackWait", w.cfg.AckWait)
 	manager.Go(func() { w.runLanes(pullCtx, r, known) })
 
 	<-pullCtx.Done()
@@ -320,7 +311,7 @@ func (w *Worker) createConsumers(ctx context.Context, lanes []lane) ([]jetstream
 // the connection is closed, which no retry can mend.
 func (w *Worker) pull(ctx context.Context, r *run, l lane, cons jetstream.Consumer) error {
 	log := w.log.With("kind", l.kind, "consumer", l.consumer())
-	if l.tenant != "" {
+	if l.subject == "" {
 		log = log.With("tenant", l.tenant)
 	}
 	restart := w.gates.get(l).restart
@@ -338,6 +329,11 @@ func (w *Worker) pull(ctx context.Context, r *run, l lane, cons jetstream.Consum
 			if err != nil {
 				if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
 					return fmt.Errorf("create consumer %s: %w", l.consumer(), err)
+				}
+				if overlapping(err) && l.subject == "" && w.retireLeftover(ctx, l.kind, log) {
+					// A process of an older version started meanwhile
+					// and made its kind's consumer again.
+					continue
 				}
 				if ctx.Err() == nil {
 					log.Warn("creating the consumer failed", "error", err, "retryIn", wait)
@@ -387,6 +383,19 @@ func (w *Worker) pull(ctx context.Context, r *run, l lane, cons jetstream.Consum
 		cons = nil
 	}
 	return nil
+}
+
+// retireLeftover deletes kind's consumer of a version before lanes, made
+// again by an old process since this one started, and reports whether it
+// did.
+func (w *Worker) retireLeftover(ctx context.Context, kind contract.Kind, log *slog.Logger) bool {
+	ctx, cancel := context.WithTimeout(ctx, finishTimeout)
+	defer cancel()
+	retired, err := w.retireKindConsumer(ctx, kind)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("deleting the kind's consumer of an older version failed", "error", err)
+	}
+	return retired
 }
 
 // consume runs messages from it until ctx is done (nil) or the iterator

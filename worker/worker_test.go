@@ -35,7 +35,7 @@ func TestManyMessagesGetOneResultEach(t *testing.T) {
 	rec := newLogRecorder()
 	h := &fakeHandler{behaviour: accept}
 	stop := startWorker(t, e.js, Config{
-		Handlers:    map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+		Handlers:    map[contract.Kind]Handler{contract.KindRoad: h},
 		Concurrency: 16,
 		Logger:      slog.New(rec),
 	})
@@ -133,7 +133,7 @@ func TestHandlersRunConcurrently(t *testing.T) {
 		}
 	}}
 	startWorker(t, e.js, Config{
-		Handlers:    map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+		Handlers:    map[contract.Kind]Handler{contract.KindRoad: h},
 		Concurrency: n,
 	})
 	for i := range n {
@@ -155,7 +155,7 @@ func TestUnreadableMessagesAreDeadLettered(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	h := &fakeHandler{behaviour: accept}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: h}})
 
 	hdr := nats.Header{"Digitoll-Shipper": {"acme"}, "X-Custom": {"a", "b"}, "traceparent": {"00-aa-bb-01"}}
 	cases := []struct {
@@ -242,7 +242,7 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 		return accept(ctx, req)
 	}}
 	startWorker(t, e.js, Config{
-		Handlers:   map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+		Handlers:   map[contract.Kind]Handler{contract.KindRoad: h},
 		RetryDelay: func(int) time.Duration { return 10 * time.Millisecond },
 	})
 	submit(t, e.js, roadSubject, "", roadBody("t1"), nil)
@@ -297,7 +297,7 @@ func TestFailuresThatEndInTheDLQ(t *testing.T) {
 			e := newEnv(t)
 			h := &fakeHandler{behaviour: tc.behaviour}
 			cfg := tc.cfg
-			cfg.Handlers = map[contract.Kind]handlers.Handler{contract.KindRoad: h}
+			cfg.Handlers = map[contract.Kind]Handler{contract.KindRoad: h}
 			cfg.RetryDelay = func(int) time.Duration { return 20 * time.Millisecond }
 			startWorker(t, e.js, cfg)
 			body := roadBody("f1")
@@ -340,7 +340,7 @@ func TestHeartbeatKeepsLongWorkFromRedelivery(t *testing.T) {
 		}
 	}}
 	stop := startWorker(t, e.js, Config{
-		Handlers:    map[contract.Kind]handlers.Handler{contract.KindRoad: h},
+		Handlers:    map[contract.Kind]Handler{contract.KindRoad: h},
 		AckWait:     time.Second,
 		Concurrency: 4,
 	})
@@ -378,7 +378,7 @@ func TestStateDecidesWhatARedeliveryDoes(t *testing.T) {
 	h := &sendingFirst{fakeHandler{behaviour: func(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
 		return handlers.Outcome{Status: contract.StatusAccepted, MRN: "25NO4TU2HUD59UCBT8"}, nil
 	}}}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: h}})
 	submit(t, e.js, roadSubject, "", roadBody("done:1"), nil)
 	submit(t, e.js, roadSubject, "", roadBody("sent:1"), nil)
 
@@ -421,7 +421,7 @@ func TestJournalRecordsProgress(t *testing.T) {
 		}
 		return handlers.Outcome{Status: contract.StatusAccepted, MRN: "25NO4TU2HUD59UCBT8"}, nil
 	}}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: h}})
 	submit(t, e.js, roadSubject, "", roadBody("j1"), nil)
 	r := decodeResult(t, collect(t, e.js, contract.StreamResults, roadResults, 1, 20*time.Second)[0])
 	if r.RequestID != "r-42" {
@@ -464,7 +464,7 @@ func TestGracefulShutdownHandsOverUnfinishedWork(t *testing.T) {
 		return handlers.Outcome{}, ctx.Err()
 	}}
 	w1 := runWorker(t, e.js, Config{
-		Handlers:      map[contract.Kind]handlers.Handler{contract.KindRoad: h1},
+		Handlers:      map[contract.Kind]Handler{contract.KindRoad: h1},
 		Concurrency:   conc,
 		ShutdownGrace: time.Second,
 	})
@@ -501,7 +501,7 @@ func TestGracefulShutdownHandsOverUnfinishedWork(t *testing.T) {
 	}
 
 	h2 := &fakeHandler{behaviour: accept}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h2}})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: h2}})
 	msgs := collect(t, e.js, contract.StreamResults, roadResults, n, 30*time.Second)
 	seen := map[string]int{}
 	for _, m := range msgs {
@@ -567,7 +567,7 @@ func TestRunFailsWithoutStateBucket(t *testing.T) {
 	if err := e.js.DeleteKeyValue(testCtx(t), StateBucket); err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: &fakeHandler{behaviour: accept}}})
+	w, err := New(e.js, withTenant(Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: &fakeHandler{behaviour: accept}}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -580,14 +580,14 @@ func TestConsumerIsRecreatedAfterDeletion(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	h := &fakeHandler{behaviour: accept}
-	startWorker(t, e.js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	startWorker(t, e.js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: h}})
 	submit(t, e.js, roadSubject, "", roadBody("before"), nil)
 	collect(t, e.js, contract.StreamResults, roadResults, 1, 20*time.Second)
 	// Delete it while idle: once the first message's ack has landed.
 	eventually(t, 10*time.Second, "the submit stream to empty", func() bool {
 		return count(t, e.js, contract.StreamSubmit, contract.SubjectsSubmit) == 0
 	})
-	if err := e.js.DeleteConsumer(testCtx(t), contract.StreamSubmit, ConsumerName(contract.KindRoad)); err != nil {
+	if err := e.js.DeleteConsumer(testCtx(t), contract.StreamSubmit, LaneConsumerName(contract.KindRoad, contract.DefaultTenant)); err != nil {
 		t.Fatal(err)
 	}
 	submit(t, e.js, roadSubject, "", roadBody("after"), nil)
@@ -609,7 +609,7 @@ func TestRunReturnsAnErrorWhenItsConnectionCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := &fakeHandler{behaviour: accept}
-	r := runWorker(t, js, Config{Handlers: map[contract.Kind]handlers.Handler{contract.KindRoad: h}})
+	r := runWorker(t, js, Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: h}})
 	submit(t, e.js, roadSubject, "", roadBody("c1"), nil)
 	collect(t, e.js, contract.StreamResults, roadResults, 1, 20*time.Second)
 	nc.Close()

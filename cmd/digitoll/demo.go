@@ -60,7 +60,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	svc, stopWorker, err := startDemoWorker(ctx, cfg, conn, logger)
+	stopWorker, err := startDemoWorker(ctx, cfg, conn, logger)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := awaitDemoResults(ctx, env, fol, want, svc.Poller != nil, f.timeout); err != nil {
+	if err := awaitDemoResults(ctx, env, fol, want, cfg.RoutingEnabled(), f.timeout); err != nil {
 		return err
 	}
 	fmt.Fprintln(env.stdout, "\nAll results are in.")
@@ -193,10 +193,10 @@ func startDemoNATS(ctx context.Context, env *environment, f demoFlags, simURL, s
 
 // startDemoWorker builds the worker's services and runs them until the
 // returned stop, which waits for them to end and flushes their traces.
-func startDemoWorker(ctx context.Context, cfg *config.Config, conn *natsconn.Conn, logger *slog.Logger) (*app.Services, func(), error) {
+func startDemoWorker(ctx context.Context, cfg *config.Config, conn *natsconn.Conn, logger *slog.Logger) (func(), error) {
 	svc, err := app.NewServices(ctx, cfg, conn.JS, logger)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	workerCtx, cancel := context.WithCancel(ctx)
 	workerDone := make(chan error, 1)
@@ -206,7 +206,7 @@ func startDemoWorker(ctx context.Context, cfg *config.Config, conn *natsconn.Con
 		<-workerDone
 		flushTraces(ctx, svc, logger)
 	}
-	return svc, stop, nil
+	return stop, nil
 }
 
 // demoSamples are the samples of every demo kind, in the order they are

@@ -107,8 +107,6 @@ func TestMetricsAfterARun(t *testing.T) {
 		promtest.Key("digitoll_validation_wait_seconds_count", "kind", road, "verdict", "failure"):                                  1,
 		promtest.Key("digitoll_token_fetches_total", "tenant", "default", "scope", scope):                                           1,
 		promtest.Key("digitoll_token_fetch_failures_total", "tenant", "default", "scope", scope):                                    0,
-		promtest.Key("digitoll_consumer_pending_messages", "kind", road):                                                            0,
-		promtest.Key("digitoll_consumer_paused", "kind", road):                                                                      0,
 		promtest.Key("digitoll_http_request_duration_seconds_count",
 			"method", "POST", "endpoint", "/toll/api/movement/road/v2/house-consignment", "code", "202"): accepted + 1,
 		promtest.Key("digitoll_http_request_duration_seconds_count",

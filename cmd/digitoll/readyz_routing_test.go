@@ -14,9 +14,9 @@ import (
 
 // A routing feed paused by a fault only an operator can fix (here the
 // entry scope not granted) shows in /readyz as a failed "routing" check
-// naming the feed and why. (That it clears once a poll succeeds again is
-// routing's TestHealthReportsAPausedFeed: the worker retries a
-// configuration failure after 5 min.)
+// naming the tenant, the feed and why. (That it clears once a poll
+// succeeds again is routing's TestHealthReportsAPausedFeed: the worker
+// retries a configuration failure after 5 min.)
 func TestReadyzReportsAPausedRoutingFeed(t *testing.T) {
 	_, vars := workerAgainstSim(t, "toll:movement/road/v2")
 	srv, err := embednats.Start(embednats.Options{Dir: filepath.Join(t.TempDir(), "nats"), Port: embednats.RandomPort})
@@ -47,7 +47,7 @@ func TestReadyzReportsAPausedRoutingFeed(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "/readyz to report the paused routing feed", func() bool {
 		ask()
-		return status == http.StatusServiceUnavailable && strings.Contains(body, "routing: feed house-consignment paused")
+		return status == http.StatusServiceUnavailable && strings.Contains(body, "routing: tenant default: feed house-consignment paused")
 	})
 	t.Logf("/readyz: %d %s", status, body)
 	if !strings.Contains(body, "feed transport paused") || !strings.Contains(body, "config failure") {
