@@ -362,15 +362,29 @@ func (w *Worker) Kinds() []contract.Kind {
 	return out
 }
 
-// KindHealth reports an error while kind cannot work: every tenant's lane
-// of it is paused (Toll or Maskinporten down, or the only tenant's scope
-// not granted). One tenant's paused lane among several leaves the kind
-// healthy: the other tenants are served; Status tells which tenant waits.
+// KindHealth reports an error while kind cannot work: every served
+// tenant's lane of it is paused (Toll or Maskinporten down, or the only
+// tenant's scope not granted). One tenant's paused lane among several
+// leaves the kind healthy: the other tenants are served; Status tells
+// which tenant waits.
 func (w *Worker) KindHealth(kind contract.Kind) error {
+	h := w.cfg.Handlers[kind]
+	if h == nil {
+		return nil
+	}
+	return kindHealth(kind, w.Status(), h.Admit)
+}
+
+// kindHealth is KindHealth over the lanes in statuses. A lane of a tenant
+// that admit refuses only dead-letters that tenant's messages: it is
+// never paused, and counting it would keep a kind whose every served
+// tenant is paused looking healthy for as long as a stranger's messages
+// arrive.
+func kindHealth(kind contract.Kind, statuses []KindStatus, admit func(tenant string) error) error {
 	var paused *KindStatus
 	lanes := 0
-	for _, s := range w.Status() {
-		if s.Kind != kind {
+	for _, s := range statuses {
+		if s.Kind != kind || admit(s.Tenant) != nil {
 			continue
 		}
 		lanes++

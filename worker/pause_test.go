@@ -139,3 +139,46 @@ func TestConfigurationFaultPausesTheKindUntilAProbeSucceeds(t *testing.T) {
 		})
 	}
 }
+
+// A kind is unhealthy once every served tenant's lane is paused. The lane
+// that dead-letters an unserved tenant's messages never pauses, and does
+// not make the kind look healthy while the served tenants wait.
+func TestKindHealthCountsServedTenantsOnly(t *testing.T) {
+	since := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	paused := func(tenant string) KindStatus {
+		return KindStatus{Kind: contract.KindRoad, Tenant: tenant, Paused: true, Reason: pauseOutage, Since: since, Error: "toll down"}
+	}
+	running := func(tenant string) KindStatus { return KindStatus{Kind: contract.KindRoad, Tenant: tenant} }
+	served := func(tenant string) error {
+		if tenant == "stranger" {
+			return fmt.Errorf("tenant %q is not served", tenant)
+		}
+		return nil
+	}
+	tests := []struct {
+		name     string
+		statuses []KindStatus
+		want     string // "" for healthy
+	}{
+		{"no lane", nil, ""},
+		{"the only tenant running", []KindStatus{running("a")}, ""},
+		{"the only tenant paused", []KindStatus{paused("a")}, "paused for tenant a since 2026-12-03T09:00:00Z (outage): toll down"},
+		{"one of two paused", []KindStatus{paused("a"), running("b")}, ""},
+		{"both paused", []KindStatus{paused("a"), paused("b")}, "paused for all 2 tenants since 2026-12-03T09:00:00Z (outage): toll down"},
+		{"paused beside a stranger's lane", []KindStatus{running("stranger"), paused("a")}, "paused for tenant a since 2026-12-03T09:00:00Z (outage): toll down"},
+		{"another kind's lane running", []KindStatus{{Kind: contract.KindAir, Tenant: "a"}, paused("a")}, "paused for tenant a since 2026-12-03T09:00:00Z (outage): toll down"},
+		{"only a stranger's lane", []KindStatus{running("stranger")}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := kindHealth(contract.KindRoad, tt.statuses, served)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tt.want {
+				t.Errorf("kindHealth = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
