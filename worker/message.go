@@ -259,6 +259,10 @@ func (j *job) claim(sub *contract.Submission) (handlers.Request, bool) {
 		req.Unresolved = true
 	case resumeRequest:
 		req.RequestID = st.RequestID
+		// The requestId may be a repeat's, sent after an attempt whose
+		// answer was lost: its FAILURE may be Toll meeting the first
+		// attempt as a duplicate, to be found out, not reported.
+		req.Unresolved = st.MaybeSent
 		j.withRequestID(st.RequestID)
 		j.log.Debug("resuming the recorded Toll request")
 	case startFresh:

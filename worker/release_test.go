@@ -127,6 +127,59 @@ func TestReleasedRecordIsNotWaitedFor(t *testing.T) {
 	}
 }
 
+// A repeat sent after an attempt whose answer was lost may meet that
+// attempt at Toll as a duplicate. When the repeat's requestId is recorded
+// and its delivery then ends without a result (killed, or handed back),
+// the delivery that follows the requestId must still know it: its FAILURE
+// is to be looked into, not reported as a rejection.
+func TestFollowedRepeatStaysUnresolved(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var n atomic.Int32
+	h := &fakeHandler{behaviour: func(ctx context.Context, req handlers.Request) (handlers.Outcome, error) {
+		switch n.Add(1) {
+		case 1: // no answer: Toll may hold it
+			if err := req.Journal.Sending(ctx); err != nil {
+				return handlers.Outcome{}, err
+			}
+			if err := req.Journal.Release(ctx, true); err != nil {
+				return handlers.Outcome{}, err
+			}
+			return handlers.Outcome{}, fmt.Errorf("no answer from toll: %w", failure.ErrTransient)
+		case 2: // the repeat is answered, then its delivery ends early
+			if err := req.Journal.Sending(ctx); err != nil {
+				return handlers.Outcome{}, err
+			}
+			if err := req.Journal.Sent(ctx, "repeat-request"); err != nil {
+				return handlers.Outcome{}, err
+			}
+			return handlers.Outcome{}, fmt.Errorf("validation status unreachable: %w", failure.ErrTransient)
+		}
+		return accept(ctx, req)
+	}}
+	startWorker(t, e.js, Config{
+		Handlers:   map[contract.Kind]Handler{contract.KindRoad: h},
+		RetryDelay: func(int) time.Duration { return 10 * time.Millisecond },
+	})
+	submit(t, e.js, roadSubject, "", roadBody("repeat"), nil)
+	r := decodeResult(t, collect(t, e.js, contract.StreamResults, roadResults, 1, 20*time.Second)[0])
+	if r.Status != contract.StatusAccepted || r.Attempts != 3 {
+		t.Fatalf("result %+v, want accepted on the third delivery", r)
+	}
+	var unresolved []bool
+	var ids []string
+	for _, q := range h.requests() {
+		unresolved = append(unresolved, q.Unresolved)
+		ids = append(ids, q.RequestID)
+	}
+	if !slices.Equal(unresolved, []bool{false, true, true}) {
+		t.Errorf("Unresolved per delivery %v, want [false true true]", unresolved)
+	}
+	if !slices.Equal(ids, []string{"", "", "repeat-request"}) {
+		t.Errorf("RequestID per delivery %q, want the repeat's followed by the third", ids)
+	}
+}
+
 // A create naming in `after` a submission that was accepted is given that
 // submission's MRN as AfterMRN: the parent under which a lost answer's
 // declaration is looked for. One naming an unaccepted one is given none.

@@ -310,10 +310,11 @@ func (j *journal) write(ctx context.Context, st state) error {
 	if st.RequestID == "" {
 		st.RequestID = j.requestID
 	}
-	if st.Phase == phaseSending || st.Phase == phaseIdle || st.Phase == phaseDeadLettered {
-		// A dead-lettered record keeps it too: a replay from the DLQ
-		// must know that Toll may hold the declaration, or it would
-		// read Toll's duplicate FAILURE as a rejection.
+	if st.Phase != phaseDone {
+		// Every record short of the result keeps it: a delivery that
+		// follows a recorded requestId, or a replay from the DLQ, must
+		// know that an earlier attempt may have reached Toll, or it
+		// would read Toll's duplicate FAILURE as a rejection.
 		st.MaybeSent = j.maybeSent
 	}
 	st.Digest = j.digest
