@@ -135,7 +135,7 @@ func (h *Document) Handle(ctx context.Context, req Request) (Outcome, error) {
 		return Outcome{}, fmt.Errorf("document %s: %w", doc.Filename, h.classifyUploadError(err, req))
 	}
 	if rejected := res.rejected; rejected != nil {
-		log.InfoContext(ctx, "toll rejected the document", "errors", len(rejected.Errors))
+		log.DebugContext(ctx, "toll rejected the document", "errors", len(rejected.Errors))
 		return Outcome{Status: contract.StatusRejected, Errors: rejected.Errors}, nil
 	}
 	documentID := res.id
@@ -148,7 +148,7 @@ func (h *Document) Handle(ctx context.Context, req Request) (Outcome, error) {
 	if req.Unresolved {
 		out.Note += "; an earlier delivery may have uploaded it too"
 	}
-	log.InfoContext(ctx, "toll accepted the document", "documentId", documentID, "sha256", sum)
+	log.DebugContext(ctx, "toll accepted the document", "documentId", documentID, "sha256", sum)
 	return out, nil
 }
 

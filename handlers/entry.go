@@ -141,7 +141,7 @@ func (e *Entry) present(ctx context.Context, req Request, p toll.Presentation, l
 	}
 	if rejected := res.rejected; rejected != nil {
 		if !onlyRequestIDUsed(rejected) {
-			log.InfoContext(ctx, "toll rejected the presentation", "errors", len(rejected.Errors))
+			log.DebugContext(ctx, "toll rejected the presentation", "errors", len(rejected.Errors))
 			return Outcome{Status: contract.StatusRejected, Errors: rejected.Errors}, nil
 		}
 		// res.maybeSent: an attempt of this delivery may have reached
@@ -156,7 +156,7 @@ func (e *Entry) present(ctx context.Context, req Request, p toll.Presentation, l
 		}
 		return Outcome{Status: contract.StatusAccepted, MRN: p.MRN, RequestID: p.RequestID, Note: noteAnswerLost}, nil
 	}
-	log.InfoContext(ctx, "toll accepted the presentation", "attempts", res.attempts)
+	log.DebugContext(ctx, "toll accepted the presentation", "attempts", res.attempts)
 	return Outcome{Status: contract.StatusAccepted, MRN: p.MRN, RequestID: p.RequestID}, nil
 }
 

@@ -7,12 +7,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/digitoll/digitoll-worker/app"
 	"io"
 	"strings"
 
+	"github.com/digitoll/digitoll-worker/app"
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
+	"github.com/digitoll/digitoll-worker/handlers"
 	"github.com/digitoll/digitoll-worker/toll"
 )
 
@@ -36,7 +37,7 @@ func newStatusFlags(env *environment) statusFlags {
 	fs := newFlagSet(env, "status", statusSynopsis)
 	return statusFlags{
 		fs:    fs,
-		kind:  fs.String("kind", "road", "API the declaration was made in: road or air"),
+		kind:  fs.String("kind", "road", "API the declaration was made in: "+strings.Join(queryKinds(), " or ")),
 		level: fs.String("level", "transport", "level of the MRN: transport or master-consignment"),
 	}
 }
@@ -51,15 +52,11 @@ func runStatus(ctx context.Context, env *environment, args []string) error {
 		f.fs.Usage()
 		return errUsage
 	}
-	var api toll.API
-	switch *f.kind {
-	case string(contract.KindRoad):
-		api = toll.RoadV2()
-	case string(contract.KindAir):
-		api = toll.AirV1()
-	default:
-		return usage("--kind: %q is not road or air", *f.kind)
+	spec, ok := handlers.KindOf(contract.Kind(*f.kind))
+	if !ok || spec.API.QueryPath == "" {
+		return usage("--kind: %q is not a kind with a query API (%s)", *f.kind, strings.Join(queryKinds(), " or "))
 	}
+	api := spec.API
 	level := contract.Level(*f.level)
 	if level != contract.LevelTransport && level != contract.LevelMasterConsignment {
 		return usage("--level: %q is not transport or master-consignment", *f.level)
@@ -191,4 +188,16 @@ func printEntry(w io.Writer, st toll.EntryStatus) {
 		at = "a time Toll did not give"
 	}
 	fmt.Fprintf(w, "entry: presented at %s at %s\n", office, at)
+}
+
+// queryKinds are the kinds whose Toll API has a query API, the one
+// status reads.
+func queryKinds() []string {
+	var out []string
+	for _, s := range handlers.Kinds() {
+		if s.API.QueryPath != "" {
+			out = append(out, string(s.Kind()))
+		}
+	}
+	return out
 }
