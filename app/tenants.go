@@ -253,6 +253,11 @@ func newTenancy(cfg *config.Config, js jetstream.JetStream, hc *http.Client, lim
 	if err := ty.watchTokens(tab); err != nil {
 		return nil, err
 	}
+	if m := ty.tel.Metrics; m != nil {
+		if err := m.WatchCertificates(ty.certificateExpiries); err != nil {
+			return nil, err
+		}
+	}
 	return ty, nil
 }
 
@@ -409,17 +414,23 @@ func (ty *tenancy) watchTokens(tab *tenantTable) error {
 		if err := m.WatchTokens(name, tenantTokens{name: name, table: &ty.table}); err != nil {
 			return err
 		}
-		// The expiry of the business certificate in use when the tenant
-		// is first served (x5c mode); a key registered by kid does not
-		// expire.
-		if notAfter, ok := certificateExpiry(tab.byName[name].signer); ok {
-			if err := m.WatchCertificate(name, notAfter); err != nil {
-				return err
-			}
-		}
 		ty.watched[name] = true
 	}
 	return nil
+}
+
+// certificateExpiries are when the business certificates of the current
+// table's tenants expire, each the certificate of the key in use now;
+// tenants whose keys are registered by kid have none.
+func (ty *tenancy) certificateExpiries() map[string]time.Time {
+	tab := ty.table.Load()
+	out := make(map[string]time.Time, len(tab.names))
+	for _, name := range tab.names {
+		if notAfter, ok := certificateExpiry(tab.byName[name].signer); ok {
+			out[name] = notAfter
+		}
+	}
+	return out
 }
 
 // certificateExpiry is when the certificate of ring's key in use now

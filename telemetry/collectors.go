@@ -76,19 +76,35 @@ func (c *tokenCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// WatchCertificate registers the seconds until a tenant's business
-// certificate expires (x5c mode; a registered key in kid mode does not
-// expire, so nothing is registered for it).
-func (m *Metrics) WatchCertificate(tenant string, notAfter time.Time) error {
-	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "certificate_expiry_seconds",
-		Help:        "Seconds until the business certificate the grants are signed with expires.",
-		ConstLabels: prometheus.Labels{"tenant": tenant},
-	}, func() float64 { return time.Until(notAfter).Seconds() })
-	if err := m.reg.Register(g); err != nil {
-		return fmt.Errorf("telemetry: certificate metric of tenant %s: %w", tenant, err)
+// WatchCertificates exports, at each scrape, the seconds until each
+// tenant's business certificate expires, as src reports them then: a
+// tenant re-keyed by a reload of the tenants file, or whose next key has
+// taken over, shows its new certificate at once, and a removed tenant's
+// series goes. A tenant without a certificate (its key registered by
+// kid) is left out of src and has no series.
+func (m *Metrics) WatchCertificates(src func() map[string]time.Time) error {
+	c := &certificateCollector{src: src, desc: prometheus.NewDesc(namespace+"_certificate_expiry_seconds",
+		"Seconds until the business certificate the grants are signed with expires.",
+		[]string{"tenant"}, nil)}
+	if err := m.reg.Register(c); err != nil {
+		return fmt.Errorf("telemetry: certificate metrics: %w", err)
 	}
 	return nil
+}
+
+type certificateCollector struct {
+	src  func() map[string]time.Time
+	desc *prometheus.Desc
+}
+
+// Describe implements prometheus.Collector.
+func (c *certificateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *certificateCollector) Collect(ch chan<- prometheus.Metric) {
+	for tenant, notAfter := range c.src() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, time.Until(notAfter).Seconds(), tenant)
+	}
 }
 
 // consumerInfoTTL is how long counts read from NATS are reused: scrapes

@@ -90,7 +90,8 @@ func TestTokenAndCertificateMetrics(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.WatchCertificate("acme", time.Now().Add(30*24*time.Hour)); err != nil {
+	certs := map[string]time.Time{"acme": time.Now().Add(30 * 24 * time.Hour)}
+	if err := m.WatchCertificates(func() map[string]time.Time { return certs }); err != nil {
 		t.Fatal(err)
 	}
 	// A second tenant registers beside the first; the same tenant twice
@@ -123,5 +124,16 @@ func TestTokenAndCertificateMetrics(t *testing.T) {
 	}
 	if got := s[promtest.Key("digitoll_certificate_expiry_seconds", "tenant", "acme")]; math.Abs(got-30*24*3600) > 60 {
 		t.Errorf("certificate expiry %v s, want 30 days", got)
+	}
+
+	// Read at each scrape: a tenant re-keyed by a reload shows its new
+	// certificate, a removed one has no series left.
+	certs = map[string]time.Time{"other": time.Now().Add(90 * 24 * time.Hour)}
+	s = scrape(t, m)
+	if got := s[promtest.Key("digitoll_certificate_expiry_seconds", "tenant", "other")]; math.Abs(got-90*24*3600) > 60 {
+		t.Errorf("re-keyed certificate expiry %v s, want 90 days", got)
+	}
+	if got, ok := s[promtest.Key("digitoll_certificate_expiry_seconds", "tenant", "acme")]; ok {
+		t.Errorf("a tenant no longer served still reports a certificate expiry of %v s", got)
 	}
 }
