@@ -12,13 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/digitoll/digitoll-worker/config"
 	"github.com/digitoll/digitoll-worker/contract"
 	"github.com/digitoll/digitoll-worker/embednats"
 	"github.com/digitoll/digitoll-worker/internal/buftest"
+	"github.com/digitoll/digitoll-worker/internal/natstest"
 	"github.com/digitoll/digitoll-worker/samples"
 	"github.com/digitoll/digitoll-worker/simulator"
 )
@@ -169,15 +169,7 @@ func TestComposeSettingsDeclareEndToEnd(t *testing.T) {
 		}
 		want[sub.ID] = strings.Contains(s.Name, "bad")
 	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Connect(t, srv)
 	cons, err := resultConsumer(t.Context(), js, contract.ResultSubject(contract.KindRoad, contract.DefaultTenant), jetstream.DeliverAllPolicy)
 	if err != nil {
 		t.Fatal(err)
