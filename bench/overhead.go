@@ -267,13 +267,7 @@ const (
 // ratio must reach.
 func rateFigure(metric string, n int, a, b overheadRun, baseline string, floor float64, note string) Figure {
 	ar, br, ratios := pairs(a, b, func(l loopRun) float64 { return float64(n) / l.wall.Seconds() })
-	f := Figure{
-		Scenario: "overhead", Metric: metric,
-		Measured: spread(ar, "%.0f", "/s"), Value: median(ar),
-		Baseline: spread(br, "%.0f", "/s") + " " + baseline,
-		Ratio:    median(ratios), RatioMin: slices.Min(ratios), RatioMax: slices.Max(ratios),
-		Verdict: Info, Note: note,
-	}
+	f := pairFigure(metric, ar, br, ratios, "%.0f", "/s", baseline, note)
 	if floor > 0 {
 		f.Target, f.Verdict = fmt.Sprintf("≥ %.2f", floor), atLeast(f.Ratio, floor)
 	}
@@ -289,17 +283,23 @@ func cpuFigure(metric string, n int, a, b overheadRun, baseline string, ceiling 
 		return Figure{Scenario: "overhead", Metric: metric, Measured: "—", Verdict: Skipped,
 			Note: "overhead: this platform does not tell the process's CPU time"}
 	}
-	f := Figure{
-		Scenario: "overhead", Metric: metric,
-		Measured: spread(ac, "%.2f", " ms"), Value: median(ac),
-		Baseline: spread(bc, "%.2f", " ms") + " " + baseline,
-		Ratio:    median(ratios), RatioMin: slices.Min(ratios), RatioMax: slices.Max(ratios),
-		Verdict: Info, Note: note,
-	}
+	f := pairFigure(metric, ac, bc, ratios, "%.2f", " ms", baseline, note)
 	if ceiling > 0 {
 		f.Target, f.Verdict = fmt.Sprintf("≤ %.2f", ceiling), atMost(f.Ratio, ceiling)
 	}
 	return f
+}
+
+// pairFigure is the informational figure of a's values against b's,
+// round by round: median (min–max) of each, and of the rounds' ratios.
+func pairFigure(metric string, a, b, ratios []float64, format, unit, baseline, note string) Figure {
+	return Figure{
+		Scenario: "overhead", Metric: metric,
+		Measured: spread(a, format, unit), Value: median(a),
+		Baseline: spread(b, format, unit) + " " + baseline,
+		Ratio:    median(ratios), RatioMin: slices.Min(ratios), RatioMax: slices.Max(ratios),
+		Verdict: Info, Note: note,
+	}
 }
 
 // pairs returns f of each of a's and b's runs and, round by round, the
