@@ -270,7 +270,11 @@ func (c *Client) send(ctx context.Context, token, method, path, target string, b
 	}
 	// For other statuses the status decides and a partial body is enough
 	// for the error text.
-	c.logger().DebugContext(ctx, "toll call", "method", method, "path", path, "status", res.StatusCode, "duration", time.Since(start))
+	if log := c.logger(); log.Enabled(ctx, slog.LevelDebug) {
+		// Guarded: the arguments alone cost allocations on every call.
+		log.LogAttrs(ctx, slog.LevelDebug, "toll call", slog.String("method", method), slog.String("path", path),
+			slog.Int("status", res.StatusCode), slog.Duration("duration", time.Since(start)))
+	}
 	return &response{status: res.StatusCode, header: res.Header, body: data}, nil
 }
 
