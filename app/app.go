@@ -165,12 +165,13 @@ func (tel Telemetry) routingObserver() routing.Observer {
 // documents named by an object are read from js's Object Store.
 func NewHandlers(cfg *config.Config, js jetstream.JetStream, client *toll.Client, tel Telemetry, logger *slog.Logger) (map[contract.Kind]handlers.Handler, error) {
 	deps := handlers.Deps{
-		Toll:     client,
-		Files:    objectfiles.New(js),
-		Retry:    handlers.RetryPolicy{MaxElapsed: cfg.Worker.RetryBudget},
-		Poll:     handlers.PollPolicy{Timeout: cfg.Worker.ValidationTimeout},
-		Logger:   logger,
-		Observer: tel.handlersObserver(),
+		Toll:            client,
+		Files:           objectfiles.New(js),
+		Retry:           handlers.RetryPolicy{MaxElapsed: cfg.Worker.RetryBudget},
+		Poll:            handlers.PollPolicy{Timeout: cfg.Worker.ValidationTimeout},
+		AdaptivePolling: cfg.Worker.ValidationPolling != "fixed",
+		Logger:          logger,
+		Observer:        tel.handlersObserver(),
 	}
 	kinds := map[contract.Kind]handlers.Handler{}
 	for _, k := range cfg.Tenant.Kinds {

@@ -266,6 +266,10 @@ type Worker struct {
 	// ValidationTimeout bounds one delivery's wait for Toll's validation
 	// result; a message still pending after it is handed back and resumed.
 	ValidationTimeout time.Duration
+	// ValidationPolling is how validation is polled: "adaptive" (polls
+	// placed where recent verdicts came, see handlers.Pacer) or "fixed"
+	// (pauses from 250 ms growing by 1.2 up to 2 s).
+	ValidationPolling string
 	// HTTPTimeout bounds one HTTP call to Toll or Maskinporten.
 	HTTPTimeout time.Duration
 	// ShutdownGrace is how long in-flight messages may finish on SIGTERM.

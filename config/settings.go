@@ -219,6 +219,15 @@ func Settings() []Setting {
 		{Env: "DIGITOLL_VALIDATION_TIMEOUT", Flag: "validation-timeout", Default: "10m", Usage: "longest wait for Toll's validation result in one delivery",
 			set: setDuration(func(c *Config) *time.Duration { return &c.Worker.ValidationTimeout }, time.Second),
 			get: getDuration(func(c *Config) *time.Duration { return &c.Worker.ValidationTimeout })},
+		{Env: "DIGITOLL_VALIDATION_POLLING", Flag: "validation-polling", Default: "adaptive", Usage: "validation polls placed where recent verdicts came (adaptive) or on a fixed growing schedule (fixed)",
+			set: func(c *Config, v string) error {
+				if v != "adaptive" && v != "fixed" {
+					return fmt.Errorf("%q is not adaptive or fixed", v)
+				}
+				c.Worker.ValidationPolling = v
+				return nil
+			},
+			get: getString(func(c *Config) *string { return &c.Worker.ValidationPolling })},
 		{Env: "DIGITOLL_HTTP_TIMEOUT", Flag: "http-timeout", Default: "30s", Usage: "timeout of one HTTP call to Toll or Maskinporten",
 			set: setDuration(func(c *Config) *time.Duration { return &c.Worker.HTTPTimeout }, 100*time.Millisecond),
 			get: getDuration(func(c *Config) *time.Duration { return &c.Worker.HTTPTimeout })},

@@ -91,8 +91,9 @@ type Observer interface {
 	// one delivery after a transient failure.
 	CallRetried(kind contract.Kind)
 	// ValidationWaited is called when one delivery's polling of Toll's
-	// validation status ends, with its Verdict* and duration.
-	ValidationWaited(kind contract.Kind, verdict string, d time.Duration)
+	// validation status ends, with its Verdict*, duration and the status
+	// calls it made.
+	ValidationWaited(kind contract.Kind, verdict string, d time.Duration, polls int)
 }
 
 // How one delivery's polling of the validation status ended, as passed to
@@ -110,8 +111,8 @@ const (
 // nopObserver stands in for a nil Observer.
 type nopObserver struct{}
 
-func (nopObserver) CallRetried(contract.Kind)                             {}
-func (nopObserver) ValidationWaited(contract.Kind, string, time.Duration) {}
+func (nopObserver) CallRetried(contract.Kind)                                  {}
+func (nopObserver) ValidationWaited(contract.Kind, string, time.Duration, int) {}
 
 // observer returns o, or an Observer that ignores everything.
 func observer(o Observer) Observer {

@@ -110,7 +110,9 @@ func (m *Movement) Handle(ctx context.Context, req Request) (Outcome, error) {
 	}
 	log = log.With("requestId", requestID)
 
-	v, err := m.poll(ctx, sub.Level, requestID, log)
+	// Polling learns only from a request this delivery made: one that
+	// an earlier delivery made may have been ready long since.
+	v, err := m.poll(ctx, sub.Level, requestID, req.RequestID == "", log)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("%s %s %s (requestId %s): %w", m.API.Kind, sub.Operation, sub.Level, requestID, err)
 	}
@@ -200,14 +202,14 @@ func (m *Movement) submit(ctx context.Context, req Request, log *slog.Logger) (s
 // failures both mean "ask again later"; config and permanent failures end
 // it. When the poll timeout or ctx ends it first, the error wraps
 // ErrPending.
-func (m *Movement) poll(ctx context.Context, level contract.Level, requestID string, log *slog.Logger) (toll.Validation, error) {
+func (m *Movement) poll(ctx context.Context, level contract.Level, requestID string, learn bool, log *slog.Logger) (toll.Validation, error) {
 	ctx, span := startSpan(ctx, "validation "+string(m.API.Kind),
 		attribute.String("digitoll.request_id", requestID), attribute.String("digitoll.level", string(level)))
 	defer span.End()
 	start := time.Now()
-	v, polls, err := m.pollUntilVerdict(ctx, level, requestID, log)
+	v, polls, err := m.pollUntilVerdict(ctx, level, requestID, learn, log)
 	verdict := verdictOf(v, err)
-	observer(m.Observer).ValidationWaited(m.API.Kind, verdict, time.Since(start))
+	observer(m.Observer).ValidationWaited(m.API.Kind, verdict, time.Since(start), polls)
 	span.SetAttributes(attribute.Int("digitoll.polls", polls), attribute.String("digitoll.verdict", verdict))
 	if verdict == VerdictError {
 		span.SetStatus(codes.Error, err.Error())
@@ -229,23 +231,35 @@ func verdictOf(v toll.Validation, err error) string {
 }
 
 // pollUntilVerdict is poll's loop; it also returns how many status calls
-// it made.
-func (m *Movement) pollUntilVerdict(ctx context.Context, level contract.Level, requestID string, log *slog.Logger) (toll.Validation, int, error) {
+// it made. With learn, the request was sent just before: its pauses come
+// from p.Pacer and its verdict teaches it.
+func (m *Movement) pollUntilVerdict(ctx context.Context, level contract.Level, requestID string, learn bool, log *slog.Logger) (toll.Validation, int, error) {
 	p := m.Poll.withDefaults()
 	pctx, cancel := context.WithTimeout(ctx, p.Timeout)
 	defer cancel()
 	start := time.Now()
-	pause := p.Initial
+	sched := fixedPauses(p)
+	if learn {
+		sched = p.Pacer.schedule(level, p)
+	}
+	pause := sched.first
+	// prev and sent are when the last two polls were sent, since start:
+	// the verdict came between them, which the pacer learns from.
+	var prev, sent time.Duration
 	// The loop ends when pctx does, at the latest after p.Timeout.
 	for n := 1; ; n++ {
 		if err := sleep(pctx, pause); err != nil {
 			return toll.Validation{}, n - 1, fmt.Errorf("%w after %d polls in %s (%w); a redelivery resumes polling: %w",
 				ErrPending, n-1, time.Since(start).Round(time.Millisecond), err, failure.ErrTransient)
 		}
+		prev, sent = sent, time.Since(start)
 		v, err := m.Toll.ValidationStatus(pctx, m.API, level, requestID)
 		switch {
 		case err == nil:
 			log.DebugContext(ctx, "validation status", "poll", n, "status", string(v.Status))
+			if learn {
+				p.Pacer.observe(level, prev, sent, n)
+			}
 			return v, n, nil
 		case errors.Is(err, toll.ErrNotReady):
 			log.DebugContext(ctx, "validation not ready", "poll", n, "pause", pause)
@@ -254,7 +268,7 @@ func (m *Movement) pollUntilVerdict(ctx context.Context, level contract.Level, r
 		default:
 			return toll.Validation{}, n, err
 		}
-		pause = p.next(pause)
+		pause = sched.after(n, pause)
 		if ra, ok := failure.RetryAfter(err); ok && ra > pause {
 			pause = ra
 		}

@@ -27,7 +27,7 @@ func (o *fakeObserver) CallRetried(kind contract.Kind) {
 	o.retries = append(o.retries, kind)
 }
 
-func (o *fakeObserver) ValidationWaited(kind contract.Kind, verdict string, d time.Duration) {
+func (o *fakeObserver) ValidationWaited(kind contract.Kind, verdict string, d time.Duration, polls int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.verdicts = append(o.verdicts, string(kind)+" "+verdict)

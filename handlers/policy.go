@@ -101,7 +101,9 @@ func retryable(err error) bool {
 // The defaults (250 ms, growing by 1.2, at most 2 s) find a verdict soon
 // after Toll has it: a poll answers up to one pause late, and the
 // benchmark measured 0.95 of the ideal throughput with them against 0.79
-// with 500 ms × 1.5 up to 10 s, for about twice the status polls.
+// with 500 ms × 1.5 up to 10 s, for about twice the status polls. With a
+// Pacer, that schedule is where polling starts; the pacer then skips the
+// polls that recent verdicts say are futile.
 type PollPolicy struct {
 	// Initial is the pause before the first poll (default 250ms).
 	Initial time.Duration
@@ -114,6 +116,11 @@ type PollPolicy struct {
 	// requestId is journaled, so giving up here loses nothing: a
 	// redelivery resumes polling.
 	Timeout time.Duration
+	// Pacer, if set, learns when verdicts come and paces the polls of
+	// requests the handler has just sent (see Pacer). Nil polls on the
+	// schedule above. A Pacer belongs to one handler: a PollPolicy with
+	// one must not be shared between handlers of different APIs.
+	Pacer *Pacer
 }
 
 func (p PollPolicy) withDefaults() PollPolicy {

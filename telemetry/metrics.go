@@ -44,6 +44,7 @@ type Metrics struct {
 	deadLetters     *prometheus.CounterVec
 	callRetries     *prometheus.CounterVec
 	validationWait  *prometheus.HistogramVec
+	validationPolls *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
 	routingSignals  *prometheus.CounterVec
 	routingFailures *prometheus.CounterVec
@@ -88,6 +89,10 @@ func NewMetrics(opts ...Option) *Metrics {
 			Help:    "Time spent polling Toll's validation status in one delivery, by verdict: success, failure, pending (handed back still pending) or error.",
 			Buckets: validationBuckets,
 		}, []string{"kind", "verdict"}),
+		validationPolls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "validation_polls_total",
+			Help: "Calls of Toll's validation status; over the count of digitoll_validation_wait_seconds, the polls per validation.",
+		}, []string{"kind"}),
 		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "http_request_duration_seconds",
 			Help:    "HTTP calls to Toll and Maskinporten, until the response headers, by method, endpoint (path template) and status code (\"error\" when no response came).",
@@ -110,7 +115,7 @@ func NewMetrics(opts ...Option) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.messages, m.messageDuration, m.inFlight, m.retries, m.deadLetters, m.callRetries,
-		m.validationWait, m.httpDuration, m.routingSignals, m.routingFailures, m.routingLag,
+		m.validationWait, m.validationPolls, m.httpDuration, m.routingSignals, m.routingFailures, m.routingLag,
 	)
 	return m
 }
@@ -166,9 +171,10 @@ func (m *Metrics) CallRetried(kind contract.Kind) {
 }
 
 // ValidationWaited records one delivery's polling of Toll's validation
-// status (handlers.Observer).
-func (m *Metrics) ValidationWaited(kind contract.Kind, verdict string, d time.Duration) {
+// status and its status calls (handlers.Observer).
+func (m *Metrics) ValidationWaited(kind contract.Kind, verdict string, d time.Duration, polls int) {
 	m.validationWait.WithLabelValues(string(kind), label(verdict)).Observe(d.Seconds())
+	m.validationPolls.WithLabelValues(string(kind)).Add(float64(polls))
 }
 
 // Polled records a page of a routing feed; caughtUp means the page was

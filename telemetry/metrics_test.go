@@ -33,7 +33,7 @@ func TestObserverMetrics(t *testing.T) {
 	m.DeadLettered(road, "", "malformed")
 	m.CallRetried(road)
 	m.CallRetried(road)
-	m.ValidationWaited(road, "success", 1500*time.Millisecond)
+	m.ValidationWaited(road, "success", 1500*time.Millisecond, 3)
 	m.Polled("default", contract.FeedTransport, 3, false)
 	m.Polled("default", contract.FeedTransport, 2, true)
 	m.PollFailed("default", contract.FeedHouseConsignment)
@@ -51,6 +51,7 @@ func TestObserverMetrics(t *testing.T) {
 		promtest.Key("digitoll_toll_call_retries_total", "kind", "road"):                                                                   2,
 		promtest.Key("digitoll_validation_wait_seconds_count", "kind", "road", "verdict", "success"):                                       1,
 		promtest.Key("digitoll_validation_wait_seconds_sum", "kind", "road", "verdict", "success"):                                         1.5,
+		promtest.Key("digitoll_validation_polls_total", "kind", "road"):                                                                    3,
 		promtest.Key("digitoll_routing_signals_total", "tenant", "default", "feed", "transport"):                                           5,
 		promtest.Key("digitoll_routing_poll_failures_total", "tenant", "default", "feed", "house-consignment"):                             1,
 	} {
