@@ -100,6 +100,12 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 	if err != nil {
 		return nil, fmt.Errorf("handler alone: %w", err)
 	}
+	fixed := *def
+	fixed.Poll.Pacer = nil
+	fixedLatency, err := wave("wave-fixed", &fixed)
+	if err != nil {
+		return nil, fmt.Errorf("handler alone, fixed polling: %w", err)
+	}
 	former := *def
 	former.Poll = formerPoll()
 	propLatency, err := wave("wave-former", &former)
@@ -108,7 +114,12 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 	}
 
 	ideal := sz.ValidationDelay + 2*sz.CallLatency
-	idealRate := float64(c) / ideal.Seconds()
+	// A backlog of n with c in flight takes at best ceil(n/c) rounds of
+	// the ideal latency: the last round is partly empty, so c / ideal
+	// (the steady state) is out of reach by up to one round in n/c.
+	waves := (n + c - 1) / c
+	idealRate := float64(n) / (float64(waves) * ideal.Seconds())
+	steadyRate := float64(c) / ideal.Seconds()
 	rate := float64(n) / wall.Seconds()
 	ratio := rate / idealRate
 	plainRate := float64(n) / plainWall.Seconds()
@@ -117,11 +128,11 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 		{
 			Scenario: "latency", Metric: "declarations/s",
 			Measured: perSecond(rate), Value: rate,
-			Baseline: fmt.Sprintf("%s ideal (%d / %s)", perSecond(idealRate), c, seconds(ideal)), Ratio: ratio,
-			Target: "≥ 0.90", Verdict: atLeast(ratio, 0.9),
+			Baseline: fmt.Sprintf("%s ideal (%d in %d rounds of %s)", perSecond(idealRate), n, waves, seconds(ideal)), Ratio: ratio,
+			Target: "≥ 0.95", Verdict: atLeast(ratio, 0.95),
 			Note: fmt.Sprintf("latency: %d house consignments, %d in flight, %s per Toll call and %s of validation; "+
-				"ideal = in-flight limit / (one write + the validation + one status read). The worker is wired as in production, default polling included.",
-				n, c, sz.CallLatency, sz.ValidationDelay),
+				"ideal = the backlog over ceil(backlog / in-flight limit) rounds of (one write + the validation + one status read); %s in the steady state (in-flight limit / that time), %.2f of which the worker reached. The worker is wired as in production, default (adaptive) polling included.",
+				n, c, sz.CallLatency, sz.ValidationDelay, perSecond(steadyRate), rate/steadyRate),
 		},
 		{
 			Scenario: "latency", Metric: "plain JetStream worker, declarations/s",
@@ -137,12 +148,19 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 			Verdict: Info,
 		},
 		{
-			Scenario: "latency", Metric: "handler alone, default polling",
+			Scenario: "latency", Metric: "handler alone, adaptive polling",
 			Measured: seconds(defLatency) + " per declaration", Value: defLatency.Seconds(),
 			Baseline: seconds(ideal) + " ideal", Ratio: ideal.Seconds() / defLatency.Seconds(),
 			Verdict: Info,
 			Note: fmt.Sprintf("latency: mean time of one declaration in one wave of %d through the handler alone (no NATS). A status poll finds the verdict up to one pause after Toll has it, "+
-				"and the default pauses start at 250 ms and grow by 1.2 up to 2 s: this ratio bounds the worker's.", c),
+				"and adaptive polling puts the first poll where the worker's run found verdicts, then polls every 50 ms growing by 1.3: this ratio bounds the worker's.", c),
+		},
+		{
+			Scenario: "latency", Metric: "handler alone, fixed polling",
+			Measured: seconds(fixedLatency) + " per declaration", Value: fixedLatency.Seconds(),
+			Baseline: seconds(ideal) + " ideal", Ratio: ideal.Seconds() / fixedLatency.Seconds(),
+			Verdict: Info,
+			Note:    "latency: the same wave with DIGITOLL_VALIDATION_POLLING=fixed: pauses from 250 ms growing by 1.2 up to 2 s, whatever Toll did before.",
 		},
 		{
 			Scenario: "latency", Metric: "worker against the handler alone",
