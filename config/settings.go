@@ -220,13 +220,7 @@ func Settings() []Setting {
 			set: setDuration(func(c *Config) *time.Duration { return &c.Worker.ValidationTimeout }, time.Second),
 			get: getDuration(func(c *Config) *time.Duration { return &c.Worker.ValidationTimeout })},
 		{Env: "DIGITOLL_VALIDATION_POLLING", Flag: "validation-polling", Default: "adaptive", Usage: "validation polls placed where recent verdicts came (adaptive) or on a fixed growing schedule (fixed)",
-			set: func(c *Config, v string) error {
-				if v != "adaptive" && v != "fixed" {
-					return fmt.Errorf("%q is not adaptive or fixed", v)
-				}
-				c.Worker.ValidationPolling = v
-				return nil
-			},
+			set: setChoice(func(c *Config) *string { return &c.Worker.ValidationPolling }, "adaptive", "fixed"),
 			get: getString(func(c *Config) *string { return &c.Worker.ValidationPolling })},
 		{Env: "DIGITOLL_HTTP_TIMEOUT", Flag: "http-timeout", Default: "30s", Usage: "timeout of one HTTP call to Toll or Maskinporten",
 			set: setDuration(func(c *Config) *time.Duration { return &c.Worker.HTTPTimeout }, 100*time.Millisecond),
@@ -247,13 +241,7 @@ func Settings() []Setting {
 			set: setDuration(func(c *Config) *time.Duration { return &c.Worker.SendLease }, time.Second),
 			get: getDuration(func(c *Config) *time.Duration { return &c.Worker.SendLease })},
 		{Env: "DIGITOLL_ROUTING", Flag: "routing", Default: "auto", Usage: "poll Toll's routing feed: auto (when entry is enabled), on or off",
-			set: func(c *Config, v string) error {
-				if v != "auto" && v != "on" && v != "off" {
-					return fmt.Errorf("%q is not auto, on or off", v)
-				}
-				c.Routing.Mode = v
-				return nil
-			},
+			set: setChoice(func(c *Config) *string { return &c.Routing.Mode }, "auto", "on", "off"),
 			get: getString(func(c *Config) *string { return &c.Routing.Mode })},
 		{Env: "DIGITOLL_ROUTING_INTERVAL", Flag: "routing-interval", Default: "30s", Usage: "pause between polls of a caught-up routing feed",
 			set: setDuration(func(c *Config) *time.Duration { return &c.Routing.Interval }, 100*time.Millisecond),
@@ -293,13 +281,7 @@ func Settings() []Setting {
 			},
 			get: func(c *Config) string { return strings.ToLower(c.Log.Level.String()) }},
 		{Env: "DIGITOLL_LOG_FORMAT", Flag: "log-format", Default: "text", Usage: "text or json",
-			set: func(c *Config, v string) error {
-				if v != "text" && v != "json" {
-					return fmt.Errorf("%q is not text or json", v)
-				}
-				c.Log.Format = v
-				return nil
-			},
+			set: setChoice(func(c *Config) *string { return &c.Log.Format }, "text", "json"),
 			get: getString(func(c *Config) *string { return &c.Log.Format })},
 		{Env: "DIGITOLL_OTLP_ENDPOINT", Flag: "otlp-endpoint", Usage: "OTLP/HTTP receiver for traces, e.g. http://otel-collector:4318 (spans go to its /v1/traces); empty: tracing off",
 			set: setURL(func(c *Config) *string { return &c.Tracing.OTLPEndpoint }),
@@ -377,6 +359,19 @@ func setString(field func(*Config) *string) func(*Config, string) error {
 
 func getString(field func(*Config) *string) func(*Config) string {
 	return func(c *Config) string { return *field(c) }
+}
+
+// setChoice sets field to one of choices, and refuses anything else
+// naming them all ("is not auto, on or off").
+func setChoice(field func(*Config) *string, choices ...string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if !slices.Contains(choices, v) {
+			last := len(choices) - 1
+			return fmt.Errorf("%q is not %s or %s", v, strings.Join(choices[:last], ", "), choices[last])
+		}
+		*field(c) = v
+		return nil
+	}
 }
 
 func setURL(field func(*Config) *string) func(*Config, string) error {
