@@ -162,16 +162,17 @@ func (tel Telemetry) routingObserver() routing.Observer {
 
 // NewHandlers returns the handler of each kind enabled in cfg (see
 // handlers.Kinds), all calling Toll through client and reporting to tel;
-// documents named by an object are read from js's Object Store.
-func NewHandlers(cfg *config.Config, js jetstream.JetStream, client *toll.Client, tel Telemetry, logger *slog.Logger) (map[contract.Kind]handlers.Handler, error) {
+// documents named by an object are read from js's Object Store. The
+// movement handlers pace their validation polling with pacer (nil: the
+// fixed schedule).
+func NewHandlers(cfg *config.Config, js jetstream.JetStream, client *toll.Client, pacer *handlers.Pacer, tel Telemetry, logger *slog.Logger) (map[contract.Kind]handlers.Handler, error) {
 	deps := handlers.Deps{
-		Toll:            client,
-		Files:           objectfiles.New(js),
-		Retry:           handlers.RetryPolicy{MaxElapsed: cfg.Worker.RetryBudget},
-		Poll:            handlers.PollPolicy{Timeout: cfg.Worker.ValidationTimeout},
-		AdaptivePolling: cfg.Worker.ValidationPolling != "fixed",
-		Logger:          logger,
-		Observer:        tel.handlersObserver(),
+		Toll:     client,
+		Files:    objectfiles.New(js),
+		Retry:    handlers.RetryPolicy{MaxElapsed: cfg.Worker.RetryBudget},
+		Poll:     handlers.PollPolicy{Timeout: cfg.Worker.ValidationTimeout, Pacer: pacer},
+		Logger:   logger,
+		Observer: tel.handlersObserver(),
 	}
 	kinds := map[contract.Kind]handlers.Handler{}
 	for _, k := range cfg.Tenant.Kinds {

@@ -146,8 +146,12 @@ type tenancy struct {
 	js      jetstream.JetStream
 	hc      *http.Client
 	limiter toll.Limiter
-	tel     Telemetry
-	logger  *slog.Logger
+	// pacer paces the validation polling of every tenant's handlers
+	// (nil with DIGITOLL_VALIDATION_POLLING=fixed); it outlives reloads,
+	// since what it learns is Toll's, not a tenant's.
+	pacer  *handlers.Pacer
+	tel    Telemetry
+	logger *slog.Logger
 	// reload is how often the file is checked.
 	reload time.Duration
 
@@ -237,6 +241,9 @@ func tenantsOf(cfg *config.Config) ([]config.Tenant, error) {
 func newTenancy(cfg *config.Config, js jetstream.JetStream, hc *http.Client, limiter toll.Limiter, tel Telemetry, logger *slog.Logger) (*tenancy, error) {
 	ty := &tenancy{cfg: cfg, js: js, hc: hc, limiter: limiter, tel: tel, logger: logger,
 		reload: DefaultTenantsReload, watched: map[string]bool{}, changed: make(chan struct{}, 1)}
+	if cfg.Worker.ValidationPolling != "fixed" {
+		ty.pacer = handlers.NewPacer()
+	}
 	if cfg.TenantsFile != "" {
 		ty.fingerprint = config.Fingerprint(cfg.TenantsFile)
 	}
@@ -316,7 +323,7 @@ func (ty *tenancy) newTenant(c config.Tenant, files [sha256.Size]byte) (*tenant,
 	client, tokens := tollClient(&cfg, ty.hc, signer, ty.logger)
 	client.Limiter = ty.limiter
 	// The handlers name each message's tenant themselves.
-	hs, err := NewHandlers(&cfg, ty.js, client, ty.tel, ty.logger)
+	hs, err := NewHandlers(&cfg, ty.js, client, ty.pacer, ty.tel, ty.logger)
 	if err != nil {
 		return nil, err
 	}

@@ -461,6 +461,15 @@ func TestTenancyReload(t *testing.T) {
 	if tab.byName["acme"] == acme || tab.byName["beta"] != beta {
 		t.Errorf("after acme's new key: acme rebuilt %v, beta kept %v", tab.byName["acme"] != acme, tab.byName["beta"] == beta)
 	}
+
+	// What validation polling learned is Toll's: every tenant's handlers,
+	// the one rebuilt too, share the process's pacer.
+	for _, name := range []string{"acme", "beta"} {
+		m, ok := tab.byName[name].handlers[contract.KindRoad].(*handlers.Movement)
+		if !ok || ty.pacer == nil || m.Poll.Pacer != ty.pacer {
+			t.Errorf("%s's road handler: a movement handler %v, pacing with the tenancy's pacer %v", name, ok, ok && ty.pacer != nil && m.Poll.Pacer == ty.pacer)
+		}
+	}
 }
 
 // A tenant that starts using a kind no tenant used when the worker started
@@ -519,5 +528,41 @@ func TestTenantStartsUsingAKind(t *testing.T) {
 		if r.Status != contract.StatusDeadLettered || time.Now().After(deadline) {
 			t.Fatalf("air after the reload: %s (%s %v), want accepted", r.Status, r.Note, r.Errors)
 		}
+	}
+}
+
+// DIGITOLL_VALIDATION_POLLING decides whether the handlers pace their
+// validation polling: adaptive (the default) gives them a pacer, fixed
+// none.
+func TestValidationPollingSetting(t *testing.T) {
+	f := newTenantsFixture(t)
+	f.addTenant(t, 0, "acme", "road", roadScope)
+	f.write(t)
+	for _, tc := range []struct {
+		setting string
+		paced   bool
+	}{{"", true}, {"adaptive", true}, {"fixed", false}} {
+		t.Run("polling "+tc.setting, func(t *testing.T) {
+			vars := map[string]string{
+				"DIGITOLL_ENV": "test", "DIGITOLL_TENANTS_FILE": f.file, "DIGITOLL_NATS_URL": "nats://127.0.0.1:1",
+				"DIGITOLL_MASKINPORTEN_ISSUER": f.sim.Issuer(), "DIGITOLL_TOLL_BASE_URL": f.sim.TollBaseURL(),
+				"DIGITOLL_VALIDATION_POLLING": tc.setting,
+			}
+			cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			ty, err := newTenancy(cfg, f.js, HTTPClient(cfg.Worker), nil, Telemetry{}, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, ok := ty.table.Load().byName["acme"].handlers[contract.KindRoad].(*handlers.Movement)
+			if !ok {
+				t.Fatal("acme's road handler is not a movement handler")
+			}
+			if paced := m.Poll.Pacer != nil; paced != tc.paced {
+				t.Errorf("the road handler paces its polling: %v, want %v", paced, tc.paced)
+			}
+		})
 	}
 }

@@ -20,14 +20,11 @@ type Client interface {
 type Deps struct {
 	Toll Client
 	// Files reads the documents submissions name by object.
-	Files FileSource
-	Retry RetryPolicy
-	Poll  PollPolicy
-	// AdaptivePolling gives each movement handler a Pacer of its own
-	// (Poll.Pacer is not shared: one Pacer learns one API).
-	AdaptivePolling bool
-	Logger          *slog.Logger
-	Observer        Observer
+	Files    FileSource
+	Retry    RetryPolicy
+	Poll     PollPolicy
+	Logger   *slog.Logger
+	Observer Observer
 }
 
 // KindSpec is how the worker carries out one kind.
@@ -52,12 +49,7 @@ func (s KindSpec) Kind() contract.Kind { return s.API.Kind }
 func Kinds() []KindSpec {
 	movement := func(api toll.API) KindSpec {
 		return KindSpec{API: api, TestAuth: true, New: func(d Deps) Handler {
-			poll := d.Poll
-			poll.Pacer = nil
-			if d.AdaptivePolling {
-				poll.Pacer = NewPacer()
-			}
-			return &Movement{API: api, Toll: d.Toll, Retry: d.Retry, Poll: poll, Logger: d.Logger, Observer: d.Observer}
+			return &Movement{API: api, Toll: d.Toll, Retry: d.Retry, Poll: d.Poll, Logger: d.Logger, Observer: d.Observer}
 		}}
 	}
 	return []KindSpec{

@@ -240,7 +240,7 @@ func (m *Movement) pollUntilVerdict(ctx context.Context, level contract.Level, r
 	start := time.Now()
 	sched := fixedPauses(p)
 	if learn {
-		sched = p.Pacer.schedule(level, p)
+		sched = p.Pacer.schedule(m.API.Kind, level, p)
 	}
 	pause := sched.first
 	// prev and sent are when the last two polls were sent, since start:
@@ -258,7 +258,7 @@ func (m *Movement) pollUntilVerdict(ctx context.Context, level contract.Level, r
 		case err == nil:
 			log.DebugContext(ctx, "validation status", "poll", n, "status", string(v.Status))
 			if learn {
-				p.Pacer.observe(level, prev, sent, n)
+				p.Pacer.observe(m.API.Kind, level, prev, sent, n)
 			}
 			return v, n, nil
 		case errors.Is(err, toll.ErrNotReady):

@@ -16,22 +16,29 @@ import (
 // the pacer gets both fewer polls and an earlier verdict where validation
 // times are steady, and falls back to the fixed schedule's growth where
 // they are not. It never polls sooner than the fixed schedule's first
-// poll. One Pacer serves one handler and keeps one window per level
-// (a transport and a house may validate at different speeds); it is safe
-// for concurrent use.
+// poll. It keeps one window per API and level (Toll's speed is the
+// API's, and a transport and a house may validate at different speeds),
+// so one Pacer serves every handler of a process, whichever tenant it
+// declares for; it is safe for concurrent use.
 type Pacer struct {
-	mu     sync.Mutex
-	levels map[contract.Level]*paceWindow
+	mu      sync.Mutex
+	windows map[paceKey]*paceWindow
+}
+
+// paceKey is what a window of verdicts is kept for.
+type paceKey struct {
+	kind  contract.Kind
+	level contract.Level
 }
 
 // NewPacer returns a pacer that knows nothing yet: until it has seen
-// paceMinSamples verdicts of a level, that level polls on the fixed
-// schedule.
+// paceMinSamples verdicts of an API's level, that level polls on the
+// fixed schedule.
 func NewPacer() *Pacer {
-	return &Pacer{levels: map[contract.Level]*paceWindow{}}
+	return &Pacer{windows: map[paceKey]*paceWindow{}}
 }
 
-// paceWindow holds the last verdict times of one level.
+// paceWindow holds the last verdict times of one API's level.
 type paceWindow struct {
 	samples [paceWindowSize]time.Duration
 	n, next int
@@ -86,18 +93,18 @@ func fixedPauses(p PollPolicy) pauses {
 	return pauses{first: p.Initial, then: p.next(p.Initial), max: p.Max, grow: p.Multiplier}
 }
 
-// schedule returns the pauses of a validation of level under p (with its
-// defaults): p's own until the pacer has seen enough verdicts of level,
+// schedule returns the pauses of a validation of kind's level under p
+// (with its defaults): p's own until the pacer has seen enough of them,
 // then a first pause where recent verdicts came, at least p.Initial and
 // at most half of p.Timeout (a burst of slow validations must not make
 // the pacer skip past its own deadline), and fine pauses after it.
-func (pc *Pacer) schedule(level contract.Level, p PollPolicy) pauses {
+func (pc *Pacer) schedule(kind contract.Kind, level contract.Level, p PollPolicy) pauses {
 	if pc == nil {
 		return fixedPauses(p)
 	}
 	pc.mu.Lock()
 	var jump time.Duration
-	if w := pc.levels[level]; w != nil {
+	if w := pc.windows[paceKey{kind, level}]; w != nil {
 		jump = w.jump
 	}
 	pc.mu.Unlock()
@@ -110,10 +117,10 @@ func (pc *Pacer) schedule(level contract.Level, p PollPolicy) pauses {
 	return pauses{first: jump, then: step, max: p.Max, grow: max(p.Multiplier, paceGrow)}
 }
 
-// observe records a validation of level whose verdict the poll sent at
+// observe records a validation of kind's level whose verdict the poll sent at
 // found (measured from the start of polling) found, after polls polls;
 // prev is when the poll before it was sent (unused when polls is 1).
-func (pc *Pacer) observe(level contract.Level, prev, found time.Duration, polls int) {
+func (pc *Pacer) observe(kind contract.Kind, level contract.Level, prev, found time.Duration, polls int) {
 	if pc == nil || polls < 1 {
 		return
 	}
@@ -125,10 +132,11 @@ func (pc *Pacer) observe(level contract.Level, prev, found time.Duration, polls 
 	}
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	w := pc.levels[level]
+	key := paceKey{kind, level}
+	w := pc.windows[key]
 	if w == nil {
 		w = &paceWindow{}
-		pc.levels[level] = w
+		pc.windows[key] = w
 	}
 	w.samples[w.next] = sample
 	w.next = (w.next + 1) % paceWindowSize

@@ -39,7 +39,7 @@ func simulatePolling(pc *Pacer, n, c int, rtt time.Duration, readiness func(i in
 	begin := func(now time.Duration) {
 		i := started
 		started++
-		vs[i] = validation{start: now, ready: readiness(i), sched: pc.schedule(level, p)}
+		vs[i] = validation{start: now, ready: readiness(i), sched: pc.schedule(contract.KindRoad, level, p)}
 		vs[i].pause = vs[i].sched.first
 		heap.Push(due, pollAt{now + vs[i].pause, i})
 	}
@@ -57,7 +57,7 @@ func simulatePolling(pc *Pacer, n, c int, rtt time.Duration, readiness func(i in
 		answered := e.at + rtt
 		if e.at+rtt/2 >= v.start+v.ready {
 			late += answered - (v.start + v.ready)
-			pc.observe(level, v.prev, v.sent, v.polls)
+			pc.observe(contract.KindRoad, level, v.prev, v.sent, v.polls)
 			if started < n {
 				begin(answered)
 			}
@@ -127,7 +127,7 @@ func TestPacerPollsLessAndNoLater(t *testing.T) {
 	}
 }
 
-// A pacer that has not seen paceMinSamples verdicts of a level, or whose
+// A pacer that has not seen paceMinSamples verdicts of an API's level, or whose
 // verdicts come sooner than the fixed schedule's first poll, polls on the
 // fixed schedule; the jump is capped at half the polling timeout.
 func TestPacerSchedule(t *testing.T) {
@@ -136,27 +136,29 @@ func TestPacerSchedule(t *testing.T) {
 	teach := func(n int, at time.Duration) *Pacer {
 		pc := NewPacer()
 		for range n {
-			pc.observe(level, at-10*time.Millisecond, at+10*time.Millisecond, 3)
+			pc.observe(contract.KindRoad, level, at-10*time.Millisecond, at+10*time.Millisecond, 3)
 		}
 		return pc
 	}
 	tests := []struct {
 		name      string
 		pc        *Pacer
+		kind      contract.Kind
 		level     contract.Level
 		wantFirst time.Duration
 		wantThen  time.Duration
 	}{
-		{"no pacer", nil, level, p.Initial, p.next(p.Initial)},
-		{"too few verdicts", teach(paceMinSamples-1, 3*time.Second), level, p.Initial, p.next(p.Initial)},
-		{"another level's verdicts", teach(paceMinSamples, 3*time.Second), contract.LevelHouseConsignment, p.Initial, p.next(p.Initial)},
-		{"verdicts at 3 s", teach(paceMinSamples, 3*time.Second), level, 3*time.Second - 2*75*time.Millisecond, 75 * time.Millisecond},
-		{"verdicts sooner than the first poll", teach(paceMinSamples, 100*time.Millisecond), level, p.Initial, p.next(p.Initial)},
-		{"verdicts later than half the timeout", teach(paceMinSamples, 20*time.Minute), level, p.Timeout/2 - 2*p.Initial, p.Initial},
+		{"no pacer", nil, contract.KindRoad, level, p.Initial, p.next(p.Initial)},
+		{"too few verdicts", teach(paceMinSamples-1, 3*time.Second), contract.KindRoad, level, p.Initial, p.next(p.Initial)},
+		{"another level's verdicts", teach(paceMinSamples, 3*time.Second), contract.KindRoad, contract.LevelHouseConsignment, p.Initial, p.next(p.Initial)},
+		{"another API's verdicts", teach(paceMinSamples, 3*time.Second), contract.KindAir, level, p.Initial, p.next(p.Initial)},
+		{"verdicts at 3 s", teach(paceMinSamples, 3*time.Second), contract.KindRoad, level, 3*time.Second - 2*75*time.Millisecond, 75 * time.Millisecond},
+		{"verdicts sooner than the first poll", teach(paceMinSamples, 100*time.Millisecond), contract.KindRoad, level, p.Initial, p.next(p.Initial)},
+		{"verdicts later than half the timeout", teach(paceMinSamples, 20*time.Minute), contract.KindRoad, level, p.Timeout/2 - 2*p.Initial, p.Initial},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := tc.pc.schedule(tc.level, p)
+			got := tc.pc.schedule(tc.kind, tc.level, p)
 			if got.first != tc.wantFirst || got.then != tc.wantThen {
 				t.Errorf("first pause %v then %v, want %v then %v", got.first, got.then, tc.wantFirst, tc.wantThen)
 			}
@@ -208,7 +210,7 @@ func TestSimulatorPacedPolling(t *testing.T) {
 
 	// Following a requestId: the verdict may be long ready, so the first
 	// poll comes at Initial, and the pacer does not learn from it.
-	jump := h.Poll.Pacer.schedule(contract.LevelHouseConsignment, h.Poll.withDefaults()).first
+	jump := h.Poll.Pacer.schedule(contract.KindRoad, contract.LevelHouseConsignment, h.Poll.withDefaults()).first
 	created, err := h.Handle(t.Context(), request("HWB-follow", contract.OpCreate, contract.LevelHouseConsignment, "", declaration(contract.LevelHouseConsignment, "HWB-FOLLOW")))
 	if err != nil {
 		t.Fatal(err)

@@ -117,9 +117,8 @@ type PollPolicy struct {
 	// redelivery resumes polling.
 	Timeout time.Duration
 	// Pacer, if set, learns when verdicts come and paces the polls of
-	// requests the handler has just sent (see Pacer). Nil polls on the
-	// schedule above. A Pacer belongs to one handler: a PollPolicy with
-	// one must not be shared between handlers of different APIs.
+	// requests the handler has just sent (see Pacer); handlers of every
+	// API and tenant may share it. Nil polls on the schedule above.
 	Pacer *Pacer
 }
 

@@ -499,7 +499,7 @@ func (c *checker) online(ctx context.Context, cfg *config.Config, signer *auth.S
 	if closer, ok := client.Tokens.(interface{ Close() }); ok {
 		defer closer.Close()
 	}
-	hs, err := app.NewHandlers(cfg, nil, client, app.Telemetry{}, slog.New(slog.DiscardHandler))
+	hs, err := app.NewHandlers(cfg, nil, client, nil, app.Telemetry{}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		c.fail("tokens", "%v", err)
 		return
