@@ -7,6 +7,7 @@ package contract
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -129,3 +130,18 @@ func ParseSubmitSubject(subject string) (Kind, string, error) {
 // JetStream drops a repeated publish of the same MsgID within the stream's
 // duplicate window.
 func MsgID(tenant, id string) string { return tenant + "/" + id }
+
+// ReplayMsgID is the Nats-Msg-Id of the replay of the dead letter with
+// DLQ sequence seq of a submission with MsgID msgID:
+// "<tenant>/<id>/replay/<seq>". Submission ids never contain '/', so it
+// equals no producer's MsgID, and replaying one dead letter twice within
+// the duplicate window queues it once.
+func ReplayMsgID(msgID string, seq uint64) string {
+	return msgID + replayInfix + strconv.FormatUint(seq, 10)
+}
+
+const replayInfix = "/replay/"
+
+// IsReplay reports whether msgID is a ReplayMsgID: the submission was
+// dead-lettered before, so the worker holds a record of it.
+func IsReplay(msgID string) bool { return strings.Contains(msgID, replayInfix) }

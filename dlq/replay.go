@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -89,11 +88,10 @@ func replay(ctx context.Context, js JetStream, s jetstream.Stream, e Entry) (Rep
 // replayMsgID is the Nats-Msg-Id of the replay of entry seq. Submission
 // ids never contain '/', so it can equal no producer's "<tenant>/<id>".
 func replayMsgID(tenant, id string, seq uint64) string {
-	n := strconv.FormatUint(seq, 10)
 	if !contract.ValidID(id) {
-		return tenant + "/replay/" + n
+		return contract.ReplayMsgID(tenant, seq)
 	}
-	return contract.MsgID(tenant, id) + "/replay/" + n
+	return contract.ReplayMsgID(contract.MsgID(tenant, id), seq)
 }
 
 // replayHeader is the producer's headers of an entry: what the worker

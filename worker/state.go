@@ -443,15 +443,16 @@ func decideState(st *state, seq uint64, delivery int) stateAction {
 // none, and the journal's first write, a create, finds out at no extra
 // cost; a read would add a round trip to every submission. The record is
 // there when a producer repeats the submission after the duplicate
-// window, the DLQ replays it, an id is reused, or a later delivery of
-// this message got ahead of this one; the first write then fails without
+// window, an id is reused, or a later delivery of this message got ahead
+// of this one; the first write then fails without
 // changing anything, and recordFound hands the message back to be decided
 // with the record, as a redelivery reads it first. Until the first write,
 // the delivery does nothing that cannot be taken back: a Toll call waits
 // for Sending, a result for done, and a dead letter reads the record
-// first (unseenRecord).
+// first (unseenRecord). A replay from the DLQ (contract.IsReplay) is read
+// first like a redelivery: its record is there, the dead letter's.
 func (j *job) openState(key string) (st *state, rev uint64, unread bool, err error) {
-	if j.d.delivery <= 1 {
+	if j.d.delivery <= 1 && !contract.IsReplay(j.msg.Headers().Get(contract.HeaderMsgID)) {
 		return nil, 0, true, nil
 	}
 	ctx, cancel := j.opCtx()
