@@ -139,6 +139,10 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 			slices.Reverse(order)
 		}
 		for _, o := range order {
+			// The simulator forgets the declarations of the runs before,
+			// which would otherwise grow the heap that every run's
+			// collections mark (hundreds of MB over the rounds).
+			st.sim.ForgetDeclarations()
 			i := slices.IndexFunc(runs, func(x overheadRun) bool { return x.name == o.name })
 			got, err := o.run(fmt.Sprintf("%s-%d", o.name, round+1))
 			if err != nil {
