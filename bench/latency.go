@@ -57,10 +57,11 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 		return nil, err
 	}
 
-	wall, cpu, err := st.throughput(ctx, svc, "latency", n)
+	run, err := st.throughput(ctx, svc, "latency", n)
 	if err != nil {
 		return nil, err
 	}
+	wall, cpu := run.wall, run.cpu
 	stats := st.sim.Stats()
 	if posts := stats.Requests(routeHousePost); posts != n {
 		return nil, fmt.Errorf("the simulated Toll received %d house consignments for %d declarations", posts, n)
@@ -74,10 +75,11 @@ func latency(ctx context.Context, r *runner) ([]Figure, error) {
 		return nil, err
 	}
 	p := plainWorker{js: st.js, handler: ts.Handlers[contract.KindRoad], kind: contract.KindRoad, concurrency: c}
-	plainWall, _, err := st.throughputOf(ctx, "plain JetStream worker", p.run, "latency-plain", n)
+	plain, err := st.throughputOf(ctx, "plain JetStream worker", p.run, "latency-plain", n)
 	if err != nil {
 		return nil, err
 	}
+	plainWall := plain.wall
 	if posts := st.sim.Stats().Requests(routeHousePost); posts != 2*n {
 		return nil, fmt.Errorf("the simulated Toll received %d house consignments for 2 × %d declarations", posts, n)
 	}

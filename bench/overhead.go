@@ -102,8 +102,7 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 			if err := st.clearConsumers(ctx); err != nil {
 				return loopRun{}, err
 			}
-			wall, cpu, err := st.throughput(ctx, svc, prefix, n)
-			return loopRun{wall: wall, cpu: cpu}, err
+			return st.throughput(ctx, svc, prefix, n)
 		}
 	}
 	runs := []overheadRun{
@@ -113,8 +112,7 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 				return loopRun{}, err
 			}
 			p := plainWorker{js: st.js, handler: road, kind: contract.KindRoad, concurrency: c}
-			wall, cpu, err := st.throughputOf(ctx, "plain JetStream worker", p.run, prefix, n)
-			return loopRun{wall: wall, cpu: cpu}, err
+			return st.throughputOf(ctx, "plain JetStream worker", p.run, prefix, n)
 		}},
 		{name: "bare", run: func(prefix string) (loopRun, error) {
 			msgs, err := houses(prefix, n)
@@ -139,6 +137,10 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 			slices.Reverse(order)
 		}
 		for _, o := range order {
+			// The simulator forgets the declarations of the runs before,
+			// which would otherwise grow the heap that every run's
+			// collections mark (hundreds of MB over the rounds).
+			st.sim.ForgetDeclarations()
 			i := slices.IndexFunc(runs, func(x overheadRun) bool { return x.name == o.name })
 			got, err := o.run(fmt.Sprintf("%s-%d", o.name, round+1))
 			if err != nil {
@@ -159,7 +161,7 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 	wk, plain, bare := byName["worker"], byName["plain"], byName["bare"]
 	about := fmt.Sprintf("overhead: %d house consignments per run, %d in flight, %d rounds of %s alternated (reversed every other round: worker = the worker with logs discarded, logged = the worker with the production log handler, plain = the plain JetStream worker, bare = the bare loop); median (min–max) over the rounds, and the ratio is the median (min–max) of the rounds' ratios. "+
 		"The simulator answers without latency and validates at once, and all poll 1 ms after the write, so that all are bound by CPU, not by waiting. "+
-		"CPU is this process's (getrusage), so the simulator's and the NATS server's work counts against every run. "+
+		"CPU is this process's (getrusage), so the simulator's and the NATS server's work counts against every run; before each run the simulator forgets the declarations so far and the heap is collected, so that no run pays for marking what the others left. "+
 		"The plain JetStream worker is a pull consumer with a pool of %d calling the same handler, publishing the result and acking: no journal, lanes, tracing or dead letters. "+
 		"The bare loop calls the same handler without NATS.",
 		n, c, rounds, strings.Join(names(runs), ", "), c)
@@ -177,6 +179,8 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 		)
 	}
 	figs = append(figs,
+		allocFigure("allocations per declaration, worker/plain JetStream", n, wk, plain, "plain JetStream",
+			"overhead: heap objects the whole process allocated per declaration (runtime/metrics /gc/heap/allocs:objects), the simulator's and the NATS server's included. Unlike CPU time it does not depend on what else the machine runs: the same work allocates the same objects to within a fraction of a percent, so a change of the worker's allocations shows in a single run."),
 		cpuFigure("CPU per declaration, plain JetStream/bare", n, plain, bare, "bare loop", 0, ""),
 		rateFigure("declarations/s, worker/plain JetStream", n, wk, plain, "plain JetStream", 0, ""),
 	)
@@ -290,6 +294,13 @@ func cpuFigure(metric string, n int, a, b overheadRun, baseline string, ceiling 
 	return f
 }
 
+// allocFigure compares a's heap objects allocated per declaration with
+// b's, round by round.
+func allocFigure(metric string, n int, a, b overheadRun, baseline, note string) Figure {
+	ac, bc, ratios := pairs(a, b, func(l loopRun) float64 { return float64(l.allocs) / float64(n) })
+	return pairFigure(metric, ac, bc, ratios, "%.0f", "", baseline, note)
+}
+
 // pairFigure is the informational figure of a's values against b's,
 // round by round: median (min–max) of each, and of the rounds' ratios.
 func pairFigure(metric string, a, b, ratios []float64, format, unit, baseline, note string) Figure {
@@ -340,9 +351,11 @@ func spread(vs []float64, format, unit string) string {
 	return out
 }
 
-// loopRun is what a bare loop measured.
+// loopRun is what a run measured.
 type loopRun struct {
 	wall, cpu time.Duration
+	// allocs counts the heap objects the process allocated.
+	allocs uint64
 	// meanLatency is the mean time of one Handle call.
 	meanLatency time.Duration
 }
@@ -394,12 +407,13 @@ func bareLoop(parent context.Context, h handlers.Handler, msgs []message, concur
 		})
 	}
 	wg.Wait()
-	wall, cpu := sp.end(time.Now())
+	run := sp.end(time.Now())
 	if first != nil {
 		return loopRun{}, first
 	}
 	if err := parent.Err(); err != nil {
 		return loopRun{}, err
 	}
-	return loopRun{wall: wall, cpu: cpu, meanLatency: time.Duration(total.Load() / int64(len(reqs)))}, nil
+	run.meanLatency = time.Duration(total.Load() / int64(len(reqs)))
+	return run, nil
 }

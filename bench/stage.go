@@ -295,46 +295,46 @@ func (s *stage) servicesLogging(ctx context.Context, logger *slog.Logger) (*app.
 // throughput publishes n house consignments named prefix as a backlog,
 // runs svc until every one has its result, checks them (one result each,
 // the submit stream acked), and returns the wall and CPU time from the
-// start of the run to the last result.
-func (st *stage) throughput(ctx context.Context, svc *app.Services, prefix string, n int) (wall, cpu time.Duration, err error) {
+// start of the run to the last result, and the objects allocated.
+func (st *stage) throughput(ctx context.Context, svc *app.Services, prefix string, n int) (loopRun, error) {
 	return st.throughputOf(ctx, "worker", svc.Run, prefix, n)
 }
 
 // throughputOf is throughput of any consumer of the submit stream that
 // run runs until its context ends; name says which in errors. The results
 // stream is purged first, so that a stage can measure several runs.
-func (st *stage) throughputOf(ctx context.Context, name string, runFn func(context.Context) error, prefix string, n int) (wall, cpu time.Duration, err error) {
+func (st *stage) throughputOf(ctx context.Context, name string, runFn func(context.Context) error, prefix string, n int) (loopRun, error) {
 	results, err := st.js.Stream(ctx, contract.StreamResults)
 	if err != nil {
-		return 0, 0, err
+		return loopRun{}, err
 	}
 	if err := results.Purge(ctx); err != nil {
-		return 0, 0, err
+		return loopRun{}, err
 	}
 	msgs, err := houses(prefix, n)
 	if err != nil {
-		return 0, 0, err
+		return loopRun{}, err
 	}
 	watch, err := st.watchResults(n)
 	if err != nil {
-		return 0, 0, err
+		return loopRun{}, err
 	}
 	defer watch.stop()
 	if err := st.publish(ctx, msgs); err != nil {
-		return 0, 0, err
+		return loopRun{}, err
 	}
 	sp := startSpan()
 	run := start(ctx, runFn)
 	last, err := watch.wait(ctx)
-	wall, cpu = sp.end(last)
+	got := sp.end(last)
 	if stopErr := run.stop(); err == nil {
 		err = stopErr
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("%s: %w", name, err)
+		return loopRun{}, fmt.Errorf("%s: %w", name, err)
 	}
 	if err := st.verify(ctx, msgs); err != nil {
-		return 0, 0, fmt.Errorf("%s: %w", name, err)
+		return loopRun{}, fmt.Errorf("%s: %w", name, err)
 	}
-	return wall, cpu, nil
+	return got, nil
 }

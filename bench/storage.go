@@ -41,7 +41,7 @@ func storage(ctx context.Context, r *runner) ([]Figure, error) {
 			return nil, err
 		}
 	}
-	if _, _, err := st.throughput(ctx, svc, "storage", n); err != nil {
+	if _, err := st.throughput(ctx, svc, "storage", n); err != nil {
 		return nil, err
 	}
 	if st.natsHeap != nil {

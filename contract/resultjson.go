@@ -115,6 +115,11 @@ func plainTime(t time.Time) bool {
 
 const hexDigits = "0123456789abcdef"
 
+// AppendJSONString appends s as a JSON string exactly as json.Marshal
+// writes it, for other hand-written encoders of records that must match
+// json.Marshal byte for byte.
+func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
+
 // appendString appends s as a JSON string the way json.Marshal writes
 // it: <, > and & escaped for HTML, invalid UTF-8 replaced by U+FFFD, and
 // U+2028 and U+2029 escaped.

@@ -305,6 +305,23 @@ func (s *Server) recordInvalid(wr write) {
 	})
 }
 
+// ForgetDeclarations forgets every declaration and write so far: their
+// bodies, validation outcomes and MRNs, the document numbers in use, and
+// what Stats lists of them (Declarations, Submissions). The counters of
+// requests per route (Stats.Requests), the clients and their tokens stay.
+// A long benchmark calls it between its rounds, once every result is in,
+// so that the simulator's memory does not grow with every declaration
+// sent; a status query of a forgotten write then answers 404.
+func (s *Server) ForgetDeclarations() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.st.requests = map[string]*request{}
+	s.st.decls = map[string]*declaration{}
+	s.st.docs = map[docKey]string{}
+	s.st.submissions = map[string]int{}
+	s.st.declarations = nil
+}
+
 func (st *state) record(d Declaration) {
 	st.declarations = append(st.declarations, d)
 	if d.DocumentNumber != "" {

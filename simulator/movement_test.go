@@ -490,6 +490,33 @@ func TestStats(t *testing.T) {
 	}
 }
 
+func TestForgetDeclarations(t *testing.T) {
+	srv := start(t, simulator.Config{})
+	tok := roadToken(t, srv)
+	const create = "POST /toll/api/movement/road/v2/house-consignment"
+	body := houseBody("HWB-0001", "MAWB-0001")
+	id := submit(t, http.MethodPost, road(srv, "house-consignment"), tok, body)
+	statusURL := roadQuery(srv, "house-consignment/validation-status/"+id)
+	mustSucceed(t, result(t, statusURL, tok))
+
+	srv.ForgetDeclarations()
+	st := srv.Stats()
+	if n := len(st.Declarations()); n != 0 || st.Submissions("HWB-0001") != 0 {
+		t.Errorf("after forgetting: %d declarations, %d submissions of HWB-0001, want none", n, st.Submissions("HWB-0001"))
+	}
+	if got := st.Requests(create); got != 1 {
+		t.Errorf("house creates after forgetting = %d, want 1 (the counters stay)", got)
+	}
+	if got := call(t, http.MethodGet, statusURL, tok, nil); got.status != http.StatusNotFound {
+		t.Errorf("validation-status of a forgotten write: %d %s, want 404", got.status, got.raw)
+	}
+	// The token still works and the document number is free again.
+	mustSucceed(t, roadResult(t, srv, http.MethodPost, "house-consignment", "", tok, body))
+	if got := srv.Stats().Requests(create); got != 2 {
+		t.Errorf("house creates = %d, want 2", got)
+	}
+}
+
 func TestConcurrentWrites(t *testing.T) {
 	srv := start(t, simulator.Config{})
 	tok := roadToken(t, srv)

@@ -70,7 +70,9 @@ type job struct {
 func (j *job) withRequestID(id string) {
 	if id != "" && id != j.loggedRequestID {
 		j.logAttrs.add(slog.String("requestId", id))
-		j.span.SetAttributes(attribute.String("digitoll.request_id", id))
+		if j.span.IsRecording() {
+			j.span.SetAttributes(attribute.String("digitoll.request_id", id))
+		}
 		j.loggedRequestID = id
 	}
 }
@@ -81,7 +83,9 @@ func (j *job) withRequestID(id string) {
 func (j *job) withMRN(mrn string) {
 	if mrn != "" && j.loggedMRN == "" {
 		j.logAttrs.add(slog.String("mrn", mrn))
-		j.span.SetAttributes(attribute.String("digitoll.mrn", mrn))
+		if j.span.IsRecording() {
+			j.span.SetAttributes(attribute.String("digitoll.mrn", mrn))
+		}
 		j.loggedMRN = mrn
 	}
 }
@@ -110,7 +114,9 @@ func (w *Worker) process(r *run, l lane, msg jetstream.Msg, hb *heartbeat) {
 		if j.d.sub != nil {
 			op = j.d.sub.Operation
 		}
-		j.span.SetAttributes(attribute.String("digitoll.outcome", j.outcome))
+		if j.span.IsRecording() {
+			j.span.SetAttributes(attribute.String("digitoll.outcome", j.outcome))
+		}
 		j.span.End()
 		j.endOps()
 		w.obs.MessageDone(kind, tenant, op, j.outcome, time.Since(start))
@@ -160,7 +166,12 @@ func (j *job) decode() (*contract.Submission, bool) {
 	j.d.receivedAt = meta.Timestamp
 	j.deadline = j.d.receivedAt.Add(j.w.cfg.MessageDeadline)
 	j.logAttrs.add(slog.Uint64("streamSeq", j.d.seq), slog.Int("delivery", j.d.delivery))
-	j.span.SetAttributes(attribute.Int64("digitoll.stream_seq", int64(j.d.seq)), attribute.Int("digitoll.delivery", j.d.delivery))
+	// A span that does not record (no exporter, or not sampled) is
+	// given no attributes: building them costs allocations per message.
+	recording := j.span.IsRecording()
+	if recording {
+		j.span.SetAttributes(attribute.Int64("digitoll.stream_seq", int64(j.d.seq)), attribute.Int("digitoll.delivery", j.d.delivery))
+	}
 
 	subjKind, tenant, err := contract.ParseSubmitSubject(j.d.subject)
 	if err == nil && subjKind != j.d.kind {
@@ -172,14 +183,18 @@ func (j *job) decode() (*contract.Submission, bool) {
 	}
 	j.d.tenant = tenant
 	j.logAttrs.add(slog.String("tenant", tenant))
-	j.span.SetAttributes(attribute.String("digitoll.tenant", tenant))
+	if recording {
+		j.span.SetAttributes(attribute.String("digitoll.tenant", tenant))
+	}
 
 	sub, err := contract.ParseSubmission(j.d.kind, j.msg.Data())
 	if err != nil {
 		j.d.id = lenientID(j.msg.Data())
 		if j.d.id != "" {
 			j.logAttrs.add(slog.String("id", j.d.id))
-			j.span.SetAttributes(attribute.String("digitoll.id", j.d.id))
+			if recording {
+				j.span.SetAttributes(attribute.String("digitoll.id", j.d.id))
+			}
 			j.recordMalformed(tenant)
 		}
 		j.deadLetter(reasonMalformed, err)
@@ -187,7 +202,9 @@ func (j *job) decode() (*contract.Submission, bool) {
 	}
 	j.d.sub, j.d.id = sub, sub.ID
 	j.logAttrs.add(submissionAttrs(sub)...)
-	j.span.SetAttributes(submissionSpanAttrs(sub)...)
+	if recording {
+		j.span.SetAttributes(submissionSpanAttrs(sub)...)
+	}
 	j.loggedMRN = sub.MRN
 	return sub, true
 }

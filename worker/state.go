@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -318,7 +319,7 @@ func (j *journal) write(ctx context.Context, st state) error {
 		st.MaybeSent = j.maybeSent
 	}
 	st.Digest = j.digest
-	data, err := json.Marshal(recordOf(st, j.now().UTC(), j.seq, j.delivery))
+	data, err := encodeRecord(recordOf(st, j.now().UTC(), j.seq, j.delivery))
 	if err != nil {
 		return fmt.Errorf("encode state %s: %w", j.key, err)
 	}
@@ -345,6 +346,63 @@ func (j *journal) write(ctx context.Context, st state) error {
 	j.requestID = st.RequestID
 	return nil
 }
+
+// encodeRecord is st as json.Marshal encodes it, byte for byte, without
+// reflection: every message writes three records. A time json.Marshal
+// would encode otherwise than AppendFormat (not in UTC, or a year
+// outside 0–9999) is left to json.Marshal, error included.
+func encodeRecord(st state) ([]byte, error) {
+	if !st.UpdatedAt.IsZero() && (st.UpdatedAt.Location() != time.UTC || st.UpdatedAt.Year() < 0 || st.UpdatedAt.Year() > 9999) {
+		return json.Marshal(st)
+	}
+	size := stateSizeHint
+	if st.Result != nil {
+		size = doneSizeHint
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"phase":`...)
+	b = contract.AppendJSONString(b, st.Phase)
+	if st.RequestID != "" {
+		b = append(b, `,"requestId":`...)
+		b = contract.AppendJSONString(b, st.RequestID)
+	}
+	if st.MaybeSent {
+		b = append(b, `,"maybeSent":true`...)
+	}
+	if st.Result != nil {
+		b = append(b, `,"result":`...)
+		var err error
+		if b, err = st.Result.AppendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	if !st.UpdatedAt.IsZero() {
+		b = append(b, `,"updatedAt":"`...)
+		b = st.UpdatedAt.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, '"')
+	}
+	if st.Seq != 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, st.Seq, 10)
+	}
+	if st.Delivery != 0 {
+		b = append(b, `,"delivery":`...)
+		b = strconv.AppendInt(b, int64(st.Delivery), 10)
+	}
+	if st.Digest != "" {
+		b = append(b, `,"digest":`...)
+		b = contract.AppendJSONString(b, st.Digest)
+	}
+	return append(b, '}'), nil
+}
+
+// The capacities encodeRecord starts with: enough for a record short of
+// the result (160–210 bytes), and for a done record whose result has
+// no errors.
+const (
+	stateSizeHint = 256
+	doneSizeHint  = 512
+)
 
 // recordOf is st as stored, written at now by delivery of the message
 // with stream sequence seq. The done record is what the journal keeps of

@@ -158,8 +158,8 @@ type run struct {
 	lanes lanes
 	// handlerCtx is cancelled when the shutdown grace runs out.
 	handlerCtx context.Context
-	// inflight counts message goroutines.
-	inflight sync.WaitGroup
+	// inflight runs the deliveries in progress, each on its goroutine.
+	inflight *runners
 	// pullCtx ends when the worker stops pulling; lanes and probers stop
 	// with it.
 	pullCtx context.Context
@@ -202,7 +202,9 @@ func (w *Worker) run(ctx context.Context) error {
 	defer cancelHandlers()
 	pullCtx, stopPulling := context.WithCancel(ctx)
 	defer stopPulling()
-	r := &run{kv: kv, slots: w.newSlots(), handlerCtx: handlerCtx, pullCtx: pullCtx}
+	r := &run{kv: kv, slots: w.newSlots(), handlerCtx: handlerCtx, pullCtx: pullCtx, inflight: newRunners()}
+	// Last: the deliveries are over by then (see finished below).
+	defer r.inflight.stop()
 	r.lanes.running = map[lane]*laneRun{}
 	r.lanes.stop = stopPulling
 	defer r.probers.Wait()

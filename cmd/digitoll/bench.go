@@ -19,7 +19,7 @@ func runBench(ctx context.Context, env *environment, args []string) error {
 	quick := fs.Bool("quick", false, "smaller sizes: about a minute instead of about four, noisier figures")
 	only := fs.String("only", "", "run only these scenarios, comma-separated: "+strings.Join(bench.ScenarioNames(), ", "))
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of the table")
-	rounds := fs.Int("rounds", 0, "rounds of the overhead scenario, each running the worker and its baselines one after the other (0: 5, or 3 with --quick)")
+	rounds := fs.Int("rounds", 0, fmt.Sprintf("rounds of the overhead scenario, each running the worker and its baselines one after the other (0: %d, or %d with --quick)", bench.FullSizes().OverheadRounds, bench.QuickSizes().OverheadRounds))
 	realLogger := fs.Bool("real-logger", true, "overhead scenario: also run the worker with the production log handler formatting into io.Discard, next to the run with logs discarded")
 	serveNATS := fs.String("serve-nats", "", "internal: serve NATS storing in this directory for a benchmark running in another process, until stdin ends")
 	if err := parseFlags(env, fs, args); err != nil {
