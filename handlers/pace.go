@@ -117,9 +117,9 @@ func (pc *Pacer) schedule(kind contract.Kind, level contract.Level, p PollPolicy
 	return pauses{first: jump, then: step, max: p.Max, grow: max(p.Multiplier, paceGrow)}
 }
 
-// observe records a validation of kind's level whose verdict the poll sent at
-// found (measured from the start of polling) found, after polls polls;
-// prev is when the poll before it was sent (unused when polls is 1).
+// observe records a validation of kind's level whose verdict was found
+// by its polls-th poll, sent at found since polling started; prev is when
+// the poll before it was sent (unused when polls is 1).
 func (pc *Pacer) observe(kind contract.Kind, level contract.Level, prev, found time.Duration, polls int) {
 	if pc == nil || polls < 1 {
 		return
@@ -144,7 +144,7 @@ func (pc *Pacer) observe(kind contract.Kind, level contract.Level, prev, found t
 	if w.n < paceMinSamples {
 		return
 	}
-	recent := slices.Clone(w.samples[:w.n])
-	slices.Sort(recent)
+	recent := w.samples
+	slices.Sort(recent[:w.n])
 	w.jump = recent[int(paceQuantile*float64(w.n-1))]
 }
