@@ -508,15 +508,19 @@ func decideState(st *state, seq uint64, delivery int) stateAction {
 // the delivery does nothing that cannot be taken back: a Toll call waits
 // for Sending, a result for done, and a dead letter reads the record
 // first (unseenRecord). A replay from the DLQ (contract.IsReplay) is read
-// first like a redelivery: its record is there, the dead letter's.
+// first like a redelivery: its record is there, the dead letter's. Should
+// the read find none (the replay came before the dead-lettering delivery
+// wrote it), the replay goes on as any first delivery: a record its first
+// write finds is handed back at once.
 func (j *job) openState(key string) (st *state, rev uint64, unread bool, err error) {
-	if j.d.delivery <= 1 && !contract.IsReplay(j.msg.Headers().Get(contract.HeaderMsgID)) {
+	first := j.d.delivery <= 1
+	if first && !contract.IsReplay(j.msg.Headers().Get(contract.HeaderMsgID)) {
 		return nil, 0, true, nil
 	}
 	ctx, cancel := j.opCtx()
 	defer cancel()
 	st, rev, err = loadState(ctx, j.r.kv, key)
-	return st, rev, false, err
+	return st, rev, first && err == nil && st == nil, err
 }
 
 // recordFound ends a delivery whose first write found a record it had not
