@@ -174,9 +174,11 @@ func TestPacerSchedule(t *testing.T) {
 // requestId on the fixed schedule without learning from it.
 func TestSimulatorPacedPolling(t *testing.T) {
 	env := startSim(t)
-	env.sim.SetValidationDelay(300 * time.Millisecond)
+	// Validation long against the pauses, so that a loaded machine's
+	// slower status calls still leave the first wave many polls.
+	env.sim.SetValidationDelay(600 * time.Millisecond)
 	h := env.handler(toll.RoadV2())
-	h.Poll = PollPolicy{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, Multiplier: 1.2, Timeout: 10 * time.Second, Pacer: NewPacer()}
+	h.Poll = PollPolicy{Initial: 20 * time.Millisecond, Max: 50 * time.Millisecond, Multiplier: 1.2, Timeout: 10 * time.Second, Pacer: NewPacer()}
 
 	wave := func(name string) float64 {
 		before := env.sim.Stats().Requests(routeRoadStatusHouse)
