@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,6 +140,26 @@ func (f *tenantsFixture) services(t *testing.T, vars map[string]string) *Service
 		t.Fatal(err)
 	}
 	return svc
+}
+
+// tenancy builds the tenants of the fixture's file, with the simulator's
+// endpoints and extra settings.
+func (f *tenantsFixture) tenancy(t *testing.T, extra map[string]string) *tenancy {
+	t.Helper()
+	vars := map[string]string{
+		"DIGITOLL_ENV": "test", "DIGITOLL_TENANTS_FILE": f.file, "DIGITOLL_NATS_URL": "nats://127.0.0.1:1",
+		"DIGITOLL_MASKINPORTEN_ISSUER": f.sim.Issuer(), "DIGITOLL_TOLL_BASE_URL": f.sim.TollBaseURL(),
+	}
+	maps.Copy(vars, extra)
+	cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ty, err := newTenancy(cfg, f.js, HTTPClient(cfg.Worker), nil, Telemetry{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ty
 }
 
 // run runs svc until the test ends, and fails the test if it does not
@@ -403,18 +424,7 @@ func TestTenancyReload(t *testing.T) {
 	f := newTenantsFixture(t)
 	f.addTenant(t, 0, "acme", "road", roadScope)
 	f.write(t)
-	vars := map[string]string{
-		"DIGITOLL_ENV": "test", "DIGITOLL_TENANTS_FILE": f.file, "DIGITOLL_NATS_URL": "nats://127.0.0.1:1",
-		"DIGITOLL_MASKINPORTEN_ISSUER": f.sim.Issuer(), "DIGITOLL_TOLL_BASE_URL": f.sim.TollBaseURL(),
-	}
-	cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ty, err := newTenancy(cfg, f.js, HTTPClient(cfg.Worker), nil, Telemetry{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ty := f.tenancy(t, nil)
 	acme := ty.table.Load().byName["acme"]
 	if changed, err := ty.Reload(); changed || err != nil {
 		t.Fatalf("unchanged file: Reload() = %v, %v", changed, err)
@@ -543,19 +553,7 @@ func TestValidationPollingSetting(t *testing.T) {
 		paced   bool
 	}{{"", true}, {"adaptive", true}, {"fixed", false}} {
 		t.Run("polling "+tc.setting, func(t *testing.T) {
-			vars := map[string]string{
-				"DIGITOLL_ENV": "test", "DIGITOLL_TENANTS_FILE": f.file, "DIGITOLL_NATS_URL": "nats://127.0.0.1:1",
-				"DIGITOLL_MASKINPORTEN_ISSUER": f.sim.Issuer(), "DIGITOLL_TOLL_BASE_URL": f.sim.TollBaseURL(),
-				"DIGITOLL_VALIDATION_POLLING": tc.setting,
-			}
-			cfg, err := config.Load(flag.NewFlagSet("test", flag.ContinueOnError), nil, func(k string) string { return vars[k] })
-			if err != nil {
-				t.Fatal(err)
-			}
-			ty, err := newTenancy(cfg, f.js, HTTPClient(cfg.Worker), nil, Telemetry{}, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
+			ty := f.tenancy(t, map[string]string{"DIGITOLL_VALIDATION_POLLING": tc.setting})
 			m, ok := ty.table.Load().byName["acme"].handlers[contract.KindRoad].(*handlers.Movement)
 			if !ok {
 				t.Fatal("acme's road handler is not a movement handler")
