@@ -46,11 +46,16 @@ type heartbeat struct {
 	lastErr  error
 }
 
-// start beats for msg at once (it may have waited in the client's buffer
-// for part of its AckWait) and then every interval until stop.
+// start beats for msg every interval until stop, the first time as
+// firstBeat says.
 func (hs *heartbeats) start(msg jetstream.Msg, every time.Duration) *heartbeat {
 	hb := &heartbeat{owner: hs, msg: msg, every: every}
-	hb.beat()
+	now := time.Now()
+	first := firstBeat(storedAt(msg), now, every)
+	if !first.After(now) {
+		hb.beat()
+		first = now.Add(every)
+	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if hs.closed {
@@ -63,7 +68,7 @@ func (hs *heartbeats) start(msg jetstream.Msg, every time.Duration) *heartbeat {
 		hs.done = make(chan struct{})
 		go hs.loop()
 	}
-	hb.next = time.Now().Add(every)
+	hb.next = first
 	hs.active[hb] = struct{}{}
 	if hs.timerAt.IsZero() || hb.next.Before(hs.timerAt) {
 		select {
@@ -72,6 +77,36 @@ func (hs *heartbeats) start(msg jetstream.Msg, every time.Duration) *heartbeat {
 		}
 	}
 	return hb
+}
+
+// firstBeat is when a message stored in its stream at stored, and taken
+// for processing at now, first beats. The server's AckWait runs from the
+// delivery, which came after the store: a message stored less than every
+// ago beats every after the store, which leaves the server's deadline the
+// same margin as between later beats, and a message consumed as it comes
+// in (nearly all of them) is done before that and costs no in-progress
+// ack at all. One that may have waited longer in the stream or the
+// client's buffer, a redelivery, and one whose store time is unknown or
+// ahead of this machine's clock beat at once. It relies on the clocks of
+// the NATS server and this machine differing by less than twice every (two
+// thirds of AckWait, 40 s by default): a larger skew can let the server redeliver
+// a message still in progress, which the journal's lease then holds off.
+func firstBeat(stored, now time.Time, every time.Duration) time.Time {
+	since := now.Sub(stored)
+	if stored.IsZero() || since < 0 || since >= every {
+		return now
+	}
+	return stored.Add(every)
+}
+
+// storedAt is when msg was stored in its stream, zero when its metadata
+// does not say.
+func storedAt(msg jetstream.Msg) time.Time {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return time.Time{}
+	}
+	return meta.Timestamp
 }
 
 // loop beats what is due and sleeps until the next is, until close.

@@ -9,11 +9,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// beatCounter is a message that counts its in-progress acks.
+// beatCounter is a message that counts its in-progress acks. Its
+// metadata says it was stored at stored, or is missing when that is zero.
 type beatCounter struct {
 	jetstream.Msg
-	n    atomic.Int32
-	fail bool
+	n      atomic.Int32
+	fail   bool
+	stored time.Time
+}
+
+func (m *beatCounter) Metadata() (*jetstream.MsgMetadata, error) {
+	if m.stored.IsZero() {
+		return nil, jetstream.ErrNotJSMessage
+	}
+	return &jetstream.MsgMetadata{Timestamp: m.stored}, nil
 }
 
 func (m *beatCounter) InProgress() error {
@@ -63,4 +72,56 @@ func TestHeartbeatsShareOneLoop(t *testing.T) {
 	if got := late.n.Load(); got != 1 {
 		t.Errorf("a heartbeat started after close beat %d times, want once", got)
 	}
+}
+
+// A message taken soon after it was stored has its first in-progress ack
+// one interval after the store, not at once: the server's AckWait started
+// with the delivery, after the store, so the margin is that of the later
+// beats, and a message done sooner costs no ack. One that may have waited
+// longer, or whose store time is unknown or ahead of this clock, beats at
+// once.
+func TestFirstBeat(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	const every = 20 * time.Second
+	for _, tc := range []struct {
+		name   string
+		stored time.Time
+		want   time.Time
+	}{
+		{"just stored", now, now.Add(every)},
+		{"stored a little while ago", now.Add(-5 * time.Second), now.Add(15 * time.Second)},
+		{"stored almost an interval ago", now.Add(-every + time.Millisecond), now.Add(time.Millisecond)},
+		{"stored an interval ago", now.Add(-every), now},
+		{"a backlog or redelivery", now.Add(-time.Hour), now},
+		{"store time unknown", time.Time{}, now},
+		{"store time ahead of this clock", now.Add(time.Second), now},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := firstBeat(tc.stored, now, every); !got.Equal(tc.want) {
+				t.Errorf("firstBeat(now%+v) = now%+v, want now%+v", tc.stored.Sub(now), got.Sub(now), tc.want.Sub(now))
+			}
+		})
+	}
+}
+
+// A heartbeat started for a message just stored waits for its first beat,
+// and then beats on its interval.
+func TestHeartbeatOfAFreshMessageWaits(t *testing.T) {
+	var hs heartbeats
+	t.Cleanup(hs.close)
+	every := 500 * time.Millisecond
+	fresh := &beatCounter{stored: time.Now()}
+	stale := &beatCounter{stored: time.Now().Add(-time.Hour)}
+	hbFresh := hs.start(fresh, every)
+	hbStale := hs.start(stale, time.Hour)
+	t.Cleanup(func() { hbFresh.stop(); hbStale.stop() })
+	if got := stale.n.Load(); got != 1 {
+		t.Errorf("a message stored an hour ago beat %d times at start, want once", got)
+	}
+	// The test cannot see "not yet" as a moment; it checks that the beat
+	// at start was left out, which nothing else could have done this soon.
+	if got := fresh.n.Load(); got != 0 && time.Since(fresh.stored) < every {
+		t.Errorf("a message just stored beat %d times at start, want none", got)
+	}
+	eventually(t, 10*time.Second, "two beats of the fresh message", func() bool { return fresh.n.Load() >= 2 })
 }

@@ -354,6 +354,71 @@ func TestHeartbeatKeepsLongWorkFromRedelivery(t *testing.T) {
 	}
 }
 
+// Messages consumed as they come in are acked without a single
+// in-progress ack: their AckWait is far from running out. A message that
+// waited in the stream longer than a heartbeat interval gets one at once.
+func TestFreshMessagesCostNoInProgressAck(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	nc, err := e.srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	var mu sync.Mutex
+	acks := map[string]int{}
+	sub, err := nc.Subscribe("$JS.ACK.>", func(m *nats.Msg) {
+		mu.Lock()
+		acks[string(m.Data)]++
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ackCounts := func() (acked, inProgress int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return acks["+ACK"], acks["+WPI"]
+	}
+
+	// The default AckWait: a heartbeat every 20 s, so that a slow machine
+	// cannot make a message legitimately need one.
+	cfg := Config{Handlers: map[contract.Kind]Handler{contract.KindRoad: &fakeHandler{behaviour: accept}}}
+	const n = 20
+	stop := startWorker(t, e.js, cfg)
+	for i := range n {
+		submit(t, e.js, roadSubject, "", roadBody(fmt.Sprintf("fresh-%d", i)), nil)
+	}
+	collect(t, e.js, contract.StreamResults, roadResults, n, 20*time.Second)
+	eventually(t, 10*time.Second, "every message acked", func() bool { acked, _ := ackCounts(); return acked >= n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if acked, inProgress := ackCounts(); inProgress != 0 {
+		t.Errorf("%d fresh messages, acked %d times, had %d in-progress acks; want none", n, acked, inProgress)
+	}
+
+	// A message stored a heartbeat interval (333 ms of a second's AckWait)
+	// before a worker takes it.
+	cfg.AckWait = time.Second
+	submit(t, e.js, roadSubject, "", roadBody("stale"), nil)
+	stored := time.Now()
+	time.Sleep(time.Until(stored.Add(time.Second / 3)))
+	stop = startWorker(t, e.js, cfg)
+	collect(t, e.js, contract.StreamResults, roadResults, n+1, 20*time.Second)
+	eventually(t, 10*time.Second, "the stale message acked", func() bool { acked, _ := ackCounts(); return acked >= n+1 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, inProgress := ackCounts(); inProgress < 1 {
+		t.Errorf("a message that waited a heartbeat interval in the stream had no in-progress ack")
+	}
+}
+
 func putState(t *testing.T, kv jetstream.KeyValue, id string, st state) {
 	t.Helper()
 	data, err := json.Marshal(st)
