@@ -41,6 +41,18 @@ func newEnv(t testing.TB) *env {
 	return &env{srv: srv, js: js, kv: kv}
 }
 
+// conn is a connection of its own to e's server, closed when the test
+// ends (closing it before is harmless).
+func (e *env) conn(t testing.TB) *nats.Conn {
+	t.Helper()
+	nc, err := e.srv.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)

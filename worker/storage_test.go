@@ -143,11 +143,7 @@ func TestEnsureStreamsCompressesWhatItKeeps(t *testing.T) {
 func TestFirstDeliveryCreatesWithoutReading(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	nc, err := e.srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := e.conn(t)
 	// Every read of a record: a direct get (KV buckets allow it) or a
 	// message get on the bucket's stream.
 	var reads atomic.Int64

@@ -360,11 +360,7 @@ func TestHeartbeatKeepsLongWorkFromRedelivery(t *testing.T) {
 func TestFreshMessagesCostNoInProgressAck(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	nc, err := e.srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := e.conn(t)
 	var mu sync.Mutex
 	acks := map[string]int{}
 	sub, err := nc.Subscribe("$JS.ACK.>", func(m *nats.Msg) {
@@ -665,10 +661,7 @@ func TestConsumerIsRecreatedAfterDeletion(t *testing.T) {
 func TestRunReturnsAnErrorWhenItsConnectionCloses(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	nc, err := e.srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc := e.conn(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
