@@ -30,12 +30,15 @@ var overheadPoll = handlers.PollPolicy{Initial: time.Millisecond}
 // routeHousePost is the simulator's route of a house consignment create.
 const routeHousePost = "POST /toll/api/movement/road/v2/house-consignment"
 
-// overhead measures what the worker costs per declaration against two
+// overhead measures what the worker costs per declaration against three
 // baselines, in the same run and against the same simulator and NATS
-// server: a plain JetStream worker without a journal (plainWorker) and a
-// bare loop calling the worker's own handler straight, without NATS
-// (bareLoop). Both call the same handler and so the same Toll client,
-// with the same concurrency. The worker runs twice per round: with the
+// server: a plain JetStream worker without a journal (plainWorker), the
+// same plain worker making the journal's three KV writes per message,
+// and a bare loop calling the worker's own handler straight, without
+// NATS (bareLoop). All call the same handler and so the same Toll
+// client, with the same concurrency. Beside CPU time it counts the
+// messages the NATS server received and sent per declaration, which
+// unlike CPU time do not depend on the machine's noise. The worker runs twice per round: with the
 // runner's logger (by default discarding) and, unless
 // Config.DiscardLogsOnly, with the production log handler formatting into
 // io.Discard. The runs alternate over the rounds (reversed every other
@@ -91,7 +94,7 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 		return nil, err
 	}
 
-	// worker runs a fresh worker (a Services runs once) with its token
+	// workerRun runs a fresh worker (a Services runs once) with its token
 	// fetched and its connections opened by a wave of its own handler.
 	workerRun := func(logger *slog.Logger) func(prefix string) (loopRun, error) {
 		return func(prefix string) (loopRun, error) {
@@ -207,6 +210,7 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 			"overhead: what the journal's three KV writes per message cost the plain JetStream worker (the process's CPU, so the NATS server's work storing them counts)."),
 		allocFigure("allocations per declaration, worker/plain JetStream", n, wk, plain, "plain JetStream",
 			"overhead: heap objects the whole process allocated per declaration (runtime/metrics /gc/heap/allocs:objects), the simulator's and the NATS server's included. Unlike CPU time it does not depend on what else the machine runs: the same work allocates the same objects to within a fraction of a percent, so a change of the worker's allocations shows in a single run."),
+		allocFigure("allocations per declaration, worker/plain JetStream + journal writes", n, wk, journal, "plain + journal", ""),
 		cpuFigure("CPU per declaration, plain JetStream/bare", n, plain, bare, "bare loop", 0, ""),
 		rateFigure("declarations/s, worker/plain JetStream", n, wk, plain, "plain JetStream", 0, ""),
 	)
