@@ -13,8 +13,10 @@
 //   - overhead: CPU per declaration and declarations per second through
 //     the whole worker (publish, Toll calls, result, ack), with logs
 //     discarded and with the production log handler, against a plain
-//     JetStream worker without a journal and a bare loop calling the same
-//     handler straight to the same simulator, alternated over rounds;
+//     JetStream worker without a journal, the same plain worker making
+//     the journal's three KV writes, and a bare loop calling the same
+//     handler straight to the same simulator, alternated over rounds; and
+//     the NATS messages per declaration each run costs;
 //   - latency: with 50 ms per Toll call and 2 s of validation, throughput
 //     against the ideal in-flight limit / per-declaration latency, and
 //     that of the plain JetStream worker;

@@ -94,7 +94,10 @@ func TestEveryScenarioProducesItsFigures(t *testing.T) {
 	want := map[string][]string{
 		"overhead": {"declarations/s", "CPU per declaration", "CPU per declaration, worker/plain JetStream",
 			"CPU per declaration, real logger, worker/plain JetStream", "CPU per declaration, real logger, worker/bare",
-			"CPU per declaration, plain JetStream/bare", "declarations/s, worker/plain JetStream", "allocations per declaration, worker/plain JetStream"},
+			"CPU per declaration, plain JetStream/bare", "declarations/s, worker/plain JetStream", "allocations per declaration, worker/plain JetStream",
+			"CPU per declaration, worker/plain JetStream + journal writes", "CPU per declaration, real logger, worker/plain JetStream + journal writes",
+			"CPU per declaration, plain + journal/plain JetStream", "allocations per declaration, worker/plain JetStream + journal writes", "NATS messages per declaration, worker/plain JetStream",
+			"NATS messages per declaration, real logger, worker/plain JetStream", "NATS messages per declaration, plain + journal/plain JetStream"},
 		"latency":   {"declarations/s", "handler alone, adaptive polling", "handler alone, fixed polling", "worker against the handler alone", "plain JetStream worker, declarations/s", "worker/plain JetStream, declarations/s", "handler alone, former default polling", "status polls per declaration", "CPU per declaration"},
 		"tokens":    {"Maskinporten grants per scope", "token exchanges per scope"},
 		"documents": {"peak heap growth"},

@@ -18,6 +18,7 @@ import (
 	"github.com/digitoll/digitoll-worker/handlers"
 	"github.com/digitoll/digitoll-worker/telemetry"
 	"github.com/digitoll/digitoll-worker/toll"
+	"github.com/digitoll/digitoll-worker/worker"
 )
 
 // overheadPoll is the validation polling of the overhead scenario: the
@@ -29,12 +30,15 @@ var overheadPoll = handlers.PollPolicy{Initial: time.Millisecond}
 // routeHousePost is the simulator's route of a house consignment create.
 const routeHousePost = "POST /toll/api/movement/road/v2/house-consignment"
 
-// overhead measures what the worker costs per declaration against two
+// overhead measures what the worker costs per declaration against three
 // baselines, in the same run and against the same simulator and NATS
-// server: a plain JetStream worker without a journal (plainWorker) and a
-// bare loop calling the worker's own handler straight, without NATS
-// (bareLoop). Both call the same handler and so the same Toll client,
-// with the same concurrency. The worker runs twice per round: with the
+// server: a plain JetStream worker without a journal (plainWorker), the
+// same plain worker making the journal's three KV writes per message,
+// and a bare loop calling the worker's own handler straight, without
+// NATS (bareLoop). All call the same handler and so the same Toll
+// client, with the same concurrency. Beside CPU time it counts the
+// messages the NATS server received and sent per declaration, which
+// unlike CPU time do not depend on the machine's noise. The worker runs twice per round: with the
 // runner's logger (by default discarding) and, unless
 // Config.DiscardLogsOnly, with the production log handler formatting into
 // io.Discard. The runs alternate over the rounds (reversed every other
@@ -83,10 +87,16 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 	if err := warmUp("warm-up", road); err != nil {
 		return nil, err
 	}
+	// The plain worker with journal writes writes into the worker's
+	// bucket, as EnsureStreams made it.
+	kv, err := st.js.KeyValue(ctx, worker.StateBucket)
+	if err != nil {
+		return nil, err
+	}
 
-	// worker runs a fresh worker (a Services runs once) with its token
+	// workerRun runs a fresh worker (a Services runs once) with its token
 	// fetched and its connections opened by a wave of its own handler.
-	worker := func(logger *slog.Logger) func(prefix string) (loopRun, error) {
+	workerRun := func(logger *slog.Logger) func(prefix string) (loopRun, error) {
 		return func(prefix string) (loopRun, error) {
 			svc, err := st.servicesLogging(ctx, logger)
 			if err != nil {
@@ -106,13 +116,20 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 		}
 	}
 	runs := []overheadRun{
-		{name: "worker", run: worker(r.log)},
+		{name: "worker", run: workerRun(r.log)},
 		{name: "plain", run: func(prefix string) (loopRun, error) {
 			if err := st.clearConsumers(ctx); err != nil {
 				return loopRun{}, err
 			}
 			p := plainWorker{js: st.js, handler: road, kind: contract.KindRoad, concurrency: c}
 			return st.throughputOf(ctx, "plain JetStream worker", p.run, prefix, n)
+		}},
+		{name: "journal", run: func(prefix string) (loopRun, error) {
+			if err := st.clearConsumers(ctx); err != nil {
+				return loopRun{}, err
+			}
+			p := plainWorker{js: st.js, handler: road, kind: contract.KindRoad, concurrency: c, journal: kv}
+			return st.throughputOf(ctx, "plain JetStream worker with journal writes", p.run, prefix, n)
 		}},
 		{name: "bare", run: func(prefix string) (loopRun, error) {
 			msgs, err := houses(prefix, n)
@@ -129,7 +146,7 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 	// records counts what the production handler formats.
 	var records atomic.Int64
 	if !r.cfg.DiscardLogsOnly {
-		runs = slices.Insert(runs, 1, overheadRun{name: "logged", run: worker(productionLogger(cfg.Log, &records))})
+		runs = slices.Insert(runs, 1, overheadRun{name: "logged", run: workerRun(productionLogger(cfg.Log, &records))})
 	}
 	for round := range rounds {
 		order := slices.Clone(runs)
@@ -158,13 +175,15 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 	for _, o := range runs {
 		byName[o.name] = o
 	}
-	wk, plain, bare := byName["worker"], byName["plain"], byName["bare"]
-	about := fmt.Sprintf("overhead: %d house consignments per run, %d in flight, %d rounds of %s alternated (reversed every other round: worker = the worker with logs discarded, logged = the worker with the production log handler, plain = the plain JetStream worker, bare = the bare loop); median (min–max) over the rounds, and the ratio is the median (min–max) of the rounds' ratios. "+
+	wk, plain, journal, bare := byName["worker"], byName["plain"], byName["journal"], byName["bare"]
+	about := fmt.Sprintf("overhead: %d house consignments per run, %d in flight, %d rounds of %s alternated (reversed every other round: worker = the worker with logs discarded, logged = the worker with the production log handler, plain = the plain JetStream worker, journal = the plain JetStream worker with the journal's three KV writes, bare = the bare loop); median (min–max) over the rounds, and the ratio is the median (min–max) of the rounds' ratios. "+
 		"The simulator answers without latency and validates at once, and all poll 1 ms after the write, so that all are bound by CPU, not by waiting. "+
 		"CPU is this process's (getrusage), so the simulator's and the NATS server's work counts against every run; before each run the simulator forgets the declarations so far and the heap is collected, so that no run pays for marking what the others left. "+
 		"The plain JetStream worker is a pull consumer with a pool of %d calling the same handler, publishing the result and acking: no journal, lanes, tracing or dead letters. "+
-		"The bare loop calls the same handler without NATS.",
-		n, c, rounds, strings.Join(names(runs), ", "), c)
+		"The plain JetStream worker with journal writes is that worker plus, per message, the three KV writes of the worker's journal into its bucket %s (a Create of the record sending before the handler, an Update to sent after it, an Update to done with the result before publishing it), so that the worker's own CPU shows apart from the price of the writes its exactly-once guarantee needs. "+
+		"The bare loop calls the same handler without NATS. "+
+		"NATS messages per declaration are the embedded server's counters (Varz in_msgs, out_msgs) over the same span as the CPU time: unlike CPU time they do not depend on what else the machine runs.",
+		n, c, rounds, strings.Join(names(runs), ", "), c, worker.StateBucket)
 	figs := []Figure{
 		rateFigure("declarations/s", n, wk, bare, "bare loop", rateFloor, about),
 		cpuFigure("CPU per declaration", n, wk, bare, "bare loop", 0, ""),
@@ -179,11 +198,38 @@ func overhead(ctx context.Context, r *runner) ([]Figure, error) {
 		)
 	}
 	figs = append(figs,
+		cpuFigure("CPU per declaration, worker/plain JetStream + journal writes", n, wk, journal, "plain + journal", journalCPUCeiling,
+			"overhead: against the plain JetStream worker that also makes the journal's three KV writes per message (Create sending, Update sent, Update done, each awaiting its ack): what the worker spends beyond them is its own code (lanes, tracing, heartbeats, the decisions around the journal) and its other NATS traffic."),
+	)
+	if logged, ok := byName["logged"]; ok {
+		figs = append(figs,
+			cpuFigure("CPU per declaration, real logger, worker/plain JetStream + journal writes", n, logged, journal, "plain + journal", journalCPUCeiling, ""))
+	}
+	figs = append(figs,
+		cpuFigure("CPU per declaration, plain + journal/plain JetStream", n, journal, plain, "plain JetStream", 0,
+			"overhead: what the journal's three KV writes per message cost the plain JetStream worker (the process's CPU, so the NATS server's work storing them counts)."),
 		allocFigure("allocations per declaration, worker/plain JetStream", n, wk, plain, "plain JetStream",
 			"overhead: heap objects the whole process allocated per declaration (runtime/metrics /gc/heap/allocs:objects), the simulator's and the NATS server's included. Unlike CPU time it does not depend on what else the machine runs: the same work allocates the same objects to within a fraction of a percent, so a change of the worker's allocations shows in a single run."),
+		allocFigure("allocations per declaration, worker/plain JetStream + journal writes", n, wk, journal, "plain + journal", ""),
 		cpuFigure("CPU per declaration, plain JetStream/bare", n, plain, bare, "bare loop", 0, ""),
 		rateFigure("declarations/s, worker/plain JetStream", n, wk, plain, "plain JetStream", 0, ""),
 	)
+	// The NATS server's counters, where it runs in this process.
+	traffic := []struct {
+		metric string
+		run    overheadRun
+		note   string
+	}{
+		{"NATS messages per declaration, worker/plain JetStream", wk,
+			"overhead: the messages the NATS server received (in) and sent (out) during each run, per declaration: publishes, acks, pull requests, KV writes and JetStream's replies, the results watched by the bench included (one out each in every run). The ratio is that of the messages both ways."},
+		{"NATS messages per declaration, real logger, worker/plain JetStream", byName["logged"], ""},
+		{"NATS messages per declaration, plain + journal/plain JetStream", journal, ""},
+	}
+	for _, t := range traffic {
+		if f, ok := trafficFigure(t.metric, n, t.run, plain, "plain JetStream", t.note); ok {
+			figs = append(figs, f)
+		}
+	}
 	return figs, nil
 }
 
@@ -264,6 +310,14 @@ const (
 	// cpuCeiling: the worker's CPU per declaration against the plain
 	// JetStream worker's (issue 14's goal).
 	cpuCeiling = 1.35
+	// journalCPUCeiling: the worker's CPU per declaration against the
+	// plain JetStream worker that also makes the journal's three KV
+	// writes. Those writes are the price of exactly-once, which the
+	// worker cannot drop; against a baseline that pays them too, the
+	// ratio bounds what the worker's own code adds, and issue 14's 1.35
+	// is kept for it. A constant of its own, so that the two goals can
+	// part.
+	journalCPUCeiling = 1.35
 )
 
 // rateFigure compares a's declarations per second with b's, round by
@@ -292,6 +346,32 @@ func cpuFigure(metric string, n int, a, b overheadRun, baseline string, ceiling 
 		f.Target, f.Verdict = fmt.Sprintf("≤ %.2f", ceiling), atMost(f.Ratio, ceiling)
 	}
 	return f
+}
+
+// trafficFigure compares the NATS messages a received and sent per
+// declaration with b's, round by round, the ratio being that of the
+// messages both ways. ok is false when a run has no counts (NATS in a
+// process of its own, or a run without NATS): the row is left out.
+func trafficFigure(metric string, n int, a, b overheadRun, baseline, note string) (_ Figure, ok bool) {
+	uncounted := func(l loopRun) bool { return !l.hasTraffic }
+	if len(a.runs) == 0 || len(b.runs) == 0 || slices.ContainsFunc(a.runs, uncounted) || slices.ContainsFunc(b.runs, uncounted) {
+		return Figure{}, false
+	}
+	in := func(l loopRun) float64 { return float64(l.msgsIn) / float64(n) }
+	out := func(l loopRun) float64 { return float64(l.msgsOut) / float64(n) }
+	ai, bi, _ := pairs(a, b, in)
+	ao, bo, _ := pairs(a, b, out)
+	at, _, ratios := pairs(a, b, func(l loopRun) float64 { return in(l) + out(l) })
+	inOut := func(in, out []float64) string {
+		return spread(in, "%.2f", " in") + ", " + spread(out, "%.2f", " out")
+	}
+	return Figure{
+		Scenario: "overhead", Metric: metric,
+		Measured: inOut(ai, ao), Value: median(at),
+		Baseline: inOut(bi, bo) + " " + baseline,
+		Ratio:    median(ratios), RatioMin: slices.Min(ratios), RatioMax: slices.Max(ratios),
+		Verdict: Info, Note: note,
+	}, true
 }
 
 // allocFigure compares a's heap objects allocated per declaration with
@@ -358,6 +438,11 @@ type loopRun struct {
 	allocs uint64
 	// meanLatency is the mean time of one Handle call.
 	meanLatency time.Duration
+	// msgsIn and msgsOut are the messages the NATS server received and
+	// sent during the run, when hasTraffic: NATS ran in this process and
+	// the run used it.
+	msgsIn, msgsOut int64
+	hasTraffic      bool
 }
 
 // bareLoop hands each submission to h, concurrency at once, with no NATS

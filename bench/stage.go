@@ -58,6 +58,9 @@ type stage struct {
 	// natsHeap tells the heap in use of the NATS server when it runs in
 	// a process of its own; nil otherwise.
 	natsHeap func(context.Context) (uint64, error)
+	// natsTraffic tells the messages the NATS server has received and
+	// sent so far when it runs in this process; nil otherwise.
+	natsTraffic func() (in, out int64, err error)
 }
 
 // allScopes are granted to the benchmark's client.
@@ -114,6 +117,7 @@ func (r *runner) newStage(ctx context.Context, o stageOptions) (_ *stage, err er
 		}
 		s.closers = append(s.closers, srv.Shutdown)
 		url = srv.ClientURL()
+		s.natsTraffic = srv.Traffic
 	}
 	if s.nc, err = nats.Connect(url, nats.Name("digitoll-bench")); err != nil {
 		return nil, fmt.Errorf("connect to NATS: %w", err)
@@ -295,7 +299,8 @@ func (s *stage) servicesLogging(ctx context.Context, logger *slog.Logger) (*app.
 // throughput publishes n house consignments named prefix as a backlog,
 // runs svc until every one has its result, checks them (one result each,
 // the submit stream acked), and returns the wall and CPU time from the
-// start of the run to the last result, and the objects allocated.
+// start of the run to the last result, the objects allocated and, with
+// NATS in this process, the messages it received and sent.
 func (st *stage) throughput(ctx context.Context, svc *app.Services, prefix string, n int) (loopRun, error) {
 	return st.throughputOf(ctx, "worker", svc.Run, prefix, n)
 }
@@ -323,10 +328,19 @@ func (st *stage) throughputOf(ctx context.Context, name string, runFn func(conte
 	if err := st.publish(ctx, msgs); err != nil {
 		return loopRun{}, err
 	}
+	// The server's counters are read outside the CPU span: Varz does
+	// work of its own.
+	traffic, err := st.startTraffic()
+	if err != nil {
+		return loopRun{}, err
+	}
 	sp := startSpan()
 	run := start(ctx, runFn)
 	last, err := watch.wait(ctx)
 	got := sp.end(last)
+	if err == nil {
+		err = traffic.end(&got)
+	}
 	if stopErr := run.stop(); err == nil {
 		err = stopErr
 	}
@@ -337,4 +351,39 @@ func (st *stage) throughputOf(ctx context.Context, name string, runFn func(conte
 		return loopRun{}, fmt.Errorf("%s: %w", name, err)
 	}
 	return got, nil
+}
+
+// trafficSpan is the NATS server's message counters at the start of a
+// run.
+type trafficSpan struct {
+	read    func() (in, out int64, err error)
+	in, out int64
+}
+
+// startTraffic reads the counters of the stage's NATS server; with NATS
+// in a process of its own there are none and end records nothing.
+func (s *stage) startTraffic() (trafficSpan, error) {
+	t := trafficSpan{read: s.natsTraffic}
+	if t.read == nil {
+		return t, nil
+	}
+	var err error
+	if t.in, t.out, err = t.read(); err != nil {
+		return trafficSpan{}, err
+	}
+	return t, nil
+}
+
+// end records in r the messages the server received and sent since
+// startTraffic.
+func (t trafficSpan) end(r *loopRun) error {
+	if t.read == nil {
+		return nil
+	}
+	in, out, err := t.read()
+	if err != nil {
+		return err
+	}
+	r.msgsIn, r.msgsOut, r.hasTraffic = in-t.in, out-t.out, true
+	return nil
 }

@@ -233,5 +233,20 @@ func (s *Server) MetaState() (leader, current bool, peers int) {
 	return s.ns.JetStreamIsLeader(), s.ns.JetStreamIsCurrent(), len(s.ns.JetStreamClusterPeers())
 }
 
+// Traffic is how many messages the server has received from its
+// connections (in) and sent to them (out) since it started: core
+// publishes, JetStream API requests, acks and replies alike, as its
+// monitoring page (/varz in_msgs, out_msgs) counts them. The difference
+// of two readings is the traffic between them; the benchmarks use it to
+// count the messages a declaration costs, which unlike CPU time does not
+// depend on what else the machine runs.
+func (s *Server) Traffic() (in, out int64, err error) {
+	v, err := s.ns.Varz(nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("embedded nats-server %s: %w", s.Name(), err)
+	}
+	return v.InMsgs, v.OutMsgs, nil
+}
+
 // Running reports whether the server is still running.
 func (s *Server) Running() bool { return s.ns.Running() }

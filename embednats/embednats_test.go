@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -221,4 +222,56 @@ func TestStartRefusesAPortInUse(t *testing.T) {
 		t.Fatalf("Start once the port is free: %v", err)
 	}
 	srv.Shutdown()
+}
+
+// Traffic counts each message once where the server takes it in and
+// once per subscriber it hands it to; a request with its reply is one of
+// each way more.
+func TestTrafficCountsMessagesBothWays(t *testing.T) {
+	s, err := Start(Options{Dir: t.TempDir(), Port: RandomPort})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := s.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	const subscribers, msgs = 2, 5
+	for range subscribers {
+		if _, err := nc.SubscribeSync("traffic.>"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := nc.Subscribe("echo", func(m *nats.Msg) { _ = m.Respond(m.Data) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	in0, out0, err := s.Traffic()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range msgs {
+		if err := nc.Publish(fmt.Sprintf("traffic.%d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := nc.Request("echo", []byte("ping"), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The request's reply came back through the server after every
+	// publish before it had been taken in and handed on.
+	in1, out1, err := s.Traffic()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in, want := in1-in0, int64(msgs+2); in != want {
+		t.Errorf("in %d messages, want %d (%d publishes, a request and its reply)", in, want, msgs)
+	}
+	if out, want := out1-out0, int64(msgs*subscribers+2); out != want {
+		t.Errorf("out %d messages, want %d (%d publishes to %d subscribers, a request and its reply)", out, want, msgs, subscribers)
+	}
 }
