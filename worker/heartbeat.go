@@ -46,12 +46,12 @@ type heartbeat struct {
 	lastErr  error
 }
 
-// start beats for msg every interval until stop, the first time as
-// firstBeat says.
-func (hs *heartbeats) start(msg jetstream.Msg, every time.Duration) *heartbeat {
+// start beats for msg, stored in its stream at stored (zero if unknown),
+// every interval until stop, the first time as firstBeat says.
+func (hs *heartbeats) start(msg jetstream.Msg, stored time.Time, every time.Duration) *heartbeat {
 	hb := &heartbeat{owner: hs, msg: msg, every: every}
 	now := time.Now()
-	first := firstBeat(storedAt(msg), now, every)
+	first := firstBeat(stored, now, every)
 	if !first.After(now) {
 		hb.beat()
 		first = now.Add(every)
@@ -97,16 +97,6 @@ func firstBeat(stored, now time.Time, every time.Duration) time.Time {
 		return now
 	}
 	return stored.Add(every)
-}
-
-// storedAt is when msg was stored in its stream, zero when its metadata
-// does not say.
-func storedAt(msg jetstream.Msg) time.Time {
-	meta, err := msg.Metadata()
-	if err != nil {
-		return time.Time{}
-	}
-	return meta.Timestamp
 }
 
 // loop beats what is due and sleeps until the next is, until close.

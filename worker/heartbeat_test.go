@@ -9,20 +9,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// beatCounter is a message that counts its in-progress acks. Its
-// metadata says it was stored at stored, or is missing when that is zero.
+// beatCounter is a message that counts its in-progress acks.
 type beatCounter struct {
 	jetstream.Msg
-	n      atomic.Int32
-	fail   bool
-	stored time.Time
-}
-
-func (m *beatCounter) Metadata() (*jetstream.MsgMetadata, error) {
-	if m.stored.IsZero() {
-		return nil, jetstream.ErrNotJSMessage
-	}
-	return &jetstream.MsgMetadata{Timestamp: m.stored}, nil
+	n    atomic.Int32
+	fail bool
 }
 
 func (m *beatCounter) InProgress() error {
@@ -40,9 +31,9 @@ func TestHeartbeatsShareOneLoop(t *testing.T) {
 	var hs heartbeats
 	t.Cleanup(hs.close)
 	fast, slow, failing := &beatCounter{}, &beatCounter{}, &beatCounter{fail: true}
-	hbSlow := hs.start(slow, time.Hour)
-	hbFast := hs.start(fast, 5*time.Millisecond)
-	hbFailing := hs.start(failing, 5*time.Millisecond)
+	hbSlow := hs.start(slow, time.Time{}, time.Hour)
+	hbFast := hs.start(fast, time.Time{}, 5*time.Millisecond)
+	hbFailing := hs.start(failing, time.Time{}, 5*time.Millisecond)
 	if slow.n.Load() != 1 || fast.n.Load() != 1 {
 		t.Fatalf("beats at start: slow %d, fast %d; want one each at once", slow.n.Load(), fast.n.Load())
 	}
@@ -68,7 +59,7 @@ func TestHeartbeatsShareOneLoop(t *testing.T) {
 
 	hs.close()
 	late := &beatCounter{}
-	hs.start(late, time.Millisecond).stop()
+	hs.start(late, time.Time{}, time.Millisecond).stop()
 	if got := late.n.Load(); got != 1 {
 		t.Errorf("a heartbeat started after close beat %d times, want once", got)
 	}
@@ -110,17 +101,17 @@ func TestHeartbeatOfAFreshMessageWaits(t *testing.T) {
 	var hs heartbeats
 	t.Cleanup(hs.close)
 	every := 500 * time.Millisecond
-	fresh := &beatCounter{stored: time.Now()}
-	stale := &beatCounter{stored: time.Now().Add(-time.Hour)}
-	hbFresh := hs.start(fresh, every)
-	hbStale := hs.start(stale, time.Hour)
+	fresh, stale := &beatCounter{}, &beatCounter{}
+	freshStored := time.Now()
+	hbFresh := hs.start(fresh, freshStored, every)
+	hbStale := hs.start(stale, freshStored.Add(-time.Hour), time.Hour)
 	t.Cleanup(func() { hbFresh.stop(); hbStale.stop() })
 	if got := stale.n.Load(); got != 1 {
 		t.Errorf("a message stored an hour ago beat %d times at start, want once", got)
 	}
 	// The test cannot see "not yet" as a moment; it checks that the beat
 	// at start was left out, which nothing else could have done this soon.
-	if got := fresh.n.Load(); got != 0 && time.Since(fresh.stored) < every {
+	if got := fresh.n.Load(); got != 0 && time.Since(freshStored) < every {
 		t.Errorf("a message just stored beat %d times at start, want none", got)
 	}
 	eventually(t, 10*time.Second, "two beats of the fresh message", func() bool { return fresh.n.Load() >= 2 })

@@ -28,6 +28,30 @@ const configRemedy = "the worker's configuration is refused (scope not granted t
 // low by another process.
 const minHeartbeat = 10 * time.Millisecond
 
+// taken is a message as its lane took it, with the metadata of its reply
+// subject read once for the heartbeat and the job.
+type taken struct {
+	msg jetstream.Msg
+	// meta is nil, and metaErr says why, for a message that did not come
+	// from a consumer.
+	meta    *jetstream.MsgMetadata
+	metaErr error
+}
+
+func take(msg jetstream.Msg) taken {
+	meta, err := msg.Metadata()
+	return taken{msg: msg, meta: meta, metaErr: err}
+}
+
+// storedAt is when the message was stored in its stream, zero when its
+// metadata does not say.
+func (t taken) storedAt() time.Time {
+	if t.meta == nil {
+		return time.Time{}
+	}
+	return t.meta.Timestamp
+}
+
 // job is one delivery of one message, from Next to its ack, nak or hand-over.
 type job struct {
 	w *Worker
@@ -37,7 +61,10 @@ type job struct {
 	// tenant is the subject's last token, for the Observer.
 	tenant string
 	msg    jetstream.Msg
-	hb     *heartbeat
+	// meta and metaErr are taken's.
+	meta    *jetstream.MsgMetadata
+	metaErr error
+	hb      *heartbeat
 	// ctx carries the delivery's span; it ends with the handlers (see
 	// run.handlerCtx).
 	ctx  context.Context
@@ -93,14 +120,14 @@ func (j *job) withMRN(mrn string) {
 // process carries one delivery through. Every path ends in exactly one of
 // ack, nak or leaving the message to another delivery, with the heartbeat
 // stopped first.
-func (w *Worker) process(r *run, l lane, msg jetstream.Msg, hb *heartbeat) {
-	kind := l.kind
+func (w *Worker) process(r *run, l lane, t taken, hb *heartbeat) {
+	kind, msg := l.kind, t.msg
 	// The subject's tenant, for metrics from the start; the lane's is
 	// the same, or "" when one consumer serves every tenant.
 	tenant := subjectTenant(msg.Subject())
 	start := time.Now()
 	w.obs.MessageStarted(kind, tenant)
-	j := &job{w: w, r: r, lane: l, tenant: tenant, msg: msg, hb: hb, d: delivered{kind: kind, tenant: contract.InvalidTenant, subject: msg.Subject()}}
+	j := &job{w: w, r: r, lane: l, tenant: tenant, msg: msg, meta: t.meta, metaErr: t.metaErr, hb: hb, d: delivered{kind: kind, tenant: contract.InvalidTenant, subject: msg.Subject()}}
 	j.logAttrs, j.log = newJobLog(w.log, slog.String("kind", string(kind)))
 	j.ctx, j.span = w.startSpan(r.handlerCtx, kind, msg)
 	if sc := j.span.SpanContext(); sc.IsValid() {
@@ -153,11 +180,11 @@ func (j *job) run() {
 // result when an id can still be dug out of it, before any record of it
 // is looked at.
 func (j *job) decode() (*contract.Submission, bool) {
-	meta, err := j.msg.Metadata()
-	if err != nil {
+	meta := j.meta
+	if meta == nil {
 		// Only a message that did not come from a consumer lacks
 		// metadata; there is nothing to decide about it.
-		j.log.Error("message without JetStream metadata; returning it", "error", err)
+		j.log.Error("message without JetStream metadata; returning it", "error", j.metaErr)
 		j.nak(shutdownNakDelay, CauseTransient)
 		return nil, false
 	}

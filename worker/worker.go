@@ -429,7 +429,8 @@ func (w *Worker) consume(ctx context.Context, r *run, l lane, it jetstream.Messa
 			return err
 		}
 		missedAt = time.Time{}
-		hb := r.beats.start(msg, max(ackWait/3, minHeartbeat))
+		t := take(msg)
+		hb := r.beats.start(msg, t.storedAt(), max(ackWait/3, minHeartbeat))
 		release, ok := r.slots.acquire(ctx, l)
 		if ok && ctx.Err() != nil {
 			release()
@@ -446,7 +447,7 @@ func (w *Worker) consume(ctx context.Context, r *run, l lane, it jetstream.Messa
 		}
 		r.inflight.Go(func() {
 			defer release()
-			w.process(r, l, msg, hb)
+			w.process(r, l, t, hb)
 		})
 	}
 }
