@@ -88,9 +88,10 @@ func (hs *heartbeats) start(msg jetstream.Msg, stored time.Time, every time.Dura
 // ack at all. One that may have waited longer in the stream or the
 // client's buffer, a redelivery, and one whose store time is unknown or
 // ahead of this machine's clock beat at once. It relies on the clocks of
-// the NATS server and this machine differing by less than twice every (two
-// thirds of AckWait, 40 s by default): a larger skew can let the server redeliver
-// a message still in progress, which the journal's lease then holds off.
+// the NATS server and this machine differing by less than twice every
+// (two thirds of AckWait, 40 s by default): a larger skew can let the
+// server redeliver a message still in progress, which the journal's lease
+// then holds off.
 func firstBeat(stored, now time.Time, every time.Duration) time.Time {
 	since := now.Sub(stored)
 	if stored.IsZero() || since < 0 || since >= every {

@@ -38,6 +38,7 @@ type taken struct {
 	metaErr error
 }
 
+// take reads msg's metadata.
 func take(msg jetstream.Msg) taken {
 	meta, err := msg.Metadata()
 	return taken{msg: msg, meta: meta, metaErr: err}
