@@ -88,7 +88,7 @@ func documents(ctx context.Context, r *runner) ([]Figure, error) {
 	sampler := startHeapSampler()
 	err = st.publish(ctx, msgs)
 	if err == nil {
-		_, err = watch.wait(ctx)
+		_, err = watch.wait(ctx, run)
 	}
 	peak := sampler.stop()
 	if stopErr := run.stop(); err == nil {

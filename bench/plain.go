@@ -86,6 +86,11 @@ func (p plainWorker) run(ctx context.Context) error {
 	}
 	for {
 		m, err := iter.Next()
+		if errors.Is(err, jetstream.ErrNoHeartbeat) {
+			// The iterator pulls again by itself; on a loaded machine a
+			// heartbeat can come late without anything being wrong.
+			continue
+		}
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				fail(fmt.Errorf("plain worker: %w", err))

@@ -109,7 +109,7 @@ func (r *runner) scaleStep(ctx context.Context, p, n int) (float64, error) {
 	if err := st.publish(ctx, msgs); err != nil {
 		return 0, err
 	}
-	_, err = watch.wait(ctx)
+	_, err = watch.wait(ctx, nil)
 	stopped = true
 	if stopErr := ws.stop(); err == nil {
 		err = stopErr
@@ -217,9 +217,8 @@ func (ws *workerSet) startInProcess(ctx context.Context, st *stage, r *runner) e
 			})
 			ws.checks = append(ws.checks, func() error {
 				select {
-				case err := <-run.done:
-					run.done <- err // for stop
-					return fmt.Errorf("a worker stopped on its own: %v", err)
+				case <-run.ended:
+					return fmt.Errorf("a worker stopped on its own: %v", run.err)
 				default:
 					return nil
 				}

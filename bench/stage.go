@@ -220,21 +220,27 @@ func (s *stage) close() {
 // running is a worker (or other service) running in a goroutine.
 type running struct {
 	cancel context.CancelFunc
-	done   chan error
+	// ended is closed when run has returned, err then being its error.
+	ended chan struct{}
+	err   error
 }
 
 // start runs run until stop.
 func start(ctx context.Context, run func(context.Context) error) *running {
 	ctx, cancel := context.WithCancel(ctx)
-	r := &running{cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- run(ctx) }()
+	r := &running{cancel: cancel, ended: make(chan struct{})}
+	go func() {
+		defer close(r.ended)
+		r.err = run(ctx)
+	}()
 	return r
 }
 
 // stop cancels the run and returns its error.
 func (r *running) stop() error {
 	r.cancel()
-	return <-r.done
+	<-r.ended
+	return r.err
 }
 
 // waitPulling waits until the stage tenant's lane of kind has at least n pull
@@ -336,7 +342,7 @@ func (st *stage) throughputOf(ctx context.Context, name string, runFn func(conte
 	}
 	sp := startSpan()
 	run := start(ctx, runFn)
-	last, err := watch.wait(ctx)
+	last, err := watch.wait(ctx, run)
 	got := sp.end(last)
 	if err == nil {
 		err = traffic.end(&got)

@@ -66,7 +66,7 @@ func tokens(ctx context.Context, r *runner) ([]Figure, error) {
 		_ = run.stop()
 		return nil, err
 	}
-	_, err = watch.wait(ctx)
+	_, err = watch.wait(ctx, run)
 	if stopErr := run.stop(); err == nil {
 		err = stopErr
 	}

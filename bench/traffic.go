@@ -20,6 +20,10 @@ import (
 // latency scenario needs about a minute.
 const resultTimeout = 5 * time.Minute
 
+// endGrace is how long results may take to reach the watch once the run
+// that published them has stopped.
+const endGrace = 5 * time.Second
+
 // message is one submission to publish.
 type message struct {
 	kind contract.Kind
@@ -168,16 +172,38 @@ func (s *stage) watchResults(want int) (*resultWatch, error) {
 }
 
 // wait returns when every wanted result has been seen, with the time the
-// last one came.
-func (w *resultWatch) wait(ctx context.Context) (time.Time, error) {
+// last one came. It gives up when ctx ends, after resultTimeout, and,
+// when run is not nil, as soon as run stops by itself: a worker that
+// failed would otherwise leave it waiting for results that cannot come,
+// with its error unsaid until the timeout.
+func (w *resultWatch) wait(ctx context.Context, run *running) (time.Time, error) {
 	t := time.NewTimer(resultTimeout)
 	defer t.Stop()
+	var ended <-chan struct{}
+	if run != nil {
+		ended = run.ended
+	}
 	select {
 	case <-w.done:
 		return w.at(w.want), nil
+	case <-ended:
+		// Results it published just before it stopped may still be on
+		// their way to the subscription.
+		grace := time.NewTimer(endGrace)
+		defer grace.Stop()
+		select {
+		case <-w.done:
+			return w.at(w.want), nil
+		case <-grace.C:
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return time.Time{}, fmt.Errorf("stopped by itself after %d of %d results: %v", len(w.seen), w.want, run.err)
 	case <-t.C:
 	case <-ctx.Done():
-		return time.Time{}, ctx.Err()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return time.Time{}, fmt.Errorf("%d of %d results: %w", len(w.seen), w.want, ctx.Err())
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
