@@ -106,7 +106,10 @@ func TestGrantRejected(t *testing.T) {
 	srv := start(t, simulator.Config{})
 	k := keys()
 	kid := map[string]any{"kid": kidKid}
-	valid := func() jwt.MapClaims { return claims(srv, clientKid, scopeRoad, time.Now()) }
+	// One now for every claim: exp set from a second reading could fall
+	// in the next second and make a 121 s lifetime read as 120 s.
+	now := time.Now()
+	valid := func() jwt.MapClaims { return claims(srv, clientKid, scopeRoad, now) }
 	with := func(c jwt.MapClaims, key string, v any) jwt.MapClaims {
 		if v == nil {
 			delete(c, key)
@@ -115,7 +118,6 @@ func TestGrantRejected(t *testing.T) {
 		}
 		return c
 	}
-	now := time.Now()
 	tests := []struct {
 		name      string
 		assertion string
