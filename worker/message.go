@@ -61,11 +61,9 @@ type job struct {
 	lane lane
 	// tenant is the subject's last token, for the Observer.
 	tenant string
-	msg    jetstream.Msg
-	// meta and metaErr are taken's.
-	meta    *jetstream.MsgMetadata
-	metaErr error
-	hb      *heartbeat
+	// taken is the message with its metadata (j.msg, j.meta, j.metaErr).
+	taken
+	hb *heartbeat
 	// ctx carries the delivery's span; it ends with the handlers (see
 	// run.handlerCtx).
 	ctx  context.Context
@@ -128,7 +126,7 @@ func (w *Worker) process(r *run, l lane, t taken, hb *heartbeat) {
 	tenant := subjectTenant(msg.Subject())
 	start := time.Now()
 	w.obs.MessageStarted(kind, tenant)
-	j := &job{w: w, r: r, lane: l, tenant: tenant, msg: msg, meta: t.meta, metaErr: t.metaErr, hb: hb, d: delivered{kind: kind, tenant: contract.InvalidTenant, subject: msg.Subject()}}
+	j := &job{w: w, r: r, lane: l, tenant: tenant, taken: t, hb: hb, d: delivered{kind: kind, tenant: contract.InvalidTenant, subject: msg.Subject()}}
 	j.logAttrs, j.log = newJobLog(w.log, slog.String("kind", string(kind)))
 	j.ctx, j.span = w.startSpan(r.handlerCtx, kind, msg)
 	if sc := j.span.SpanContext(); sc.IsValid() {
